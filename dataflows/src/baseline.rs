@@ -1,0 +1,130 @@
+//! Baselines: the windowed moments of every series as one shared differential arrangement, and
+//! the operator that reads a sample's baseline from it as of the sample's own time.
+//!
+//! The arrangement is keyed by series id with [`Moments`] as the difference, so the accumulated
+//! difference of a key at time `t` *is* the baseline at `t`. [`with_baseline`] waits until the
+//! arrangement is complete through a sample's time, reads the key's accumulation with a cursor,
+//! and then lets the arrangement compact up to the earliest time it may still be asked about:
+//! memory follows active series, not the length of the stream.
+
+use differential_dataflow::difference::Semigroup;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::KeySpine;
+use differential_dataflow::trace::TraceReader;
+use differential_dataflow::{AsCollection, Data, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::progress::Antichain;
+
+use crate::moments::Moments;
+use crate::records::{Sample, SeriesId};
+use crate::time::Time;
+
+/// The baseline arrangement: series id -> moments of its window.
+pub type Baselines<'s> = Arranged<'s, TraceAgent<KeySpine<SeriesId, Time, Moments>>>;
+
+/// Arranges windowed moments (from [`crate::window::window`]) into the shared baselines.
+pub fn arrange_baselines<'s>(windowed: VecCollection<'s, Time, SeriesId, Moments>) -> Baselines<'s> {
+    windowed.arrange_by_self_named("Baselines")
+}
+
+/// Calls `logic` with every sample and its series' baseline as of the sample's time (the samples
+/// before it in the window, never itself) and collects what it returns. `samples` must be
+/// partitioned by series like the arrangement (`series.id.hashed()`).
+pub fn with_baseline<'s, O, L>(
+    samples: VecCollection<'s, Time, Sample>,
+    baselines: Baselines<'s>,
+    name: &str,
+    mut logic: L,
+) -> VecCollection<'s, Time, O>
+where
+    O: Data,
+    L: FnMut(&Sample, &Moments) -> Option<O> + 'static,
+{
+    let mut trace = baselines.trace.clone();
+    samples
+        .inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<(O, Time, isize)>>, _, _, _, _>(
+            baselines.stream,
+            Pipeline,
+            Pipeline,
+            name,
+            move |_capability, _info| {
+                let mut stash: Vec<(Capability<Time>, Vec<(Sample, Time, isize)>)> = Vec::new();
+                let mut ready: Vec<(Sample, Time, isize)> = Vec::new();
+                let mut history: Vec<(Time, Moments)> = Vec::new();
+                move |(samples_in, samples_frontier), (batches_in, batches_frontier), output| {
+                    samples_in.for_each(|capability, data| {
+                        if let Some(cap) = capability.retain_least(0) {
+                            stash.push((cap, std::mem::take(data)));
+                        }
+                    });
+                    // The batches themselves are read through the trace.
+                    batches_in.for_each(|_capability, _batches| {});
+                    let complete = batches_frontier.frontier();
+
+                    for (cap, records) in stash.iter_mut() {
+                        ready.clear();
+                        let mut i = 0;
+                        while i < records.len() {
+                            if complete.less_equal(&records[i].1) {
+                                i += 1;
+                            } else {
+                                ready.push(records.swap_remove(i));
+                            }
+                        }
+                        if ready.is_empty() {
+                            continue;
+                        }
+                        ready.sort_unstable_by_key(|(s, t, _)| (s.series.id, *t));
+                        let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
+                        let (mut cursor, storage) = cursor_list(batches);
+                        let mut session = output.session(&*cap);
+                        let mut current: Option<SeriesId> = None;
+                        let (mut acc, mut next) = (Moments::default(), 0);
+                        for (sample, time, copies) in ready.drain(..) {
+                            let id = sample.series.id;
+                            if current != Some(id) {
+                                current = Some(id);
+                                history.clear();
+                                cursor.seek_key(&storage, &id);
+                                if cursor.get_key(&storage) == Some(&id) {
+                                    cursor.map_times(&storage, |t, m| history.push((*t, *m)));
+                                }
+                                history.sort_unstable_by_key(|(t, _)| *t);
+                                acc = Moments::default();
+                                next = 0;
+                            }
+                            while next < history.len() && history[next].0 <= time {
+                                acc.plus_equals(&history[next].1);
+                                next += 1;
+                            }
+                            if let Some(out) = logic(&sample, &acc) {
+                                session.give((out, time, copies));
+                            }
+                        }
+                        drop(session);
+                        if let Some(earliest) = records.iter().map(|(_, t, _)| *t).min() {
+                            cap.downgrade(&earliest);
+                        }
+                    }
+                    stash.retain(|(_, records)| !records.is_empty());
+
+                    // Nothing earlier than the samples still to come or still stashed is ever read.
+                    let mut lower = Antichain::new();
+                    for t in samples_frontier.frontier().iter() {
+                        lower.insert(*t);
+                    }
+                    for (cap, _) in stash.iter() {
+                        lower.insert(*cap.time());
+                    }
+                    trace.set_logical_compaction(lower.borrow());
+                    trace.set_physical_compaction(lower.borrow());
+                }
+            },
+        )
+        .as_collection()
+}

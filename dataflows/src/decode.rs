@@ -1,0 +1,302 @@
+//! Decoding and validation: one JSON line in, a [`Sample`] or an [`Invalid`] (with its counted
+//! reason) out. No I/O: sources hand bytes in and route the refusals to the dead-letter output.
+//!
+//! Series are interned: every sample of a series shares one `Arc<SeriesInfo>`, so decoding a
+//! sample allocates nothing once its series has been seen. Interned series that no live sample
+//! refers to any more are forgotten when the table doubles, so the table follows active series.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::moments::MAX_ABS_VALUE;
+use crate::records::{Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION};
+use crate::time::{self, TimestampError};
+
+/// A timestamp as it appears in JSON: epoch milliseconds or text.
+enum RawTime<'a> {
+    Millis(f64),
+    Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawTime<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawTime<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 string or epoch milliseconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawTime::Millis(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawTime::Millis(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawTime::Millis(v))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawTime::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTime::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A value as it appears in JSON: a number, or a string holding one (Prometheus writes `"NaN"`).
+struct RawNumber(f64);
+
+impl<'de> Deserialize<'de> for RawNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNumber, E> {
+                Ok(RawNumber(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawNumber, E> {
+                Ok(RawNumber(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawNumber, E> {
+                Ok(RawNumber(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNumber, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "nan" => Ok(RawNumber(f64::NAN)),
+                    "inf" | "+inf" | "infinity" | "+infinity" => Ok(RawNumber(f64::INFINITY)),
+                    "-inf" | "-infinity" => Ok(RawNumber(f64::NEG_INFINITY)),
+                    t => t
+                        .parse::<f64>()
+                        .map(RawNumber)
+                        .map_err(|_| E::custom(format_args!("value {v:?} is not a number"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSample<'a> {
+    schema_version: Option<u64>,
+    #[serde(borrow)]
+    timestamp: Option<RawTime<'a>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    metric_name: Option<Cow<'a, str>>,
+    value: Option<RawNumber>,
+    #[serde(borrow)]
+    labels: Option<&'a RawValue>,
+}
+
+/// Turns JSON lines into validated samples, interning series on the way.
+#[derive(Default)]
+pub struct Decoder {
+    series: HashMap<Box<[u8]>, Arc<SeriesInfo>>,
+    sweep_at: usize,
+    key: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder with an empty series table.
+    pub fn new() -> Self {
+        Decoder { sweep_at: 1024, ..Default::default() }
+    }
+
+    /// Number of series currently interned.
+    pub fn interned(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Decodes one line (without its newline) into a sample.
+    pub fn decode(&mut self, line: &[u8]) -> Result<Sample, Invalid> {
+        let text = std::str::from_utf8(line).map_err(|e| {
+            Invalid::new(Reason::InvalidUtf8, format!("byte {} is not valid UTF-8", e.valid_up_to() + 1))
+        })?;
+        let raw: RawSample = serde_json::from_str(text).map_err(|e| classify(text, e))?;
+        if let Some(v) = raw.schema_version {
+            if v != SCHEMA_VERSION as u64 {
+                return Err(Invalid::new(
+                    Reason::UnknownSchemaVersion,
+                    format!("schema_version {v} is unknown; this build reads version {SCHEMA_VERSION}"),
+                ));
+            }
+        }
+        let namespace = required_text(&raw.namespace, "namespace")?;
+        let service = required_text(&raw.service, "service")?;
+        let metric_name = required_text(&raw.metric_name, "metric_name")?;
+        let timestamp = match raw.timestamp {
+            None => return Err(missing("timestamp")),
+            Some(RawTime::Millis(ms)) => time::from_epoch_millis(ms),
+            Some(RawTime::Text(text)) => time::parse_rfc3339(&text),
+        }
+        .map_err(|e| match e {
+            TimestampError::Unparseable(why) => Invalid::new(Reason::BadTimestamp, why),
+            TimestampError::Absurd(why) => Invalid::new(Reason::AbsurdTimestamp, why),
+        })?;
+        let value = match raw.value {
+            None => return Err(missing("value")),
+            Some(RawNumber(v)) if !v.is_finite() => {
+                return Err(Invalid::new(Reason::NonFiniteValue, format!("value is {v}, not a finite number")))
+            }
+            Some(RawNumber(v)) if v.abs() >= MAX_ABS_VALUE => {
+                return Err(Invalid::new(
+                    Reason::ValueOutOfRange,
+                    format!("value {v} is out of range (|value| must be below 1e18)"),
+                ))
+            }
+            Some(RawNumber(v)) => v,
+        };
+        let series = self.intern(namespace, service, metric_name, raw.labels)?;
+        Ok(Sample::new(timestamp, series, value))
+    }
+
+    fn intern(
+        &mut self,
+        namespace: &str,
+        service: &str,
+        metric_name: &str,
+        labels: Option<&RawValue>,
+    ) -> Result<Arc<SeriesInfo>, Invalid> {
+        let labels_text = labels.map(RawValue::get).unwrap_or("null");
+        self.key.clear();
+        for part in [namespace, service, metric_name, labels_text] {
+            self.key.extend_from_slice(part.as_bytes());
+            self.key.push(0);
+        }
+        if let Some(found) = self.series.get(self.key.as_slice()) {
+            return Ok(found.clone());
+        }
+        let labels = parse_labels(labels_text)?;
+        let info = Arc::new(SeriesInfo {
+            id: SeriesId::of(namespace, service, metric_name),
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            metric_name: metric_name.to_owned(),
+            labels,
+        });
+        if self.series.len() >= self.sweep_at {
+            self.series.retain(|_, s| Arc::strong_count(s) > 1);
+            self.sweep_at = (self.series.len() * 2).max(1024);
+        }
+        self.series.insert(self.key.clone().into_boxed_slice(), info.clone());
+        Ok(info)
+    }
+}
+
+fn parse_labels(text: &str) -> Result<Vec<(String, String)>, Invalid> {
+    let parsed: Option<std::collections::BTreeMap<String, String>> = serde_json::from_str(text)
+        .map_err(|_| Invalid::new(Reason::InvalidField, "labels must be an object of string values"))?;
+    Ok(parsed.unwrap_or_default().into_iter().collect())
+}
+
+fn missing(field: &str) -> Invalid {
+    Invalid::new(Reason::MissingField, format!("missing field `{field}`"))
+}
+
+fn required_text<'a>(value: &'a Option<Cow<'_, str>>, field: &str) -> Result<&'a str, Invalid> {
+    match value {
+        None => Err(missing(field)),
+        Some(v) if v.trim().is_empty() => Err(Invalid::new(Reason::EmptyField, format!("field `{field}` is empty"))),
+        Some(v) => Ok(v),
+    }
+}
+
+fn classify(text: &str, e: serde_json::Error) -> Invalid {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data if !text.trim_start().starts_with('{') => {
+            Invalid::new(Reason::NotObject, "the line is JSON but not an object")
+        }
+        Category::Data => Invalid::new(Reason::InvalidField, strip_position(&e.to_string())),
+        Category::Syntax | Category::Eof | Category::Io => Invalid::new(Reason::NotJson, format!("not JSON: {e}")),
+    }
+}
+
+/// serde's data errors end in " at line 1 column N", which says nothing in a one-line record.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(line: &str) -> Reason {
+        Decoder::new().decode(line.as_bytes()).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_valid_sample() {
+        let mut d = Decoder::new();
+        let s = d
+            .decode(br#"{"schema_version":1,"timestamp":"2026-11-25T02:09:00+01:00","namespace":"shop","service":"api","metric_name":"latency_p99","value":0.42,"labels":{"tier":"web","pod":"a"}}"#)
+            .unwrap();
+        assert_eq!(s.timestamp, 1_795_568_940_000);
+        assert_eq!(s.series.service, "api");
+        assert_eq!(s.series.labels, vec![("pod".into(), "a".into()), ("tier".into(), "web".into())]);
+        assert_eq!(s.value.0, 0.42);
+        let again = d
+            .decode(br#"{"timestamp":1795568941000,"namespace":"shop","service":"api","metric_name":"latency_p99","value":"0.5","labels":{"tier":"web","pod":"a"}}"#)
+            .unwrap();
+        assert!(Arc::ptr_eq(&s.series, &again.series), "the series is interned");
+        assert_eq!(d.interned(), 1);
+    }
+
+    #[test]
+    fn every_kind_of_invalid_line_has_its_reason() {
+        let ok = r#""timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":"api","metric_name":"m""#;
+        assert_eq!(Decoder::new().decode(b"{\"a\":\xff}").unwrap_err().reason, Reason::InvalidUtf8);
+        assert_eq!(reason("not json"), Reason::NotJson);
+        assert_eq!(reason(r#"{"timestamp": "#), Reason::NotJson);
+        assert_eq!(reason("[1,2]"), Reason::NotObject);
+        assert_eq!(reason(&format!("{{{ok}}}")), Reason::MissingField);
+        assert_eq!(reason(&format!("{{{ok},\"value\":null}}")), Reason::MissingField);
+        assert_eq!(reason(r#"{"timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":" ","metric_name":"m","value":1}"#), Reason::EmptyField);
+        assert_eq!(reason(&format!("{{{ok},\"value\":true}}")), Reason::InvalidField);
+        assert_eq!(reason(&format!("{{{ok},\"value\":1,\"labels\":{{\"a\":1}}}}")), Reason::InvalidField);
+        assert_eq!(reason(&format!("{{{ok},\"value\":\"NaN\"}}")), Reason::NonFiniteValue);
+        assert_eq!(reason(&format!("{{{ok},\"value\":\"-Inf\"}}")), Reason::NonFiniteValue);
+        assert_eq!(reason(&format!("{{{ok},\"value\":2e18}}")), Reason::ValueOutOfRange);
+        assert_eq!(reason(r#"{"timestamp":"soon","namespace":"shop","service":"api","metric_name":"m","value":1}"#), Reason::BadTimestamp);
+        assert_eq!(reason(r#"{"timestamp":1795568940,"namespace":"shop","service":"api","metric_name":"m","value":1}"#), Reason::AbsurdTimestamp);
+        assert_eq!(reason(&format!("{{{ok},\"value\":1,\"schema_version\":2}}")), Reason::UnknownSchemaVersion);
+    }
+
+    #[test]
+    fn type_errors_say_which_field() {
+        let e = Decoder::new()
+            .decode(br#"{"timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":7,"metric_name":"m","value":1}"#)
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidField);
+        assert!(e.detail.contains("invalid type: integer `7`"), "{}", e.detail);
+    }
+
+    #[test]
+    fn the_table_forgets_series_no_sample_holds() {
+        let mut d = Decoder::new();
+        for i in 0..5000 {
+            let line = format!(r#"{{"timestamp":1795568940000,"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#);
+            drop(d.decode(line.as_bytes()).unwrap());
+        }
+        assert!(d.interned() < 3000, "{}", d.interned());
+    }
+}

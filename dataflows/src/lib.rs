@@ -1,0 +1,21 @@
+//! incidentflow's dataflow crate: the record types and the dataflow stages, with no I/O.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`time`] | the time rules: event-time ticks, RFC 3339, windows, watermarks |
+//! | [`records`] | the record contracts: samples, anomalies, refusal reasons, dead letters |
+//! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
+//! | [`moments`] | the exact difference type of the baselines |
+//! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
+//! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
+//! | [`zscore`] | the rolling z-score detector and its score |
+//! | [`pipeline`] | the stages wired together: samples -> anomalies |
+
+pub mod baseline;
+pub mod decode;
+pub mod moments;
+pub mod pipeline;
+pub mod records;
+pub mod time;
+pub mod window;
+pub mod zscore;

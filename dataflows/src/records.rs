@@ -1,0 +1,464 @@
+//! The record contracts (DESIGN.md section 2): samples in, anomalies out, and the typed reasons
+//! a record is refused. Field names here are the JSON field names users read and write.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::time::{write_rfc3339, Time};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A float with a total order (by `f64::total_cmp`), so that records holding one are dataflow data.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct F64(pub f64);
+
+impl PartialEq for F64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0) == Ordering::Equal
+    }
+}
+impl Eq for F64 {}
+impl PartialOrd for F64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for F64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl std::hash::Hash for F64 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+
+/// A series' identity: a 128-bit xxh3 hash of (namespace, service, metric_name). Stable across
+/// processes, worker counts and releases; collisions are beyond practical reach (2^-64 at 10^10
+/// series).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeriesId(pub u128);
+
+impl SeriesId {
+    /// The id of the series (namespace, service, metric_name).
+    pub fn of(namespace: &str, service: &str, metric_name: &str) -> Self {
+        let mut key = Vec::with_capacity(namespace.len() + service.len() + metric_name.len() + 2);
+        key.extend_from_slice(namespace.as_bytes());
+        key.push(0);
+        key.extend_from_slice(service.as_bytes());
+        key.push(0);
+        key.extend_from_slice(metric_name.as_bytes());
+        SeriesId(xxhash_rust::xxh3::xxh3_128(&key))
+    }
+}
+
+/// What a sample says about where it comes from: the series key and its labels. Shared (`Arc`)
+/// by every sample of the series so that a sample costs no string copies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    /// Hash of the series key; first, so that comparisons are cheap.
+    pub id: SeriesId,
+    /// Namespace (for example the Kubernetes namespace).
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+    /// Metric name (`latency_p99`, `error_rate`, ...).
+    pub metric_name: String,
+    /// Optional labels (team, region, tier, pod...), sorted by name.
+    pub labels: Vec<(String, String)>,
+}
+
+impl SeriesInfo {
+    /// A series without labels.
+    pub fn new(namespace: &str, service: &str, metric_name: &str) -> Self {
+        SeriesInfo {
+            id: SeriesId::of(namespace, service, metric_name),
+            namespace: namespace.into(),
+            service: service.into(),
+            metric_name: metric_name.into(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// A metric sample, validated.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sample {
+    /// Event time.
+    pub timestamp: Time,
+    /// The series it belongs to.
+    pub series: Arc<SeriesInfo>,
+    /// The value as given.
+    pub value: F64,
+    /// The value in fixed point (see [`crate::moments`]).
+    pub fixed: i128,
+}
+
+impl Sample {
+    /// A sample of `series` at `timestamp`.
+    pub fn new(timestamp: Time, series: Arc<SeriesInfo>, value: f64) -> Self {
+        Sample { timestamp, series, value: F64(value), fixed: crate::moments::to_fixed(value) }
+    }
+}
+
+/// Which way a value left its baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Above the expected value.
+    Up,
+    /// Below the expected value.
+    Down,
+}
+
+/// The detectors this build knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Detector {
+    /// Rolling z-score against the window's mean and standard deviation.
+    #[serde(rename = "zscore")]
+    ZScore,
+}
+
+impl Detector {
+    /// The name used in records and config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::ZScore => "zscore",
+        }
+    }
+}
+
+/// Why a detector fired.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Number of samples in the baseline window.
+    pub baseline_points: u64,
+    /// Standard deviation of the baseline window.
+    pub baseline_stddev: F64,
+    /// Signed z-score; None when the baseline is perfectly flat (stddev 0).
+    pub z: Option<F64>,
+    /// Up or down.
+    pub direction: Direction,
+    /// True when the baseline was perfectly flat and the value differs from it.
+    pub flat_baseline: bool,
+}
+
+/// An anomalous sample with the evidence behind it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// Event time of the sample.
+    pub timestamp: Time,
+    /// The sample's series.
+    pub series: Arc<SeriesInfo>,
+    /// The sample's value.
+    pub value: F64,
+    /// What the baseline expected (its mean).
+    pub expected: F64,
+    /// Lower edge of the normal band.
+    pub lower_bound: F64,
+    /// Upper edge of the normal band.
+    pub upper_bound: F64,
+    /// Graded strength in [0, 1]; 0.5 is a deviation exactly at the threshold.
+    pub anomaly_score: F64,
+    /// The detector that fired.
+    pub detector: Detector,
+    /// Length of the baseline window in milliseconds: the baseline is `[timestamp - window, timestamp)`.
+    pub window_ms: u64,
+    /// Why.
+    pub evidence: Evidence,
+}
+
+impl Anomaly {
+    /// Deterministic id: the same sample and detector give the same id in every run.
+    pub fn anomaly_id(&self) -> String {
+        let mut key = [0u8; 25];
+        key[..16].copy_from_slice(&self.series.id.0.to_le_bytes());
+        key[16..24].copy_from_slice(&self.timestamp.to_le_bytes());
+        key[24] = self.detector as u8;
+        format!("an-{:016x}", xxhash_rust::xxh3::xxh3_64(&key))
+    }
+
+    /// The anomaly as one line of JSON (no newline), the output contract.
+    pub fn to_json(&self) -> String {
+        let mut window_start = String::new();
+        write_rfc3339(&mut window_start, self.timestamp.saturating_sub(self.window_ms));
+        let mut timestamp = String::new();
+        write_rfc3339(&mut timestamp, self.timestamp);
+        let out = AnomalyJson {
+            schema_version: SCHEMA_VERSION,
+            anomaly_id: self.anomaly_id(),
+            timestamp: &timestamp,
+            namespace: &self.series.namespace,
+            service: &self.series.service,
+            metric_name: &self.series.metric_name,
+            labels: LabelsJson(&self.series.labels),
+            value: self.value.0,
+            expected: self.expected.0,
+            lower_bound: self.lower_bound.0,
+            upper_bound: self.upper_bound.0,
+            anomaly_score: self.anomaly_score.0,
+            detector: self.detector.name(),
+            window: WindowJson { start: &window_start, end: &timestamp, duration_ms: self.window_ms },
+            evidence: EvidenceJson {
+                baseline_points: self.evidence.baseline_points,
+                baseline_mean: self.expected.0,
+                baseline_stddev: self.evidence.baseline_stddev.0,
+                z: self.evidence.z.map(|z| z.0),
+                direction: self.evidence.direction,
+                flat_baseline: self.evidence.flat_baseline,
+            },
+        };
+        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[derive(Serialize)]
+struct AnomalyJson<'a> {
+    schema_version: u32,
+    anomaly_id: String,
+    timestamp: &'a str,
+    namespace: &'a str,
+    service: &'a str,
+    metric_name: &'a str,
+    labels: LabelsJson<'a>,
+    value: f64,
+    expected: f64,
+    lower_bound: f64,
+    upper_bound: f64,
+    anomaly_score: f64,
+    detector: &'a str,
+    window: WindowJson<'a>,
+    evidence: EvidenceJson,
+}
+
+#[derive(Serialize)]
+struct WindowJson<'a> {
+    start: &'a str,
+    end: &'a str,
+    duration_ms: u64,
+}
+
+#[derive(Serialize)]
+struct EvidenceJson {
+    baseline_points: u64,
+    baseline_mean: f64,
+    baseline_stddev: f64,
+    z: Option<f64>,
+    direction: Direction,
+    flat_baseline: bool,
+}
+
+struct LabelsJson<'a>(&'a [(String, String)]);
+
+impl Serialize for LabelsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Why an input record was refused. Each is counted and named in the dead-letter output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// The line is not JSON.
+    NotJson,
+    /// The line is JSON but not an object.
+    NotObject,
+    /// A required field is absent (or null).
+    MissingField,
+    /// A required text field is empty or blank.
+    EmptyField,
+    /// A field has the wrong type or shape.
+    InvalidField,
+    /// `value` is NaN or infinite.
+    NonFiniteValue,
+    /// |value| is 1e18 or more.
+    ValueOutOfRange,
+    /// The timestamp is neither RFC 3339 nor whole epoch milliseconds.
+    BadTimestamp,
+    /// The timestamp is outside 2000..2100.
+    AbsurdTimestamp,
+    /// `schema_version` is not one this build reads.
+    UnknownSchemaVersion,
+    /// The line is longer than the configured limit.
+    Oversized,
+    /// The record is older than its partition's watermark (later than the allowed lateness).
+    Late,
+}
+
+impl Reason {
+    /// Every reason, in the order summaries list them.
+    pub const ALL: [Reason; 13] = [
+        Reason::InvalidUtf8,
+        Reason::NotJson,
+        Reason::NotObject,
+        Reason::MissingField,
+        Reason::EmptyField,
+        Reason::InvalidField,
+        Reason::NonFiniteValue,
+        Reason::ValueOutOfRange,
+        Reason::BadTimestamp,
+        Reason::AbsurdTimestamp,
+        Reason::UnknownSchemaVersion,
+        Reason::Oversized,
+        Reason::Late,
+    ];
+
+    /// The snake_case name used in dead letters, summaries and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::NotJson => "not_json",
+            Reason::NotObject => "not_object",
+            Reason::MissingField => "missing_field",
+            Reason::EmptyField => "empty_field",
+            Reason::InvalidField => "invalid_field",
+            Reason::NonFiniteValue => "non_finite_value",
+            Reason::ValueOutOfRange => "value_out_of_range",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::AbsurdTimestamp => "absurd_timestamp",
+            Reason::UnknownSchemaVersion => "unknown_schema_version",
+            Reason::Oversized => "oversized",
+            Reason::Late => "late",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused record's reason and a sentence saying what exactly is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Invalid {
+    /// The counted reason.
+    pub reason: Reason,
+    /// What is wrong, for the person reading the dead-letter file.
+    pub detail: String,
+}
+
+impl Invalid {
+    /// An invalid record for `reason`, explained by `detail`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Invalid { reason, detail: detail.into() }
+    }
+}
+
+/// A refused record on its way to the dead-letter output: where it was, why, and what it said.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The source (a file path, `stdin`, `demo`).
+    pub source: String,
+    /// 1-based line number in the source.
+    pub line: u64,
+    /// Byte offset of the line in the source.
+    pub offset: u64,
+    /// Why.
+    pub invalid: Invalid,
+    /// The original bytes (at most the first 4 KiB for oversized lines).
+    pub raw: Vec<u8>,
+    /// True when `raw` was cut short.
+    pub truncated: bool,
+}
+
+impl DeadLetter {
+    /// The dead letter as one line of JSON (no newline). Text that is not UTF-8 is given lossily in
+    /// `raw` and exactly in `raw_base64`.
+    pub fn to_json(&self) -> String {
+        let text = String::from_utf8_lossy(&self.raw);
+        let exact = matches!(text, std::borrow::Cow::Borrowed(_));
+        let out = DeadLetterJson {
+            schema_version: SCHEMA_VERSION,
+            source: &self.source,
+            line: self.line,
+            offset: self.offset,
+            reason: self.invalid.reason,
+            detail: &self.invalid.detail,
+            raw: &text,
+            raw_base64: (!exact).then(|| base64(&self.raw)),
+            truncated: self.truncated,
+        };
+        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLetterJson<'a> {
+    schema_version: u32,
+    source: &'a str,
+    line: u64,
+    offset: u64,
+    reason: Reason,
+    detail: &'a str,
+    raw: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+    truncated: bool,
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn series_ids_separate_their_parts() {
+        assert_ne!(SeriesId::of("a", "bc", "d"), SeriesId::of("ab", "c", "d"));
+        assert_eq!(SeriesId::of("shop", "api", "latency"), SeriesId::of("shop", "api", "latency"));
+    }
+
+    #[test]
+    fn dead_letters_keep_bytes_that_are_not_utf8() {
+        let dl = DeadLetter {
+            source: "in.jsonl".into(),
+            line: 3,
+            offset: 40,
+            invalid: Invalid::new(Reason::InvalidUtf8, "byte 2 is not UTF-8"),
+            raw: vec![b'{', 0xff, b'}'],
+            truncated: false,
+        };
+        let v: serde_json::Value = serde_json::from_str(&dl.to_json()).unwrap();
+        assert_eq!(v["reason"], "invalid_utf8");
+        assert_eq!(v["line"], 3);
+        assert_eq!(v["raw_base64"], "e/99");
+    }
+}

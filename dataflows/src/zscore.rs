@@ -1,0 +1,128 @@
+//! The rolling z-score detector (the champion): how far a sample lies from its series' baseline,
+//! in standard deviations.
+//!
+//! * `z = (value - mean) / stddev` over the baseline window (sample standard deviation); the sample
+//!   is anomalous when `|z| > threshold` and the window holds at least `min_points` samples.
+//! * `anomaly_score = |z| / (|z| + threshold)`: 0.5 exactly at the threshold, graded above it
+//!   and never saturated (4 sigma scores 0.571, 12 sigma 0.8, 100 sigma 0.971 at threshold 3).
+//! * A perfectly flat baseline (stddev 0) has no z. Any change from it is evidence:
+//!   `anomaly_score = 0.5 + 0.5 * |value - mean| / max(|value|, |mean|)`, so a counter stuck at 0
+//!   that moves scores 1.0 and a tiny wobble of a large constant scores just above 0.5.
+//!   `evidence.flat_baseline` is true and `evidence.z` is null.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::moments::Moments;
+use crate::records::{Anomaly, Detector, Direction, Evidence, Sample, F64};
+
+/// Settings of the z-score detector and of the baseline it reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZScoreConfig {
+    /// Baseline window length in milliseconds.
+    pub window_ms: u64,
+    /// Fewest baseline samples before a series is scored.
+    pub min_points: u64,
+    /// |z| above which a sample is anomalous.
+    pub threshold: f64,
+}
+
+impl Default for ZScoreConfig {
+    fn default() -> Self {
+        ZScoreConfig { window_ms: 30 * 60 * 1000, min_points: 5, threshold: 3.0 }
+    }
+}
+
+/// Scores `sample` against `baseline` (the moments of its series' window before it).
+pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Option<Anomaly> {
+    if baseline.n < config.min_points.max(1) as i64 || baseline.is_mean(sample.fixed) {
+        return None;
+    }
+    let mean = baseline.mean()?;
+    let value = sample.value.0;
+    let direction = if value > mean { Direction::Up } else { Direction::Down };
+    let (stddev, z, anomaly_score) = if baseline.is_flat() {
+        let scale = value.abs().max(mean.abs());
+        let relative = if scale > 0.0 { ((value - mean).abs() / scale).min(1.0) } else { 1.0 };
+        (0.0, None, 0.5 + 0.5 * relative)
+    } else {
+        let stddev = baseline.stddev()?;
+        let z = (value - mean) / stddev;
+        if z.abs() <= config.threshold {
+            return None;
+        }
+        (stddev, Some(F64(z)), z.abs() / (z.abs() + config.threshold))
+    };
+    Some(Anomaly {
+        timestamp: sample.timestamp,
+        series: Arc::clone(&sample.series),
+        value: sample.value,
+        expected: F64(mean),
+        lower_bound: F64(mean - config.threshold * stddev),
+        upper_bound: F64(mean + config.threshold * stddev),
+        anomaly_score: F64(anomaly_score),
+        detector: Detector::ZScore,
+        window_ms: config.window_ms,
+        evidence: Evidence {
+            baseline_points: baseline.n as u64,
+            baseline_stddev: F64(stddev),
+            z,
+            direction,
+            flat_baseline: stddev == 0.0,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::moments::to_fixed;
+    use crate::records::SeriesInfo;
+    use differential_dataflow::difference::Semigroup;
+
+    fn baseline(values: &[f64]) -> Moments {
+        let mut m = Moments::default();
+        for v in values {
+            m.plus_equals(&Moments::of(to_fixed(*v)));
+        }
+        m
+    }
+
+    fn sample(value: f64) -> Sample {
+        Sample::new(1_795_568_940_000, Arc::new(SeriesInfo::new("shop", "api", "latency")), value)
+    }
+
+    #[test]
+    fn scores_are_graded_not_saturated() {
+        let b = baseline(&[9.0, 11.0, 9.0, 11.0, 10.0, 10.0]); // mean 10, sd sqrt(0.8)
+        let sd = 0.8f64.sqrt();
+        let cfg = ZScoreConfig::default();
+        assert!(score(&sample(10.0 + 2.9 * sd), &b, &cfg).is_none());
+        let four = score(&sample(10.0 + 4.0 * sd), &b, &cfg).unwrap();
+        let twelve = score(&sample(10.0 - 12.0 * sd), &b, &cfg).unwrap();
+        assert!((four.anomaly_score.0 - 4.0 / 7.0).abs() < 1e-9);
+        assert!((twelve.anomaly_score.0 - 0.8).abs() < 1e-9);
+        assert_eq!(twelve.evidence.direction, Direction::Down);
+        assert!((four.upper_bound.0 - (10.0 + 3.0 * sd)).abs() < 1e-9);
+        assert_eq!(four.evidence.baseline_points, 6);
+    }
+
+    #[test]
+    fn flat_baselines_do_not_divide_by_zero() {
+        let cfg = ZScoreConfig::default();
+        let zeros = baseline(&[0.0; 6]);
+        assert!(score(&sample(0.0), &zeros, &cfg).is_none());
+        let jump = score(&sample(5.0), &zeros, &cfg).unwrap();
+        assert_eq!(jump.anomaly_score.0, 1.0);
+        assert!(jump.evidence.flat_baseline && jump.evidence.z.is_none());
+        let wobble = score(&sample(100.001), &baseline(&[100.0; 6]), &cfg).unwrap();
+        assert!(wobble.anomaly_score.0 > 0.5 && wobble.anomaly_score.0 < 0.501);
+    }
+
+    #[test]
+    fn too_few_points_are_not_scored() {
+        let cfg = ZScoreConfig::default();
+        assert!(score(&sample(100.0), &baseline(&[1.0, 1.1, 0.9, 1.0]), &cfg).is_none());
+    }
+}
