@@ -1,1 +1,219 @@
-fn main(){}
+//! `incidentflow`: the command line. Parses flags, loads the job file, opens the outputs, runs
+//! the dataflow and prints the summary. Exit status: 0 on success; 1 with a one-line reason on a
+//! configuration or I/O error. Bad records never change the exit status.
+
+mod config;
+mod demo;
+mod runtime;
+mod sink;
+mod source;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::JobConfig;
+use crate::runtime::{Cluster, Outputs, RunSpec};
+use crate::sink::{open_output, DeadLetterOutput};
+use crate::source::InputSource;
+use crate::summary::{anomaly_digest, Report};
+
+/// Streaming AIOps: rolling baselines and anomaly detection over metric samples, on
+/// timely/differential dataflow.
+#[derive(Parser)]
+#[command(name = "incidentflow", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the job. With no --input it runs the embedded demo scenario.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Samples as JSON Lines: a file, or - for standard input. Omit to run the embedded demo.
+    #[arg(long, value_name = "FILE|-")]
+    input: Option<String>,
+    /// Write anomalies as JSON Lines to FILE (- for standard output).
+    #[arg(long, value_name = "FILE|-")]
+    anomalies_out: Option<String>,
+    /// Write refused records here [default: ./dead-letter.jsonl, created only when needed].
+    #[arg(long, value_name = "FILE")]
+    dead_letter: Option<PathBuf>,
+    /// Job file (TOML) with the detector settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Worker threads per process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Number of processes in the cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    processes: u16,
+    /// This process's index in the cluster (0-based).
+    #[arg(long, default_value_t = 0)]
+    process_index: u16,
+    /// File with one host:port per process, in process-index order.
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
+    /// Also write the run summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary_out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("incidentflow: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster(args: &RunArgs) -> Result<Cluster, String> {
+    let processes = args.processes as usize;
+    let process_index = args.process_index as usize;
+    if process_index >= processes {
+        return Err(format!(
+            "--process-index {process_index} is out of range for --processes {processes}"
+        ));
+    }
+    let addresses = match (&args.hostfile, processes) {
+        (_, 1) => Vec::new(),
+        (None, _) => {
+            return Err(
+                "--processes above 1 needs --hostfile with one host:port per process".into(),
+            )
+        }
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read hostfile {}: {e}", path.display()))?;
+            let hosts: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            if hosts.len() < processes {
+                return Err(format!(
+                    "hostfile {} lists {} hosts; --processes {processes} needs {processes}",
+                    path.display(),
+                    hosts.len()
+                ));
+            }
+            hosts.into_iter().take(processes).collect()
+        }
+    };
+    Ok(Cluster {
+        workers: args.workers as usize,
+        processes,
+        process_index,
+        addresses,
+    })
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => JobConfig::load(path)?,
+        None => JobConfig::default(),
+    };
+    let cluster = cluster(&args)?;
+    let demo = args.input.is_none();
+    let input = match args.input.as_deref() {
+        None => {
+            let (name, bytes) = demo::scenario();
+            InputSource::Embedded { name, bytes }
+        }
+        Some("-") => InputSource::Stdin,
+        Some(path) => {
+            let path = PathBuf::from(path);
+            std::fs::metadata(&path)
+                .map_err(|e| format!("cannot read input {}: {e}", path.display()))?;
+            InputSource::Path(path)
+        }
+    };
+    let leader = cluster.process_index == 0;
+    let dead_letter_path = args
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
+    let outputs = if leader {
+        let anomalies = match &args.anomalies_out {
+            Some(target) => Some(
+                open_output(target)
+                    .map_err(|e| format!("cannot write anomalies to {target}: {e}"))?,
+            ),
+            None => None,
+        };
+        let dead_letter = match &args.dead_letter {
+            Some(path) => DeadLetterOutput::Open(
+                path.clone(),
+                open_output(&path.to_string_lossy())
+                    .map_err(|e| format!("cannot write dead letters to {}: {e}", path.display()))?,
+            ),
+            None => DeadLetterOutput::Lazy(dead_letter_path.clone()),
+        };
+        Outputs {
+            anomalies,
+            dead_letter: Some(dead_letter),
+        }
+    } else {
+        Outputs {
+            anomalies: None,
+            dead_letter: None,
+        }
+    };
+    if demo && leader {
+        eprintln!("incidentflow: no --input given; running the embedded demo (a small shop whose database goes bad).");
+    }
+    let total_workers = cluster.workers * cluster.processes;
+    let started = Instant::now();
+    let outcome = runtime::run(
+        RunSpec {
+            input,
+            config,
+            cluster,
+        },
+        outputs,
+    )?;
+    let elapsed = started.elapsed();
+    if !leader {
+        eprintln!(
+            "incidentflow: process {} finished in {:.2}s; process 0 prints the totals.",
+            args.process_index,
+            elapsed.as_secs_f64()
+        );
+        return Ok(());
+    }
+    let report = Report {
+        outcome: &outcome,
+        elapsed,
+        anomalies_to: args.anomalies_out.as_deref(),
+        dead_letter_to: &dead_letter_path.to_string_lossy(),
+        workers: total_workers,
+    };
+    if args.anomalies_out.is_none() {
+        print!("{}", anomaly_digest(&outcome));
+    }
+    eprint!("{}", report.human());
+    if let Some(path) = &args.summary_out {
+        let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write summary to {}: {e}", path.display()))?;
+    }
+    match &outcome.error {
+        Some(e) => Err(e.clone()),
+        None => Ok(()),
+    }
+}

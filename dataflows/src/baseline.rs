@@ -26,8 +26,13 @@ use crate::time::Time;
 /// The baseline arrangement: series id -> moments of its window.
 pub type Baselines<'s> = Arranged<'s, TraceAgent<KeySpine<SeriesId, Time, Moments>>>;
 
+/// A sample update as the collection carries it.
+type SampleUpdate = (Sample, Time, isize);
+
 /// Arranges windowed moments (from [`crate::window::window`]) into the shared baselines.
-pub fn arrange_baselines<'s>(windowed: VecCollection<'s, Time, SeriesId, Moments>) -> Baselines<'s> {
+pub fn arrange_baselines<'s>(
+    windowed: VecCollection<'s, Time, SeriesId, Moments>,
+) -> Baselines<'s> {
     windowed.arrange_by_self_named("Baselines")
 }
 
@@ -53,8 +58,8 @@ where
             Pipeline,
             name,
             move |_capability, _info| {
-                let mut stash: Vec<(Capability<Time>, Vec<(Sample, Time, isize)>)> = Vec::new();
-                let mut ready: Vec<(Sample, Time, isize)> = Vec::new();
+                let mut stash: Vec<(Capability<Time>, Vec<SampleUpdate>)> = Vec::new();
+                let mut ready: Vec<SampleUpdate> = Vec::new();
                 let mut history: Vec<(Time, Moments)> = Vec::new();
                 move |(samples_in, samples_frontier), (batches_in, batches_frontier), output| {
                     samples_in.for_each(|capability, data| {
@@ -80,7 +85,9 @@ where
                             continue;
                         }
                         ready.sort_unstable_by_key(|(s, t, _)| (s.series.id, *t));
-                        let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
+                        let batches = trace
+                            .batches_through(Antichain::new().borrow())
+                            .unwrap_or_default();
                         let (mut cursor, storage) = cursor_list(batches);
                         let mut session = output.session(&*cap);
                         let mut current: Option<SeriesId> = None;

@@ -115,7 +115,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder with an empty series table.
     pub fn new() -> Self {
-        Decoder { sweep_at: 1024, ..Default::default() }
+        Decoder {
+            sweep_at: 1024,
+            ..Default::default()
+        }
     }
 
     /// Number of series currently interned.
@@ -126,14 +129,19 @@ impl Decoder {
     /// Decodes one line (without its newline) into a sample.
     pub fn decode(&mut self, line: &[u8]) -> Result<Sample, Invalid> {
         let text = std::str::from_utf8(line).map_err(|e| {
-            Invalid::new(Reason::InvalidUtf8, format!("byte {} is not valid UTF-8", e.valid_up_to() + 1))
+            Invalid::new(
+                Reason::InvalidUtf8,
+                format!("byte {} is not valid UTF-8", e.valid_up_to() + 1),
+            )
         })?;
         let raw: RawSample = serde_json::from_str(text).map_err(|e| classify(text, e))?;
         if let Some(v) = raw.schema_version {
             if v != SCHEMA_VERSION as u64 {
                 return Err(Invalid::new(
                     Reason::UnknownSchemaVersion,
-                    format!("schema_version {v} is unknown; this build reads version {SCHEMA_VERSION}"),
+                    format!(
+                        "schema_version {v} is unknown; this build reads version {SCHEMA_VERSION}"
+                    ),
                 ));
             }
         }
@@ -152,7 +160,10 @@ impl Decoder {
         let value = match raw.value {
             None => return Err(missing("value")),
             Some(RawNumber(v)) if !v.is_finite() => {
-                return Err(Invalid::new(Reason::NonFiniteValue, format!("value is {v}, not a finite number")))
+                return Err(Invalid::new(
+                    Reason::NonFiniteValue,
+                    format!("value is {v}, not a finite number"),
+                ))
             }
             Some(RawNumber(v)) if v.abs() >= MAX_ABS_VALUE => {
                 return Err(Invalid::new(
@@ -194,14 +205,20 @@ impl Decoder {
             self.series.retain(|_, s| Arc::strong_count(s) > 1);
             self.sweep_at = (self.series.len() * 2).max(1024);
         }
-        self.series.insert(self.key.clone().into_boxed_slice(), info.clone());
+        self.series
+            .insert(self.key.clone().into_boxed_slice(), info.clone());
         Ok(info)
     }
 }
 
 fn parse_labels(text: &str) -> Result<Vec<(String, String)>, Invalid> {
     let parsed: Option<std::collections::BTreeMap<String, String>> = serde_json::from_str(text)
-        .map_err(|_| Invalid::new(Reason::InvalidField, "labels must be an object of string values"))?;
+        .map_err(|_| {
+            Invalid::new(
+                Reason::InvalidField,
+                "labels must be an object of string values",
+            )
+        })?;
     Ok(parsed.unwrap_or_default().into_iter().collect())
 }
 
@@ -212,7 +229,10 @@ fn missing(field: &str) -> Invalid {
 fn required_text<'a>(value: &'a Option<Cow<'_, str>>, field: &str) -> Result<&'a str, Invalid> {
     match value {
         None => Err(missing(field)),
-        Some(v) if v.trim().is_empty() => Err(Invalid::new(Reason::EmptyField, format!("field `{field}` is empty"))),
+        Some(v) if v.trim().is_empty() => Err(Invalid::new(
+            Reason::EmptyField,
+            format!("field `{field}` is empty"),
+        )),
         Some(v) => Ok(v),
     }
 }
@@ -224,7 +244,9 @@ fn classify(text: &str, e: serde_json::Error) -> Invalid {
             Invalid::new(Reason::NotObject, "the line is JSON but not an object")
         }
         Category::Data => Invalid::new(Reason::InvalidField, strip_position(&e.to_string())),
-        Category::Syntax | Category::Eof | Category::Io => Invalid::new(Reason::NotJson, format!("not JSON: {e}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            Invalid::new(Reason::NotJson, format!("not JSON: {e}"))
+        }
     }
 }
 
@@ -252,33 +274,78 @@ mod tests {
             .unwrap();
         assert_eq!(s.timestamp, 1_795_568_940_000);
         assert_eq!(s.series.service, "api");
-        assert_eq!(s.series.labels, vec![("pod".into(), "a".into()), ("tier".into(), "web".into())]);
+        assert_eq!(
+            s.series.labels,
+            vec![("pod".into(), "a".into()), ("tier".into(), "web".into())]
+        );
         assert_eq!(s.value.0, 0.42);
         let again = d
             .decode(br#"{"timestamp":1795568941000,"namespace":"shop","service":"api","metric_name":"latency_p99","value":"0.5","labels":{"tier":"web","pod":"a"}}"#)
             .unwrap();
-        assert!(Arc::ptr_eq(&s.series, &again.series), "the series is interned");
+        assert!(
+            Arc::ptr_eq(&s.series, &again.series),
+            "the series is interned"
+        );
         assert_eq!(d.interned(), 1);
     }
 
     #[test]
     fn every_kind_of_invalid_line_has_its_reason() {
         let ok = r#""timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":"api","metric_name":"m""#;
-        assert_eq!(Decoder::new().decode(b"{\"a\":\xff}").unwrap_err().reason, Reason::InvalidUtf8);
+        assert_eq!(
+            Decoder::new().decode(b"{\"a\":\xff}").unwrap_err().reason,
+            Reason::InvalidUtf8
+        );
         assert_eq!(reason("not json"), Reason::NotJson);
         assert_eq!(reason(r#"{"timestamp": "#), Reason::NotJson);
         assert_eq!(reason("[1,2]"), Reason::NotObject);
         assert_eq!(reason(&format!("{{{ok}}}")), Reason::MissingField);
-        assert_eq!(reason(&format!("{{{ok},\"value\":null}}")), Reason::MissingField);
-        assert_eq!(reason(r#"{"timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":" ","metric_name":"m","value":1}"#), Reason::EmptyField);
-        assert_eq!(reason(&format!("{{{ok},\"value\":true}}")), Reason::InvalidField);
-        assert_eq!(reason(&format!("{{{ok},\"value\":1,\"labels\":{{\"a\":1}}}}")), Reason::InvalidField);
-        assert_eq!(reason(&format!("{{{ok},\"value\":\"NaN\"}}")), Reason::NonFiniteValue);
-        assert_eq!(reason(&format!("{{{ok},\"value\":\"-Inf\"}}")), Reason::NonFiniteValue);
-        assert_eq!(reason(&format!("{{{ok},\"value\":2e18}}")), Reason::ValueOutOfRange);
-        assert_eq!(reason(r#"{"timestamp":"soon","namespace":"shop","service":"api","metric_name":"m","value":1}"#), Reason::BadTimestamp);
-        assert_eq!(reason(r#"{"timestamp":1795568940,"namespace":"shop","service":"api","metric_name":"m","value":1}"#), Reason::AbsurdTimestamp);
-        assert_eq!(reason(&format!("{{{ok},\"value\":1,\"schema_version\":2}}")), Reason::UnknownSchemaVersion);
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":null}}")),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(
+                r#"{"timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":" ","metric_name":"m","value":1}"#
+            ),
+            Reason::EmptyField
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":true}}")),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":1,\"labels\":{{\"a\":1}}}}")),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":\"NaN\"}}")),
+            Reason::NonFiniteValue
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":\"-Inf\"}}")),
+            Reason::NonFiniteValue
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":2e18}}")),
+            Reason::ValueOutOfRange
+        );
+        assert_eq!(
+            reason(
+                r#"{"timestamp":"soon","namespace":"shop","service":"api","metric_name":"m","value":1}"#
+            ),
+            Reason::BadTimestamp
+        );
+        assert_eq!(
+            reason(
+                r#"{"timestamp":1795568940,"namespace":"shop","service":"api","metric_name":"m","value":1}"#
+            ),
+            Reason::AbsurdTimestamp
+        );
+        assert_eq!(
+            reason(&format!("{{{ok},\"value\":1,\"schema_version\":2}}")),
+            Reason::UnknownSchemaVersion
+        );
     }
 
     #[test]
@@ -287,14 +354,20 @@ mod tests {
             .decode(br#"{"timestamp":"2026-11-25T01:09:00Z","namespace":"shop","service":7,"metric_name":"m","value":1}"#)
             .unwrap_err();
         assert_eq!(e.reason, Reason::InvalidField);
-        assert!(e.detail.contains("invalid type: integer `7`"), "{}", e.detail);
+        assert!(
+            e.detail.contains("invalid type: integer `7`"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
     fn the_table_forgets_series_no_sample_holds() {
         let mut d = Decoder::new();
         for i in 0..5000 {
-            let line = format!(r#"{{"timestamp":1795568940000,"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#);
+            let line = format!(
+                r#"{{"timestamp":1795568940000,"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#
+            );
             drop(d.decode(line.as_bytes()).unwrap());
         }
         assert!(d.interned() < 3000, "{}", d.interned());

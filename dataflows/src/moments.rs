@@ -22,7 +22,11 @@ pub fn to_fixed(value: f64) -> i128 {
     let bits = value.to_bits();
     let exponent = ((bits >> 52) & 0x7ff) as i32;
     let fraction = (bits & ((1u64 << 52) - 1)) as i128;
-    let (mantissa, power) = if exponent == 0 { (fraction, -1074) } else { (fraction | 1 << 52, exponent - 1075) };
+    let (mantissa, power) = if exponent == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, exponent - 1075)
+    };
     // value = mantissa * 2^power, so value * 1e9 = mantissa * 1e9 * 2^power (mantissa * 1e9 < 2^83).
     let scaled = mantissa * 1_000_000_000;
     let magnitude = if power >= 0 {
@@ -33,11 +37,17 @@ pub fn to_fixed(value: f64) -> i128 {
         let shift = -power;
         (scaled + (1i128 << (shift - 1))) >> shift
     };
-    if bits >> 63 == 1 { -magnitude } else { magnitude }
+    if bits >> 63 == 1 {
+        -magnitude
+    } else {
+        magnitude
+    }
 }
 
 /// (count, sum, sum of squares) of fixed-point values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Moments {
     /// Number of values.
     pub n: i64,
@@ -51,7 +61,11 @@ impl Moments {
     /// The moments of one fixed-point value.
     pub fn of(fixed: i128) -> Self {
         let x = I256::from(fixed);
-        Moments { n: 1, sum: fixed, sumsq: x * x }
+        Moments {
+            n: 1,
+            sum: fixed,
+            sumsq: x * x,
+        }
     }
 
     /// The moments of one fixed-point value taken `copies` times (negative: a retraction).

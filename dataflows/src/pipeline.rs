@@ -16,12 +16,20 @@ use crate::window::window;
 use crate::zscore::{score, ZScoreConfig};
 
 /// Moves every sample to the worker that owns its series (the owner of its baseline key).
-pub fn partition_by_series<'s>(samples: VecCollection<'s, Time, Sample>) -> VecCollection<'s, Time, Sample> {
-    samples.inner.exchange(|(sample, _, _): &(Sample, Time, isize)| sample.series.id.hashed().into()).as_collection()
+pub fn partition_by_series<'s>(
+    samples: VecCollection<'s, Time, Sample>,
+) -> VecCollection<'s, Time, Sample> {
+    samples
+        .inner
+        .exchange(|(sample, _, _): &(Sample, Time, isize)| sample.series.id.hashed())
+        .as_collection()
 }
 
 /// Builds the shared baselines of `samples` (already partitioned by series).
-pub fn baselines<'s>(samples: VecCollection<'s, Time, Sample>, config: &ZScoreConfig) -> Baselines<'s> {
+pub fn baselines<'s>(
+    samples: VecCollection<'s, Time, Sample>,
+    config: &ZScoreConfig,
+) -> Baselines<'s> {
     arrange_baselines(window(samples, config.window_ms))
 }
 
@@ -33,5 +41,7 @@ pub fn detect_anomalies<'s>(
     let samples = partition_by_series(samples);
     let baselines = baselines(samples.clone(), config);
     let config = config.clone();
-    with_baseline(samples, baselines, "ZScore", move |sample, baseline| score(sample, baseline, &config))
+    with_baseline(samples, baselines, "ZScore", move |sample, baseline| {
+        score(sample, baseline, &config)
+    })
 }

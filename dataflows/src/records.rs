@@ -104,7 +104,12 @@ pub struct Sample {
 impl Sample {
     /// A sample of `series` at `timestamp`.
     pub fn new(timestamp: Time, series: Arc<SeriesInfo>, value: f64) -> Self {
-        Sample { timestamp, series, value: F64(value), fixed: crate::moments::to_fixed(value) }
+        Sample {
+            timestamp,
+            series,
+            value: F64(value),
+            fixed: crate::moments::to_fixed(value),
+        }
     }
 }
 
@@ -188,7 +193,10 @@ impl Anomaly {
     /// The anomaly as one line of JSON (no newline), the output contract.
     pub fn to_json(&self) -> String {
         let mut window_start = String::new();
-        write_rfc3339(&mut window_start, self.timestamp.saturating_sub(self.window_ms));
+        write_rfc3339(
+            &mut window_start,
+            self.timestamp.saturating_sub(self.window_ms),
+        );
         let mut timestamp = String::new();
         write_rfc3339(&mut timestamp, self.timestamp);
         let out = AnomalyJson {
@@ -205,7 +213,11 @@ impl Anomaly {
             upper_bound: self.upper_bound.0,
             anomaly_score: self.anomaly_score.0,
             detector: self.detector.name(),
-            window: WindowJson { start: &window_start, end: &timestamp, duration_ms: self.window_ms },
+            window: WindowJson {
+                start: &window_start,
+                end: &timestamp,
+                duration_ms: self.window_ms,
+            },
             evidence: EvidenceJson {
                 baseline_points: self.evidence.baseline_points,
                 baseline_mean: self.expected.0,
@@ -355,7 +367,10 @@ pub struct Invalid {
 impl Invalid {
     /// An invalid record for `reason`, explained by `detail`.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Invalid { reason, detail: detail.into() }
+        Invalid {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -416,7 +431,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -435,7 +454,13 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(input.as_bytes()), expected);
         }
     }
@@ -443,7 +468,10 @@ mod tests {
     #[test]
     fn series_ids_separate_their_parts() {
         assert_ne!(SeriesId::of("a", "bc", "d"), SeriesId::of("ab", "c", "d"));
-        assert_eq!(SeriesId::of("shop", "api", "latency"), SeriesId::of("shop", "api", "latency"));
+        assert_eq!(
+            SeriesId::of("shop", "api", "latency"),
+            SeriesId::of("shop", "api", "latency")
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub fn from_epoch_millis(ms: f64) -> Result<Time, TimestampError> {
 /// space separator accepted) into UTC epoch milliseconds. Fractions below a millisecond are
 /// truncated; a leap second `:60` is read as `:59.999`.
 pub fn parse_rfc3339(text: &str) -> Result<Time, TimestampError> {
-    let bad = |why: &str| TimestampError::Unparseable(format!("timestamp {text:?} is not RFC 3339: {why}"));
+    let bad = |why: &str| {
+        TimestampError::Unparseable(format!("timestamp {text:?} is not RFC 3339: {why}"))
+    };
     let b = text.as_bytes();
     if b.len() < 20 {
         return Err(bad("too short"));
@@ -73,7 +75,12 @@ pub fn parse_rfc3339(text: &str) -> Result<Time, TimestampError> {
         }
         Ok(v)
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad("expected YYYY-MM-DDTHH:MM:SS"));
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -117,12 +124,17 @@ pub fn parse_rfc3339(text: &str) -> Result<Time, TimestampError> {
                 return Err(bad("offset out of range"));
             }
             let m = oh * 60 + om;
-            if sign == b'+' { m } else { -m }
+            if sign == b'+' {
+                m
+            } else {
+                -m
+            }
         }
         _ => return Err(bad("expected Z or an offset like +01:00 at the end")),
     };
     let days = days_from_civil(year, month, day);
-    let ms = ((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60) as i128) * 1000
+    let ms = ((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60) as i128)
+        * 1000
         + millis as i128;
     check_range(ms, &format!("{text:?}"))
 }
@@ -189,7 +201,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// Parses a duration such as `30m`, `10s`, `1h30m`, `250ms` or `2d` into milliseconds.
@@ -201,13 +221,21 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("duration {text:?}: expected a number, like 30m, 10s or 1h30m"));
+            return Err(format!(
+                "duration {text:?}: expected a number, like 30m, 10s or 1h30m"
+            ));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("duration {text:?} is too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration {text:?} is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1000,
@@ -215,7 +243,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             other => {
-                return Err(format!("duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"))
+                return Err(format!(
+                    "duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+                ))
             }
         };
         rest = &rest[unit_len..];
@@ -234,7 +264,13 @@ pub fn format_duration(ms: u64) -> String {
     }
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
         if rest >= size {
             let _ = write!(out, "{}{unit}", rest / size);
             rest %= size;
@@ -252,8 +288,14 @@ mod tests {
         let utc = parse_rfc3339("2026-11-25T01:09:00Z").unwrap();
         assert_eq!(parse_rfc3339("2026-11-25T02:09:00+01:00").unwrap(), utc);
         assert_eq!(parse_rfc3339("2026-11-24T20:39:00-04:30").unwrap(), utc);
-        assert_eq!(parse_rfc3339("2026-11-25t01:09:00.250z").unwrap(), utc + 250);
-        assert_eq!(parse_rfc3339("2026-11-25 01:09:00.1234567Z").unwrap(), utc + 123);
+        assert_eq!(
+            parse_rfc3339("2026-11-25t01:09:00.250z").unwrap(),
+            utc + 250
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-25 01:09:00.1234567Z").unwrap(),
+            utc + 123
+        );
         assert_eq!(format_rfc3339(utc + 5), "2026-11-25T01:09:00.005Z");
         assert_eq!(utc, 1_795_568_940_000);
     }
@@ -268,13 +310,30 @@ mod tests {
 
     #[test]
     fn bad_timestamps_are_rejected_with_a_reason() {
-        for text in ["2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T01:09:00", "yesterday", "2026-11-25T24:00:00Z"] {
-            assert!(matches!(parse_rfc3339(text), Err(TimestampError::Unparseable(_))), "{text}");
+        for text in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-25T01:09:00",
+            "yesterday",
+            "2026-11-25T24:00:00Z",
+        ] {
+            assert!(
+                matches!(parse_rfc3339(text), Err(TimestampError::Unparseable(_))),
+                "{text}"
+            );
         }
-        assert!(matches!(parse_rfc3339("1970-01-01T00:00:00Z"), Err(TimestampError::Absurd(_))));
-        let Err(TimestampError::Absurd(why)) = from_epoch_millis(1_795_568_940.0) else { panic!() };
+        assert!(matches!(
+            parse_rfc3339("1970-01-01T00:00:00Z"),
+            Err(TimestampError::Absurd(_))
+        ));
+        let Err(TimestampError::Absurd(why)) = from_epoch_millis(1_795_568_940.0) else {
+            panic!()
+        };
         assert!(why.contains("epoch seconds"), "{why}");
-        assert!(matches!(from_epoch_millis(1.5e12 + 0.5), Err(TimestampError::Unparseable(_))));
+        assert!(matches!(
+            from_epoch_millis(1.5e12 + 0.5),
+            Err(TimestampError::Unparseable(_))
+        ));
     }
 
     #[test]

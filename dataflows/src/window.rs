@@ -31,7 +31,8 @@ pub fn window<'s>(
             Pipeline,
             "Window",
             move |_capability, _info| {
-                let mut pending: BinaryHeap<Reverse<(Time, SeriesId, i128, i64)>> = BinaryHeap::new();
+                let mut pending: BinaryHeap<Reverse<(Time, SeriesId, i128, i64)>> =
+                    BinaryHeap::new();
                 let mut held: Option<Capability<Time>> = None;
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
@@ -55,7 +56,9 @@ pub fn window<'s>(
                     }
                     if let Some(cap) = held.as_mut() {
                         let mut session = output.session(cap);
-                        while let Some(Reverse((expires, id, fixed, copies))) = pending.peek().copied() {
+                        while let Some(Reverse((expires, id, fixed, copies))) =
+                            pending.peek().copied()
+                        {
                             if frontier.less_than(&expires) {
                                 break;
                             }

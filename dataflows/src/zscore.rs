@@ -30,7 +30,11 @@ pub struct ZScoreConfig {
 
 impl Default for ZScoreConfig {
     fn default() -> Self {
-        ZScoreConfig { window_ms: 30 * 60 * 1000, min_points: 5, threshold: 3.0 }
+        ZScoreConfig {
+            window_ms: 30 * 60 * 1000,
+            min_points: 5,
+            threshold: 3.0,
+        }
     }
 }
 
@@ -41,10 +45,18 @@ pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Opti
     }
     let mean = baseline.mean()?;
     let value = sample.value.0;
-    let direction = if value > mean { Direction::Up } else { Direction::Down };
+    let direction = if value > mean {
+        Direction::Up
+    } else {
+        Direction::Down
+    };
     let (stddev, z, anomaly_score) = if baseline.is_flat() {
         let scale = value.abs().max(mean.abs());
-        let relative = if scale > 0.0 { ((value - mean).abs() / scale).min(1.0) } else { 1.0 };
+        let relative = if scale > 0.0 {
+            ((value - mean).abs() / scale).min(1.0)
+        } else {
+            1.0
+        };
         (0.0, None, 0.5 + 0.5 * relative)
     } else {
         let stddev = baseline.stddev()?;
@@ -90,7 +102,11 @@ mod tests {
     }
 
     fn sample(value: f64) -> Sample {
-        Sample::new(1_795_568_940_000, Arc::new(SeriesInfo::new("shop", "api", "latency")), value)
+        Sample::new(
+            1_795_568_940_000,
+            Arc::new(SeriesInfo::new("shop", "api", "latency")),
+            value,
+        )
     }
 
     #[test]

@@ -1,0 +1,348 @@
+//! The runtime: starts the timely workers (threads, or a cluster of processes), builds the
+//! dataflow in each, feeds it from the file source, and gathers the outcome.
+
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::InputSession;
+use incidentflow_dataflows::decode::Decoder;
+use incidentflow_dataflows::pipeline::detect_anomalies;
+use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, Sample};
+use incidentflow_dataflows::time::{format_duration, format_rfc3339, Time};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::worker::Worker;
+
+use crate::config::JobConfig;
+use crate::sink::{
+    write_anomalies, write_diagnostics, DeadLetterOutput, Diagnostic, LineWriter, Outcome,
+    SourceCounts,
+};
+use crate::source::{plan_partitions, InputSource, Partition};
+
+/// The input that carries dead letters and counts into the dataflow.
+type DiagnosticInput = InputHandle<Time, CapacityContainerBuilder<Vec<Diagnostic>>>;
+
+/// How the workers are laid out.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process_index: usize,
+    /// `host:port` of every process (empty for one process).
+    pub addresses: Vec<String>,
+}
+
+impl Cluster {
+    /// The timely configuration, built in code (timely's own flags would clash with ours).
+    pub fn timely_config(&self) -> timely::Config {
+        let communication = if self.processes > 1 {
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process_index,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        };
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// Everything a run needs.
+pub struct RunSpec {
+    /// Where samples come from.
+    pub input: InputSource,
+    /// The pipeline's settings.
+    pub config: JobConfig,
+    /// Worker layout.
+    pub cluster: Cluster,
+}
+
+/// The outputs, handed to worker 0 of process 0.
+pub struct Outputs {
+    /// Where anomalies go (None: only counted and summarised).
+    pub anomalies: Option<LineWriter>,
+    /// Where dead letters go.
+    pub dead_letter: Option<DeadLetterOutput>,
+}
+
+/// Runs the job to the end of its input and returns what it found.
+pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, String> {
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let outputs = Arc::new(Mutex::new(Some(outputs)));
+    let spec = Arc::new(spec);
+    let config = spec.cluster.timely_config();
+    let shared = outcome.clone();
+    let guards = timely::execute(config, move |worker| {
+        let mine = if worker.index() == 0 {
+            outputs.lock().ok().and_then(|mut o| o.take())
+        } else {
+            None
+        };
+        run_worker(worker, &spec, mine, shared.clone())
+    })
+    .map_err(|e| format!("cannot start the workers: {e}"))?;
+    for result in guards.join() {
+        result.map_err(|e| format!("a worker failed: {e}"))??;
+    }
+    let outcome = Arc::try_unwrap(outcome)
+        .map_err(|_| "the workers still hold the outcome".to_string())?
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(outcome)
+}
+
+fn run_worker(
+    worker: &mut Worker,
+    spec: &RunSpec,
+    outputs: Option<Outputs>,
+    outcome: Arc<Mutex<Outcome>>,
+) -> Result<(), String> {
+    let zscore = spec.config.zscore_config();
+    let probe = ProbeHandle::new();
+    let (anomaly_writer, dead_letter_writer) = match outputs {
+        Some(o) => (o.anomalies, o.dead_letter),
+        None => (None, None),
+    };
+    let (mut samples, mut diagnostics) = worker.dataflow::<Time, _, _>(|scope| {
+        let mut samples = InputSession::<Time, Sample, isize>::new();
+        let anomalies = detect_anomalies(samples.to_collection(scope), &zscore);
+        write_anomalies(
+            anomalies.inner.probe_with(&probe),
+            anomaly_writer,
+            outcome.clone(),
+        );
+        let mut diagnostics = DiagnosticInput::new();
+        let stream = scope.input_from(&mut diagnostics);
+        write_diagnostics(
+            stream.probe_with(&probe),
+            dead_letter_writer,
+            outcome.clone(),
+        );
+        (samples, diagnostics)
+    });
+
+    let mut feed = Feed::new(worker.index(), worker.peers(), spec)?;
+    feed.run(worker, &mut samples, &mut diagnostics, &probe)?;
+    diagnostics.send(Diagnostic::Counts(feed.counts.clone()));
+    samples.close();
+    diagnostics.close();
+    while !probe.done() {
+        worker.step();
+    }
+    Ok(())
+}
+
+/// One owned partition's progress.
+struct PartitionState {
+    partition: Partition,
+    /// Newest timestamp seen (or peeked) in the partition.
+    newest: Option<Time>,
+    /// No valid record is left in it.
+    finished: bool,
+}
+
+/// A worker's share of the input, fed into the dataflow in event time.
+struct Feed<'a> {
+    spec: &'a RunSpec,
+    source_name: String,
+    decoder: Decoder,
+    owned: Vec<PartitionState>,
+    counts: SourceCounts,
+    lateness: Time,
+    tick: Time,
+    /// How far the input may run ahead of the output before the worker waits (bounds memory).
+    max_lag: Time,
+}
+
+impl<'a> Feed<'a> {
+    fn new(index: usize, peers: usize, spec: &'a RunSpec) -> Result<Self, String> {
+        let source_name = spec.input.name();
+        let partitions = match &spec.input {
+            InputSource::Stdin if index != 0 => Vec::new(),
+            source => plan_partitions(source, spec.config.input.partition_bytes)
+                .map_err(|e| format!("cannot read {source_name}: {e}"))?,
+        };
+        let owned = partitions
+            .into_iter()
+            .filter(|p| p.index % peers == index)
+            .map(|partition| PartitionState {
+                partition,
+                newest: None,
+                finished: false,
+            })
+            .collect();
+        let tick = spec.config.time.tick.0.max(1);
+        Ok(Feed {
+            spec,
+            source_name,
+            decoder: Decoder::new(),
+            owned,
+            counts: SourceCounts::default(),
+            lateness: spec.config.time.allowed_lateness.0,
+            tick,
+            max_lag: (tick * 64).max(spec.config.time.allowed_lateness.0),
+        })
+    }
+
+    fn run(
+        &mut self,
+        worker: &mut Worker,
+        samples: &mut InputSession<Time, Sample, isize>,
+        diagnostics: &mut DiagnosticInput,
+        probe: &ProbeHandle<Time>,
+    ) -> Result<(), String> {
+        self.peek_all()?;
+        let max_line = self.spec.config.input.max_line_bytes as usize;
+        let mut line = Vec::with_capacity(4096);
+        for k in 0..self.owned.len() {
+            let partition = self.owned[k].partition;
+            let mut reader = partition
+                .open(&self.spec.input, max_line)
+                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?;
+            let mut since_step = 0u32;
+            while let Some(info) = reader
+                .next_line(&mut line)
+                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?
+            {
+                if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                self.counts.read += 1;
+                let decoded = if info.oversized {
+                    Err(Invalid::new(
+                        Reason::Oversized,
+                        format!("line is longer than input.max_line_bytes ({max_line} bytes)"),
+                    ))
+                } else {
+                    self.decoder.decode(&line)
+                };
+                let accepted = decoded.and_then(|sample| self.admit(k, sample, samples.time()));
+                match accepted {
+                    Ok(sample) => {
+                        let time = sample.timestamp;
+                        samples.update_at(sample, time, 1);
+                        self.counts.valid += 1;
+                    }
+                    Err(invalid) => {
+                        self.counts.count_dead(invalid.reason);
+                        diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
+                            source: self.source_name.clone(),
+                            line: info.number,
+                            offset: info.offset,
+                            invalid,
+                            raw: std::mem::take(&mut line),
+                            truncated: info.oversized,
+                        }));
+                    }
+                }
+                since_step += 1;
+                if since_step == 1024 {
+                    since_step = 0;
+                    self.advance(worker, samples, diagnostics, probe);
+                }
+            }
+            self.owned[k].finished = true;
+            self.advance(worker, samples, diagnostics, probe);
+        }
+        Ok(())
+    }
+
+    /// Applies the lateness rule of partition `k` to a decoded sample.
+    fn admit(&mut self, k: usize, sample: Sample, input_time: &Time) -> Result<Sample, Invalid> {
+        let state = &mut self.owned[k];
+        let time = sample.timestamp;
+        if let Some(newest) = state.newest {
+            if time.saturating_add(self.lateness) < newest || time < *input_time {
+                return Err(Invalid::new(
+                    Reason::Late,
+                    format!(
+                        "timestamp {} is {} behind the newest record of its partition ({}); allowed lateness is {}",
+                        format_rfc3339(time),
+                        format_duration(newest.saturating_sub(time)),
+                        format_rfc3339(newest),
+                        format_duration(self.lateness)
+                    ),
+                ));
+            }
+        }
+        state.newest = Some(state.newest.map_or(time, |n| n.max(time)));
+        Ok(sample)
+    }
+
+    /// Finds the first valid timestamp of every owned partition, so that the worker knows how far
+    /// it may advance its input before it has read them.
+    fn peek_all(&mut self) -> Result<(), String> {
+        if matches!(self.spec.input, InputSource::Stdin) {
+            return Ok(());
+        }
+        let max_line = self.spec.config.input.max_line_bytes as usize;
+        let mut decoder = Decoder::new();
+        let mut line = Vec::new();
+        for state in &mut self.owned {
+            let mut reader = state
+                .partition
+                .open(&self.spec.input, max_line)
+                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?;
+            while let Some(info) = reader
+                .next_line(&mut line)
+                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?
+            {
+                if info.oversized {
+                    continue;
+                }
+                if let Ok(sample) = decoder.decode(&line) {
+                    state.newest = Some(sample.timestamp);
+                    break;
+                }
+            }
+            if state.newest.is_none() {
+                state.finished = true; // no valid record in it: it holds nothing back
+            }
+        }
+        Ok(())
+    }
+
+    /// The time below which this worker will send nothing more: the least watermark over the
+    /// partitions it has not finished, rounded down to the tick. None while a partition's first
+    /// record is still unknown (standard input before its first record).
+    fn low_watermark(&self) -> Option<Time> {
+        let mut low = Time::MAX;
+        for state in self.owned.iter().filter(|s| !s.finished) {
+            low = low.min(state.newest?.saturating_sub(self.lateness));
+        }
+        Some(low / self.tick * self.tick)
+    }
+
+    fn advance(
+        &mut self,
+        worker: &mut Worker,
+        samples: &mut InputSession<Time, Sample, isize>,
+        diagnostics: &mut DiagnosticInput,
+        probe: &ProbeHandle<Time>,
+    ) {
+        if let Some(low) = self.low_watermark() {
+            if low > *samples.time() && low != Time::MAX {
+                samples.advance_to(low);
+                diagnostics.advance_to(low);
+                samples.flush();
+                let behind = low.saturating_sub(self.max_lag);
+                worker.step_while(|| probe.less_than(&behind));
+            }
+        }
+        samples.flush();
+        diagnostics.flush();
+        worker.step();
+    }
+}

@@ -1,0 +1,246 @@
+//! File sinks: anomalies and dead letters, written by worker 0 of process 0 so that one file holds
+//! the whole job's output whatever the worker and process count.
+//!
+//! Anomalies are written in event-time order as the frontier completes each time, and in series
+//! order within a time, so the anomaly file is byte-identical across worker and process counts.
+//! Dead letters are written as they arrive, each batch in source order.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
+use incidentflow_dataflows::time::Time;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+/// How many anomalies the end-of-run summary keeps to show.
+const SHOWN_ANOMALIES_KEPT: usize = 10_000;
+
+/// Records counted by a source: read = valid + dead-lettered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    /// Lines that held a record (blank lines are not records).
+    pub read: u64,
+    /// Records processed.
+    pub valid: u64,
+    /// Records dead-lettered, by [`Reason`] (indexed as `Reason::ALL`).
+    pub dead: [u64; Reason::ALL.len()],
+}
+
+impl SourceCounts {
+    /// Counts one dead-lettered record.
+    pub fn count_dead(&mut self, reason: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.dead[i] += 1;
+        }
+    }
+
+    /// All dead-lettered records.
+    pub fn dead_total(&self) -> u64 {
+        self.dead.iter().sum()
+    }
+
+    /// Adds another worker's counts.
+    pub fn add(&mut self, other: &SourceCounts) {
+        self.read += other.read;
+        self.valid += other.valid;
+        for (a, b) in self.dead.iter_mut().zip(other.dead.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// What sources send beside the samples: refused records and, at the end, their counts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Diagnostic {
+    /// A refused record.
+    DeadLetter(DeadLetter),
+    /// A worker's final counts.
+    Counts(SourceCounts),
+}
+
+/// What the job found and did, filled in by worker 0's sinks and read at exit.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Counts summed over every worker of every process.
+    pub counts: SourceCounts,
+    /// Anomalies written.
+    pub anomalies: u64,
+    /// The first anomalies, in output order, for the summary.
+    pub shown: Vec<Anomaly>,
+    /// Dead letters written.
+    pub dead_letters_written: u64,
+    /// The first output error; the job exits non-zero when set.
+    pub error: Option<String>,
+}
+
+/// A line-oriented output: a file or standard output.
+pub type LineWriter = Box<dyn Write + Send>;
+
+/// Opens `-` as standard output, anything else as a new file.
+pub fn open_output(target: &str) -> io::Result<LineWriter> {
+    if target == "-" {
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())))
+    } else {
+        Ok(Box::new(BufWriter::with_capacity(
+            1 << 16,
+            File::create(target)?,
+        )))
+    }
+}
+
+/// The dead-letter file: opened eagerly when named on the command line, else on the first dead
+/// letter, so that a clean run leaves no empty file behind.
+pub enum DeadLetterOutput {
+    /// Already open.
+    Open(PathBuf, LineWriter),
+    /// Opened when first needed.
+    Lazy(PathBuf),
+}
+
+/// Writes anomalies (exchanged to worker 0) in time order as times complete.
+pub fn write_anomalies(
+    anomalies: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
+    mut out: Option<LineWriter>,
+    outcome: Arc<Mutex<Outcome>>,
+) {
+    let mut pending: BTreeMap<Time, Vec<(Anomaly, isize)>> = BTreeMap::new();
+    anomalies.sink(
+        Exchange::new(|_: &(Anomaly, Time, isize)| 0u64),
+        "WriteAnomalies",
+        move |(input, frontier)| {
+            input.for_each(|_capability, data| {
+                for (anomaly, time, copies) in data.drain(..) {
+                    pending.entry(time).or_default().push((anomaly, copies));
+                }
+            });
+            let mut lines = String::new();
+            let mut written = 0u64;
+            let mut done = Vec::new();
+            while let Some(entry) = pending.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let mut batch = entry.remove();
+                batch.sort_by(|a, b| {
+                    let (x, y) = (&a.0.series, &b.0.series);
+                    (&x.namespace, &x.service, &x.metric_name, a.0.detector).cmp(&(
+                        &y.namespace,
+                        &y.service,
+                        &y.metric_name,
+                        b.0.detector,
+                    ))
+                });
+                for (anomaly, copies) in batch {
+                    for _ in 0..copies.max(0) {
+                        lines.push_str(&anomaly.to_json());
+                        lines.push('\n');
+                        written += 1;
+                    }
+                    done.push(anomaly);
+                }
+            }
+            let finished = frontier.is_empty();
+            if written == 0 && !finished {
+                return;
+            }
+            let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+            outcome.anomalies += written;
+            let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
+            outcome.shown.extend(done.into_iter().take(room));
+            if let Some(w) = out.as_mut() {
+                let result = w.write_all(lines.as_bytes()).and_then(|_| {
+                    if finished {
+                        w.flush()
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = result {
+                    outcome
+                        .error
+                        .get_or_insert(format!("cannot write anomalies: {e}"));
+                    out = None;
+                }
+            }
+        },
+    );
+}
+
+/// Writes dead letters (exchanged to worker 0) and sums the workers' counts.
+pub fn write_diagnostics(
+    diagnostics: Stream<'_, Time, Vec<Diagnostic>>,
+    mut out: Option<DeadLetterOutput>,
+    outcome: Arc<Mutex<Outcome>>,
+) {
+    diagnostics.sink(
+        Exchange::new(|_: &Diagnostic| 0u64),
+        "WriteDeadLetters",
+        move |(input, frontier)| {
+            let mut letters = Vec::new();
+            let mut counts = Vec::new();
+            input.for_each(|_capability, data| {
+                for d in data.drain(..) {
+                    match d {
+                        Diagnostic::DeadLetter(letter) => letters.push(letter),
+                        Diagnostic::Counts(c) => counts.push(c),
+                    }
+                }
+            });
+            let finished = frontier.is_empty();
+            if letters.is_empty() && counts.is_empty() && !finished {
+                return;
+            }
+            let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+            for c in &counts {
+                outcome.counts.add(c);
+            }
+            letters.sort_by(|a, b| (&a.source, a.offset).cmp(&(&b.source, b.offset)));
+            let mut text = String::new();
+            for letter in &letters {
+                text.push_str(&letter.to_json());
+                text.push('\n');
+            }
+            if let Some(DeadLetterOutput::Lazy(path)) = &out {
+                if !letters.is_empty() {
+                    out = match File::create(path) {
+                        Ok(f) => Some(DeadLetterOutput::Open(
+                            path.clone(),
+                            Box::new(BufWriter::new(f)),
+                        )),
+                        Err(e) => {
+                            outcome.error.get_or_insert(format!(
+                                "cannot create dead-letter file {}: {e}",
+                                path.display()
+                            ));
+                            None
+                        }
+                    };
+                }
+            }
+            if let Some(DeadLetterOutput::Open(path, w)) = out.as_mut() {
+                match w.write_all(text.as_bytes()).and_then(|_| {
+                    if finished {
+                        w.flush()
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    Ok(()) => outcome.dead_letters_written += letters.len() as u64,
+                    Err(e) => {
+                        outcome.error.get_or_insert(format!(
+                            "cannot write dead letters to {}: {e}",
+                            path.display()
+                        ));
+                        out = None;
+                    }
+                }
+            }
+        },
+    );
+}

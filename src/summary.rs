@@ -1,0 +1,242 @@
+//! What the job prints at exit: a one-screen summary for the person who ran it, and the same
+//! figures as JSON for scripts (`--summary-out`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use incidentflow_dataflows::records::{Anomaly, Direction, Reason};
+use incidentflow_dataflows::time::{format_clock, format_rfc3339};
+use serde_json::json;
+
+use crate::sink::Outcome;
+
+/// How many series the human summary lists.
+const LISTED: usize = 15;
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The figures of a finished run.
+pub struct Report<'a> {
+    /// What worker 0's sinks gathered.
+    pub outcome: &'a Outcome,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Where anomalies went (None: nowhere but this summary).
+    pub anomalies_to: Option<&'a str>,
+    /// Where dead letters went.
+    pub dead_letter_to: &'a str,
+    /// Worker threads x processes.
+    pub workers: usize,
+}
+
+impl Report<'_> {
+    fn rate(&self) -> f64 {
+        self.outcome.counts.read as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The one-screen summary.
+    pub fn human(&self) -> String {
+        let c = &self.outcome.counts;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "incidentflow: {} in {:.2}s with {} worker{} ({:.0} records/s)",
+            plural(c.read, "record"),
+            self.elapsed.as_secs_f64(),
+            self.workers,
+            if self.workers == 1 { "" } else { "s" },
+            self.rate()
+        );
+        let _ = writeln!(s, "  read          {:>12}", c.read);
+        let _ = writeln!(s, "  valid         {:>12}", c.valid);
+        let _ = writeln!(
+            s,
+            "  dead-lettered {:>12}{}",
+            c.dead_total(),
+            if c.dead_total() > 0 {
+                format!("  -> {}", self.dead_letter_to)
+            } else {
+                String::new()
+            }
+        );
+        for (reason, n) in Reason::ALL
+            .iter()
+            .zip(c.dead.iter())
+            .filter(|(_, n)| **n > 0)
+        {
+            let _ = writeln!(s, "    {:<24}{:>9}", reason.as_str(), n);
+        }
+        let _ = writeln!(
+            s,
+            "  anomalies     {:>12}{}",
+            self.outcome.anomalies,
+            self.anomalies_to
+                .map(|t| format!("  -> {}", if t == "-" { "stdout" } else { t }))
+                .unwrap_or_default()
+        );
+        if let Some(rss) = peak_rss_bytes() {
+            let _ = writeln!(s, "  peak memory   {:>9.1} MB", rss as f64 / 1e6);
+        }
+        if c.read != c.valid + c.dead_total() {
+            let _ = writeln!(
+                s,
+                "  WARNING: read != valid + dead-lettered; please report this as a bug"
+            );
+        }
+        if let Some(e) = &self.outcome.error {
+            let _ = writeln!(s, "  ERROR: {e}");
+        }
+        s
+    }
+
+    /// The summary as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let c = &self.outcome.counts;
+        let by_reason: BTreeMap<&str, u64> = Reason::ALL
+            .iter()
+            .zip(c.dead.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| (r.as_str(), *n))
+            .collect();
+        json!({
+            "read": c.read,
+            "valid": c.valid,
+            "dead_lettered": c.dead_total(),
+            "dead_lettered_by_reason": by_reason,
+            "anomalies": self.outcome.anomalies,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "records_per_second": self.rate(),
+            "workers": self.workers,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "error": self.outcome.error,
+        })
+    }
+}
+
+/// The anomalies found, grouped by series, for a person reading at a glance.
+pub fn anomaly_digest(outcome: &Outcome) -> String {
+    let mut s = String::new();
+    if outcome.anomalies == 0 {
+        let _ = writeln!(s, "No anomalies: every series stayed within its baseline.");
+        return s;
+    }
+    let mut by_series: BTreeMap<(&str, &str, &str), Vec<&Anomaly>> = BTreeMap::new();
+    for a in &outcome.shown {
+        by_series
+            .entry((
+                &a.series.namespace,
+                &a.series.service,
+                &a.series.metric_name,
+            ))
+            .or_default()
+            .push(a);
+    }
+    let mut services: Vec<&str> = by_series.keys().map(|k| k.1).collect();
+    services.dedup();
+    let _ = writeln!(
+        s,
+        "Found {} in {} on {}:",
+        plural(outcome.anomalies, "anomaly"),
+        plural(by_series.len() as u64, "series"),
+        services.join(", ")
+    );
+    let mut rows: Vec<_> = by_series.iter().collect();
+    rows.sort_by_key(|(key, list)| (list[0].timestamp, *key));
+    let _ = writeln!(
+        s,
+        "  {:<36} {:>5}  {:<19} {:>10} {:>18} {:>8} {:>5}",
+        "namespace/service metric",
+        "count",
+        "first..last (UTC)",
+        "peak",
+        "expected (band)",
+        "z",
+        "score"
+    );
+    for (key, list) in rows.iter().take(LISTED) {
+        let peak = list
+            .iter()
+            .max_by(|a, b| {
+                a.anomaly_score
+                    .cmp(&b.anomaly_score)
+                    .then(b.timestamp.cmp(&a.timestamp))
+            })
+            .copied();
+        let Some(peak) = peak else { continue };
+        let arrow = if peak.evidence.direction == Direction::Up {
+            "▲"
+        } else {
+            "▼"
+        };
+        let z = peak
+            .evidence
+            .z
+            .map_or("flat".to_string(), |z| format!("{:+.1}", z.0));
+        let last = list.last().map_or(peak.timestamp, |a| a.timestamp);
+        let _ = writeln!(
+            s,
+            "  {:<36} {:>5}  {:<19} {:>9}{} {:>18} {:>8} {:>5.2}",
+            format!("{}/{} {}", key.0, key.1, key.2),
+            list.len(),
+            format!(
+                "{}..{}",
+                format_clock(list[0].timestamp),
+                format_clock(last)
+            ),
+            short(peak.value.0),
+            arrow,
+            format!(
+                "{} ({}..{})",
+                short(peak.expected.0),
+                short(peak.lower_bound.0),
+                short(peak.upper_bound.0)
+            ),
+            z,
+            peak.anomaly_score.0
+        );
+    }
+    if rows.len() > LISTED {
+        let _ = writeln!(s, "  ... and {} more series", rows.len() - LISTED);
+    }
+    if outcome.anomalies as usize > outcome.shown.len() {
+        let _ = writeln!(
+            s,
+            "  (the first {} anomalies are summarised)",
+            outcome.shown.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  first anomaly at {}; write every anomaly with its evidence with --anomalies-out FILE",
+        outcome
+            .shown
+            .first()
+            .map_or(String::new(), |a| format_rfc3339(a.timestamp))
+    );
+    s
+}
+
+fn short(v: f64) -> String {
+    if v == 0.0 || (v.abs() >= 0.01 && v.abs() < 1e6) {
+        let t = format!("{v:.3}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    let plural = match word {
+        "anomaly" => "anomalies",
+        "series" => "series",
+        _ => return format!("{n} {word}{}", if n == 1 { "" } else { "s" }),
+    };
+    format!("{n} {}", if n == 1 { word } else { plural })
+}
