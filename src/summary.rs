@@ -22,6 +22,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU seconds (user + system, all threads) this process has used (Linux).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// The figures of a finished run.
 pub struct Report<'a> {
     /// What worker 0's sinks gathered.
@@ -115,6 +123,7 @@ impl Report<'_> {
             "records_per_second": self.rate(),
             "workers": self.workers,
             "peak_rss_bytes": peak_rss_bytes(),
+            "cpu_seconds": cpu_seconds(),
             "error": self.outcome.error,
         })
     }

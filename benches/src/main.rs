@@ -1,1 +1,289 @@
-fn main() {}
+//! The throughput and memory benchmark: generates (or reuses) a file of samples, runs the
+//! `incidentflow` binary on it with 1 and 2 workers, runs the same work as a plain
+//! single-threaded loop (parse, per-series ring buffer, z-score) as the reference, and prints and
+//! writes the figures (`bench-data/results.json`, `bench-data/results.md`).
+//!
+//! ```text
+//! cargo run --release -p incidentflow-benches -- [--samples 1000000] [--series 100000] [--runs 3]
+//! ```
+//!
+//! Rates are records per wall second from JSON file to anomaly file, best of `--runs`; CPU
+//! seconds come from the child's rusage. The reference checks that it finds exactly the anomalies
+//! the job finds, so the two really do the same work.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use differential_dataflow::difference::{Abelian, Semigroup};
+// The reference shares the job's decoder and score, nothing else.
+use incidentflow_dataflows::decode::Decoder;
+use incidentflow_dataflows::moments::Moments;
+use incidentflow_dataflows::records::SeriesId;
+use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+
+struct Options {
+    samples: u64,
+    series: u64,
+    runs: usize,
+    dir: PathBuf,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut o = Options { samples: 1_000_000, series: 100_000, runs: 3, dir: PathBuf::from("bench-data") };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).ok_or_else(|| format!("{} needs a value", args[i]))?;
+        let number = || value.parse::<u64>().map_err(|_| format!("{} {value}: not a number", args[i]));
+        match args[i].as_str() {
+            "--samples" => o.samples = number()?,
+            "--series" => o.series = number()?,
+            "--runs" => o.runs = number()? as usize,
+            "--dir" => o.dir = PathBuf::from(value),
+            "--reference-only" => return Err(reference_main(Path::new(value)).err().unwrap_or_default()),
+            other => return Err(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    if o.series == 0 || o.samples < o.series {
+        return Err("--samples must be at least --series, and --series above 0".into());
+    }
+    Ok(o)
+}
+
+fn main() {
+    match parse_options().and_then(|o| bench(&o)) {
+        Ok(()) => {}
+        Err(e) if e.is_empty() => {}
+        Err(e) => {
+            eprintln!("incidentflow-benches: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The benchmark input: `series` series sampled every 60 s, spread over the minute (with up to
+/// 1.8 s of jitter, so that the file is not perfectly sorted but nothing is late), `samples / series` samples each, so every sample is
+/// scored once five baseline points exist; one sample in a thousand is a spike.
+fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
+    let per_series = samples / series;
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let start: u64 = 1_795_564_800_000; // 2026-11-25T00:00:00Z
+    let metrics = ["latency_p99", "error_rate", "cpu", "memory", "request_rate"];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for step in 0..per_series {
+        for s in 0..series {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let service = s / metrics.len() as u64;
+            let metric = metrics[(s % metrics.len() as u64) as usize];
+            let level = 1.0 + (s % 97) as f64;
+            let mut value = level * (1.0 + ((rng % 1000) as f64 / 1000.0 - 0.5) * 0.1);
+            if rng % 1000 == 7 && step >= 5 {
+                value *= 5.0;
+            }
+            let ts = start + step * 60_000 + s * 60_000 / series + (s % 7) * 300;
+            writeln!(
+                w,
+                r#"{{"schema_version":1,"timestamp":{ts},"namespace":"ns-{}","service":"svc-{service}","metric_name":"{metric}","value":{value:.4},"labels":{{"tier":"t{}"}}}}"#,
+                service % 8,
+                service % 3
+            )?;
+        }
+    }
+    w.flush()
+}
+
+/// The reference: one thread, a HashMap of per-series ring buffers with running moments, the
+/// same decoder and the same score. Prints `anomalies seconds` on stdout.
+fn reference_main(input: &Path) -> Result<(), String> {
+    let config = ZScoreConfig::default();
+    let started = Instant::now();
+    let file = std::fs::File::open(input).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::with_capacity(256 << 10, file);
+    let mut decoder = Decoder::new();
+    let mut windows: HashMap<SeriesId, (VecDeque<(u64, i128)>, Moments)> = HashMap::new();
+    let mut out = BufWriter::new(std::fs::File::create(input.with_extension("reference.jsonl")).map_err(|e| e.to_string())?);
+    let (mut anomalies, mut line) = (0u64, Vec::new());
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(|e| e.to_string())? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let Ok(sample) = decoder.decode(&line) else { continue };
+        let (ring, moments) = windows.entry(sample.series.id).or_default();
+        while let Some(&(t, fixed)) = ring.front() {
+            if t + config.window_ms >= sample.timestamp {
+                break;
+            }
+            ring.pop_front();
+            let mut gone = Moments::of(fixed);
+            gone.negate();
+            moments.plus_equals(&gone);
+        }
+        if let Some(anomaly) = score(&sample, moments, &config) {
+            anomalies += 1;
+            writeln!(out, "{}", anomaly.to_json()).map_err(|e| e.to_string())?;
+        }
+        moments.plus_equals(&Moments::of(sample.fixed));
+        ring.push_back((sample.timestamp, sample.fixed));
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    let (cpu, rss) = (cpu_seconds().unwrap_or(0.0), peak_rss_bytes().unwrap_or(0));
+    println!("{anomalies} {} {cpu} {rss}", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// One measured run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    rss: u64,
+    anomalies: u64,
+}
+
+fn run_reference(exe: &Path, input: &Path) -> Result<Measured, String> {
+    let out = Command::new(exe).arg("--reference-only").arg(input).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("reference failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if f.len() != 4 {
+        return Err(format!("reference printed {text:?}"));
+    }
+    Ok(Measured { anomalies: f[0] as u64, wall: f[1], cpu: f[2], rss: f[3] as u64 })
+}
+
+fn run_job(job: &Path, input: &Path, dir: &Path, workers: usize) -> Result<Measured, String> {
+    let summary = dir.join(format!("summary-w{workers}.json"));
+    let anomalies = dir.join(format!("anomalies-w{workers}.jsonl"));
+    let started = Instant::now();
+    let out = Command::new(job)
+        .args(["run", "--workers", &workers.to_string(), "--input"])
+        .arg(input)
+        .arg("--anomalies-out")
+        .arg(&anomalies)
+        .arg("--summary-out")
+        .arg(&summary)
+        .arg("--dead-letter")
+        .arg(dir.join("dead-letter.jsonl"))
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", job.display()))?;
+    let wall = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!("job failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = std::fs::read_to_string(&summary).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    Ok(Measured {
+        wall,
+        cpu: v["cpu_seconds"].as_f64().unwrap_or(0.0),
+        rss: v["peak_rss_bytes"].as_u64().unwrap_or(0),
+        anomalies: v["anomalies"].as_u64().unwrap_or(0),
+    })
+}
+
+fn sorted_lines(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.sort();
+    Ok(lines)
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> Result<Measured, String>) -> Result<Measured, String> {
+    let mut best: Option<Measured> = None;
+    for _ in 0..runs.max(1) {
+        let m = f()?;
+        if best.is_none_or(|b| m.wall < b.wall) {
+            best = Some(m);
+        }
+    }
+    best.ok_or_else(|| "no run".into())
+}
+
+fn bench(o: &Options) -> Result<(), String> {
+    std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
+    let input = o.dir.join(format!("samples-{}-{}.jsonl", o.samples, o.series));
+    if !input.exists() {
+        eprintln!("generating {} ({} samples over {} series)...", input.display(), o.samples, o.series);
+        generate(&input, o.samples, o.series).map_err(|e| e.to_string())?;
+    }
+    let bytes = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).args(["build", "--release", "--quiet", "-p", "incidentflow"]).status();
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        return Err("cannot build the incidentflow binary (cargo build --release -p incidentflow)".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let job = exe.with_file_name("incidentflow");
+    let samples = o.samples / o.series * o.series;
+
+    eprintln!("reference (plain single-threaded loop)...");
+    let reference = best(o.runs, || run_reference(&exe, &input))?;
+    let mut rows = Vec::new();
+    for workers in [1usize, 2] {
+        eprintln!("incidentflow --workers {workers}...");
+        let m = best(o.runs, || run_job(&job, &input, &o.dir, workers))?;
+        if sorted_lines(&o.dir.join(format!("anomalies-w{workers}.jsonl")))? != sorted_lines(&input.with_extension("reference.jsonl"))? {
+            return Err(format!("--workers {workers} found other anomalies than the reference ({} vs {})", m.anomalies, reference.anomalies));
+        }
+        rows.push((workers, m));
+    }
+    let rate = |m: &Measured| samples as f64 / m.wall;
+    let (one, two) = (rows[0].1, rows[1].1);
+    let machine = machine_description();
+    let mut md = String::new();
+    let _ = writeln!(md, "Machine: {machine}. Input: {samples} samples over {} series ({:.0} MB of JSON Lines), default window 30m; best of {} runs.\n", o.series, bytes as f64 / 1e6, o.runs);
+    let _ = writeln!(md, "| run | workers | wall s | samples/s | CPU s | samples/s per CPU s | peak RSS MB | bytes per series | anomalies |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| plain loop (reference) | 1 | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |", reference.wall, rate(&reference), reference.cpu, samples as f64 / reference.cpu.max(1e-9), reference.rss as f64 / 1e6, reference.rss as f64 / o.series as f64, reference.anomalies);
+    for (workers, m) in &rows {
+        let _ = writeln!(md, "| incidentflow | {workers} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |", m.wall, rate(m), m.cpu, samples as f64 / m.cpu.max(1e-9), m.rss as f64 / 1e6, m.rss as f64 / o.series as f64, m.anomalies);
+    }
+    let _ = writeln!(md, "\nRatios: 1 worker / plain loop = {:.2} (wall); 2 workers / 1 worker = {:.2}x; per core with 2 workers: {:.0} samples/s.",
+        rate(&one) / rate(&reference), rate(&two) / rate(&one), rate(&two) / 2.0);
+    print!("{md}");
+    std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
+    let json = serde_json::json!({
+        "machine": machine,
+        "samples": samples, "series": o.series, "input_bytes": bytes, "runs": o.runs,
+        "reference": {"wall_s": reference.wall, "cpu_s": reference.cpu, "samples_per_s": rate(&reference), "peak_rss_bytes": reference.rss, "anomalies": reference.anomalies},
+        "incidentflow": rows.iter().map(|(w, m)| serde_json::json!({"workers": w, "wall_s": m.wall, "cpu_s": m.cpu, "samples_per_s": rate(m), "peak_rss_bytes": m.rss, "bytes_per_series": m.rss as f64 / o.series as f64, "anomalies": m.anomalies})).collect::<Vec<_>>(),
+        "ratio_1_worker_to_reference": rate(&one) / rate(&reference),
+        "speedup_2_workers": rate(&two) / rate(&one),
+    });
+    std::fs::write(o.dir.join("results.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).map_err(|e| e.to_string())?;
+    eprintln!("wrote {} and {}", o.dir.join("results.md").display(), o.dir.join("results.json").display());
+    Ok(())
+}
+
+fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpu}, {cores} cores")
+}

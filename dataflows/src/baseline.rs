@@ -71,8 +71,11 @@ where
                     batches_in.for_each(|_capability, _batches| {});
                     let complete = batches_frontier.frontier();
 
+                    // Take every sample whose time the arrangement has completed; emit them all
+                    // under the earliest capability among their stash entries.
+                    let mut emit_cap: Option<Capability<Time>> = None;
                     for (cap, records) in stash.iter_mut() {
-                        ready.clear();
+                        let before = ready.len();
                         let mut i = 0;
                         while i < records.len() {
                             if complete.less_equal(&records[i].1) {
@@ -81,15 +84,15 @@ where
                                 ready.push(records.swap_remove(i));
                             }
                         }
-                        if ready.is_empty() {
-                            continue;
+                        if ready.len() > before && emit_cap.as_ref().is_none_or(|c| cap.time() < c.time()) {
+                            emit_cap = Some(cap.clone());
                         }
+                    }
+                    if let Some(emit_cap) = emit_cap {
                         ready.sort_unstable_by_key(|(s, t, _)| (s.series.id, *t));
-                        let batches = trace
-                            .batches_through(Antichain::new().borrow())
-                            .unwrap_or_default();
+                        let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
                         let (mut cursor, storage) = cursor_list(batches);
-                        let mut session = output.session(&*cap);
+                        let mut session = output.session(&emit_cap);
                         let mut current: Option<SeriesId> = None;
                         let (mut acc, mut next) = (Moments::default(), 0);
                         for (sample, time, copies) in ready.drain(..) {
@@ -113,7 +116,9 @@ where
                                 session.give((out, time, copies));
                             }
                         }
-                        drop(session);
+                    }
+                    // Hold back output only as far as the earliest sample still waiting.
+                    for (cap, records) in stash.iter_mut() {
                         if let Some(earliest) = records.iter().map(|(_, t, _)| *t).min() {
                             cap.downgrade(&earliest);
                         }
