@@ -248,7 +248,7 @@ impl<'a> Feed<'a> {
                     }
                 }
                 since_step += 1;
-                if since_step == 1024 {
+                if since_step == 16384 {
                     since_step = 0;
                     self.advance(worker, samples, diagnostics, probe);
                 }

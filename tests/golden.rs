@@ -2,6 +2,8 @@
 //! anomalies expected, with their evidence, and nothing else. The exact output is kept in
 //! `tests/fixtures/golden/` and compared byte for byte; `UPDATE_GOLDEN=1` rewrites it on purpose.
 
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
 mod common;
 
 use common::*;
@@ -33,13 +35,28 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
     let input = dir.join("two-services.jsonl");
     std::fs::write(&input, fixture()).unwrap();
     let out = dir.join("anomalies.jsonl");
-    run_ok(&["--input", input.to_str().unwrap(), "--anomalies-out", out.to_str().unwrap()]);
+    run_ok(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--anomalies-out",
+        out.to_str().unwrap(),
+    ]);
 
     let anomalies = json_lines(&out);
     assert_eq!(anomalies.len(), 2, "{anomalies:#?}");
     let expectations = [
-        ("payment-api", 1.86, [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43], T0 + 8 * 60_000),
-        ("payments-db", 0.81, [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31], T0 + 8 * 60_000 + 5_000),
+        (
+            "payment-api",
+            1.86,
+            [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43],
+            T0 + 8 * 60_000,
+        ),
+        (
+            "payments-db",
+            0.81,
+            [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31],
+            T0 + 8 * 60_000 + 5_000,
+        ),
     ];
     for (a, (service, value, baseline, ts)) in anomalies.iter().zip(expectations) {
         let (mean, sd) = mean_sd(&baseline);
@@ -58,7 +75,11 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
         assert_eq!(ev["baseline_points"], 8);
         assert_eq!(ev["direction"], "up");
         assert_eq!(ev["flat_baseline"], false);
-        assert!((ev["z"].as_f64().unwrap() - z).abs() < 1e-9, "z {} vs {z}", ev["z"]);
+        assert!(
+            (ev["z"].as_f64().unwrap() - z).abs() < 1e-9,
+            "z {} vs {z}",
+            ev["z"]
+        );
         assert!((ev["baseline_stddev"].as_f64().unwrap() - sd).abs() < 1e-12);
         let score = a["anomaly_score"].as_f64().unwrap();
         assert!((score - z / (z + 3.0)).abs() < 1e-12 && score < 1.0);
@@ -67,14 +88,21 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
         assert!(a["anomaly_id"].as_str().unwrap().starts_with("an-"));
     }
 
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/two-services.anomalies.jsonl");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/golden/two-services.anomalies.jsonl");
     let produced = std::fs::read_to_string(&out).unwrap();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &produced).unwrap();
     }
-    let expected = std::fs::read_to_string(&golden).expect("golden file (rewrite with UPDATE_GOLDEN=1)");
-    assert_eq!(produced, expected, "output differs from {}", golden.display());
+    let expected =
+        std::fs::read_to_string(&golden).expect("golden file (rewrite with UPDATE_GOLDEN=1)");
+    assert_eq!(
+        produced,
+        expected,
+        "output differs from {}",
+        golden.display()
+    );
 }
 
 #[test]
@@ -84,5 +112,8 @@ fn the_demo_runs_with_no_input_and_names_the_bad_service() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("payments-db"), "{stdout}");
     assert!(stdout.contains("Found"), "{stdout}");
-    assert!(stderr.contains("read") && stderr.contains("2880"), "{stderr}");
+    assert!(
+        stderr.contains("read") && stderr.contains("2880"),
+        "{stderr}"
+    );
 }

@@ -33,18 +33,31 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut o = Options { samples: 1_000_000, series: 100_000, runs: 3, dir: PathBuf::from("bench-data") };
+    let mut o = Options {
+        samples: 1_000_000,
+        series: 100_000,
+        runs: 3,
+        dir: PathBuf::from("bench-data"),
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        let value = args.get(i + 1).ok_or_else(|| format!("{} needs a value", args[i]))?;
-        let number = || value.parse::<u64>().map_err(|_| format!("{} {value}: not a number", args[i]));
+        let value = args
+            .get(i + 1)
+            .ok_or_else(|| format!("{} needs a value", args[i]))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{} {value}: not a number", args[i]))
+        };
         match args[i].as_str() {
             "--samples" => o.samples = number()?,
             "--series" => o.series = number()?,
             "--runs" => o.runs = number()? as usize,
             "--dir" => o.dir = PathBuf::from(value),
-            "--reference-only" => return Err(reference_main(Path::new(value)).err().unwrap_or_default()),
+            "--reference-only" => {
+                return Err(reference_main(Path::new(value)).err().unwrap_or_default())
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -108,17 +121,26 @@ fn reference_main(input: &Path) -> Result<(), String> {
     let mut reader = BufReader::with_capacity(256 << 10, file);
     let mut decoder = Decoder::new();
     let mut windows: HashMap<SeriesId, (VecDeque<(u64, i128)>, Moments)> = HashMap::new();
-    let mut out = BufWriter::new(std::fs::File::create(input.with_extension("reference.jsonl")).map_err(|e| e.to_string())?);
+    let mut out = BufWriter::new(
+        std::fs::File::create(input.with_extension("reference.jsonl"))
+            .map_err(|e| e.to_string())?,
+    );
     let (mut anomalies, mut line) = (0u64, Vec::new());
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line).map_err(|e| e.to_string())? == 0 {
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
             break;
         }
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        let Ok(sample) = decoder.decode(&line) else { continue };
+        let Ok(sample) = decoder.decode(&line) else {
+            continue;
+        };
         let (ring, moments) = windows.entry(sample.series.id).or_default();
         while let Some(&(t, fixed)) = ring.front() {
             if t + config.window_ms >= sample.timestamp {
@@ -138,7 +160,10 @@ fn reference_main(input: &Path) -> Result<(), String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     let (cpu, rss) = (cpu_seconds().unwrap_or(0.0), peak_rss_bytes().unwrap_or(0));
-    println!("{anomalies} {} {cpu} {rss}", started.elapsed().as_secs_f64());
+    println!(
+        "{anomalies} {} {cpu} {rss}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -167,16 +192,31 @@ struct Measured {
 }
 
 fn run_reference(exe: &Path, input: &Path) -> Result<Measured, String> {
-    let out = Command::new(exe).arg("--reference-only").arg(input).output().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .arg("--reference-only")
+        .arg(input)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(format!("reference failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if f.len() != 4 {
         return Err(format!("reference printed {text:?}"));
     }
-    Ok(Measured { anomalies: f[0] as u64, wall: f[1], cpu: f[2], rss: f[3] as u64 })
+    Ok(Measured {
+        anomalies: f[0] as u64,
+        wall: f[1],
+        cpu: f[2],
+        rss: f[3] as u64,
+    })
 }
 
 fn run_job(job: &Path, input: &Path, dir: &Path, workers: usize) -> Result<Measured, String> {
@@ -196,7 +236,10 @@ fn run_job(job: &Path, input: &Path, dir: &Path, workers: usize) -> Result<Measu
         .map_err(|e| format!("cannot run {}: {e}", job.display()))?;
     let wall = started.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(format!("job failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "job failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let text = std::fs::read_to_string(&summary).map_err(|e| e.to_string())?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -228,16 +271,27 @@ fn best(runs: usize, mut f: impl FnMut() -> Result<Measured, String>) -> Result<
 
 fn bench(o: &Options) -> Result<(), String> {
     std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
-    let input = o.dir.join(format!("samples-{}-{}.jsonl", o.samples, o.series));
+    let input = o
+        .dir
+        .join(format!("samples-{}-{}.jsonl", o.samples, o.series));
     if !input.exists() {
-        eprintln!("generating {} ({} samples over {} series)...", input.display(), o.samples, o.series);
+        eprintln!(
+            "generating {} ({} samples over {} series)...",
+            input.display(),
+            o.samples,
+            o.series
+        );
         generate(&input, o.samples, o.series).map_err(|e| e.to_string())?;
     }
     let bytes = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "--release", "--quiet", "-p", "incidentflow"]).status();
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "incidentflow"])
+        .status();
     if !status.map(|s| s.success()).unwrap_or(false) {
-        return Err("cannot build the incidentflow binary (cargo build --release -p incidentflow)".into());
+        return Err(
+            "cannot build the incidentflow binary (cargo build --release -p incidentflow)".into(),
+        );
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let job = exe.with_file_name("incidentflow");
@@ -249,8 +303,13 @@ fn bench(o: &Options) -> Result<(), String> {
     for workers in [1usize, 2] {
         eprintln!("incidentflow --workers {workers}...");
         let m = best(o.runs, || run_job(&job, &input, &o.dir, workers))?;
-        if sorted_lines(&o.dir.join(format!("anomalies-w{workers}.jsonl")))? != sorted_lines(&input.with_extension("reference.jsonl"))? {
-            return Err(format!("--workers {workers} found other anomalies than the reference ({} vs {})", m.anomalies, reference.anomalies));
+        if sorted_lines(&o.dir.join(format!("anomalies-w{workers}.jsonl")))?
+            != sorted_lines(&input.with_extension("reference.jsonl"))?
+        {
+            return Err(format!(
+                "--workers {workers} found other anomalies than the reference ({} vs {})",
+                m.anomalies, reference.anomalies
+            ));
         }
         rows.push((workers, m));
     }
@@ -261,9 +320,29 @@ fn bench(o: &Options) -> Result<(), String> {
     let _ = writeln!(md, "Machine: {machine}. Input: {samples} samples over {} series ({:.0} MB of JSON Lines), default window 30m; best of {} runs.\n", o.series, bytes as f64 / 1e6, o.runs);
     let _ = writeln!(md, "| run | workers | wall s | samples/s | CPU s | samples/s per CPU s | peak RSS MB | bytes per series | anomalies |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    let _ = writeln!(md, "| plain loop (reference) | 1 | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |", reference.wall, rate(&reference), reference.cpu, samples as f64 / reference.cpu.max(1e-9), reference.rss as f64 / 1e6, reference.rss as f64 / o.series as f64, reference.anomalies);
+    let _ = writeln!(
+        md,
+        "| plain loop (reference) | 1 | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+        reference.wall,
+        rate(&reference),
+        reference.cpu,
+        samples as f64 / reference.cpu.max(1e-9),
+        reference.rss as f64 / 1e6,
+        reference.rss as f64 / o.series as f64,
+        reference.anomalies
+    );
     for (workers, m) in &rows {
-        let _ = writeln!(md, "| incidentflow | {workers} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |", m.wall, rate(m), m.cpu, samples as f64 / m.cpu.max(1e-9), m.rss as f64 / 1e6, m.rss as f64 / o.series as f64, m.anomalies);
+        let _ = writeln!(
+            md,
+            "| incidentflow | {workers} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            m.wall,
+            rate(m),
+            m.cpu,
+            samples as f64 / m.cpu.max(1e-9),
+            m.rss as f64 / 1e6,
+            m.rss as f64 / o.series as f64,
+            m.anomalies
+        );
     }
     let _ = writeln!(md, "\nRatios: 1 worker / plain loop = {:.2} (wall); 2 workers / 1 worker = {:.2}x; per core with 2 workers: {:.0} samples/s.",
         rate(&one) / rate(&reference), rate(&two) / rate(&one), rate(&two) / 2.0);
@@ -277,13 +356,30 @@ fn bench(o: &Options) -> Result<(), String> {
         "ratio_1_worker_to_reference": rate(&one) / rate(&reference),
         "speedup_2_workers": rate(&two) / rate(&one),
     });
-    std::fs::write(o.dir.join("results.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).map_err(|e| e.to_string())?;
-    eprintln!("wrote {} and {}", o.dir.join("results.md").display(), o.dir.join("results.json").display());
+    std::fs::write(
+        o.dir.join("results.json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} and {}",
+        o.dir.join("results.md").display(),
+        o.dir.join("results.json").display()
+    );
     Ok(())
 }
 
 fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cpu}, {cores} cores")
 }

@@ -84,13 +84,17 @@ where
                                 ready.push(records.swap_remove(i));
                             }
                         }
-                        if ready.len() > before && emit_cap.as_ref().is_none_or(|c| cap.time() < c.time()) {
+                        if ready.len() > before
+                            && emit_cap.as_ref().is_none_or(|c| cap.time() < c.time())
+                        {
                             emit_cap = Some(cap.clone());
                         }
                     }
                     if let Some(emit_cap) = emit_cap {
                         ready.sort_unstable_by_key(|(s, t, _)| (s.series.id, *t));
-                        let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
+                        let batches = trace
+                            .batches_through(Antichain::new().borrow())
+                            .unwrap_or_default();
                         let (mut cursor, storage) = cursor_list(batches);
                         let mut session = output.session(&emit_cap);
                         let mut current: Option<SeriesId> = None;
@@ -117,10 +121,19 @@ where
                             }
                         }
                     }
-                    // Hold back output only as far as the earliest sample still waiting.
+                    // Hold back output only as far as the samples still waiting: they are all at
+                    // or beyond the arrangement's frontier, which moves in whole ticks (fewer
+                    // distinct capability times than the samples' own milliseconds).
                     for (cap, records) in stash.iter_mut() {
                         if let Some(earliest) = records.iter().map(|(_, t, _)| *t).min() {
-                            cap.downgrade(&earliest);
+                            let target = complete
+                                .iter()
+                                .copied()
+                                .min()
+                                .map_or(earliest, |c| c.min(earliest));
+                            if target > *cap.time() {
+                                cap.downgrade(&target);
+                            }
                         }
                     }
                     stash.retain(|(_, records)| !records.is_empty());

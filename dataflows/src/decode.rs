@@ -2,8 +2,8 @@
 //! reason) out. No I/O: sources hand bytes in and route the refusals to the dead-letter output.
 //!
 //! Series are interned: every sample of a series shares one `Arc<SeriesInfo>`, so decoding a
-//! sample allocates nothing once its series has been seen. Interned series that no live sample
-//! refers to any more are forgotten when the table doubles, so the table follows active series.
+//! sample allocates nothing once its series has been seen. When the table has doubled since the
+//! last sweep, series not seen since that sweep are forgotten, so the table follows active series.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -107,7 +107,9 @@ struct RawSample<'a> {
 /// Turns JSON lines into validated samples, interning series on the way.
 #[derive(Default)]
 pub struct Decoder {
-    series: HashMap<Box<[u8]>, Arc<SeriesInfo>>,
+    /// Interned series with the sweep generation in which each was last seen.
+    series: HashMap<Box<[u8]>, (Arc<SeriesInfo>, u64)>,
+    generation: u64,
     sweep_at: usize,
     key: Vec<u8>,
 }
@@ -190,7 +192,8 @@ impl Decoder {
             self.key.extend_from_slice(part.as_bytes());
             self.key.push(0);
         }
-        if let Some(found) = self.series.get(self.key.as_slice()) {
+        if let Some((found, seen)) = self.series.get_mut(self.key.as_slice()) {
+            *seen = self.generation;
             return Ok(found.clone());
         }
         let labels = parse_labels(labels_text)?;
@@ -202,11 +205,14 @@ impl Decoder {
             labels,
         });
         if self.series.len() >= self.sweep_at {
-            self.series.retain(|_, s| Arc::strong_count(s) > 1);
+            let generation = self.generation;
+            self.series.retain(|_, (_, seen)| *seen == generation);
+            self.generation += 1;
             self.sweep_at = (self.series.len() * 2).max(1024);
         }
+        let entry = (info.clone(), self.generation);
         self.series
-            .insert(self.key.clone().into_boxed_slice(), info.clone());
+            .insert(self.key.clone().into_boxed_slice(), entry);
         Ok(info)
     }
 }

@@ -29,9 +29,10 @@ pub enum TimestampError {
     Absurd(String),
 }
 
-/// Checks that a parsed time lies in the accepted range.
-pub fn check_range(ms: i128, shown: &str) -> Result<Time, TimestampError> {
+/// Checks that a parsed time lies in the accepted range; `shown` renders it for the error.
+pub fn check_range(ms: i128, shown: impl FnOnce() -> String) -> Result<Time, TimestampError> {
     if ms < MIN_TIME as i128 || ms >= MAX_TIME as i128 {
+        let shown = shown();
         let hint = if (MIN_TIME as i128 / 1000..MAX_TIME as i128 / 1000).contains(&ms) {
             " (looks like epoch seconds; epoch timestamps must be in milliseconds)"
         } else {
@@ -51,7 +52,7 @@ pub fn from_epoch_millis(ms: f64) -> Result<Time, TimestampError> {
             "epoch timestamp {ms} is not a whole number of milliseconds"
         )));
     }
-    check_range(ms as i128, &format!("{ms}"))
+    check_range(ms as i128, || format!("{ms}"))
 }
 
 /// Parses an RFC 3339 date-time (`2026-11-25T01:09:00.250+01:00`, `Z`, lower-case `t`/`z` or a
@@ -136,7 +137,7 @@ pub fn parse_rfc3339(text: &str) -> Result<Time, TimestampError> {
     let ms = ((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60) as i128)
         * 1000
         + millis as i128;
-    check_range(ms, &format!("{text:?}"))
+    check_range(ms, || format!("{text:?}"))
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision:

@@ -4,7 +4,8 @@
 //! Retractions are held in this operator and released only when the input frontier reaches
 //! their time, instead of being handed to the arrangement up front: the arrangement's batcher
 //! would otherwise re-sort every future retraction on every tick (the cookbook measured 2.5-5x).
-//! When the input ends, pending retractions are dropped: no sample is left to read them.
+//! When the input ends, retractions later than the newest sample are dropped: no sample is left
+//! to read them.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,42 +35,53 @@ pub fn window<'s>(
                 let mut pending: BinaryHeap<Reverse<(Time, SeriesId, i128, i64)>> =
                     BinaryHeap::new();
                 let mut held: Option<Capability<Time>> = None;
+                let mut newest: Time = 0;
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
                         let mut session = output.session(&capability);
                         for (sample, time, copies) in data.drain(..) {
                             let id = sample.series.id;
                             let copies = copies as i64;
+                            newest = newest.max(time);
                             session.give((id, time + 1, Moments::of_copies(sample.fixed, copies)));
-                            let expires = time + 1 + window_ms;
-                            pending.push(Reverse((expires, id, sample.fixed, copies)));
-                            if held.as_ref().is_none_or(|h| expires < *h.time()) {
-                                held = Some(capability.delayed(&expires, 0));
+                            pending.push(Reverse((time + 1 + window_ms, id, sample.fixed, copies)));
+                            if held.is_none() {
+                                // At the message's stamp: never later than any expiry still to come.
+                                held = capability.retain_least(0);
                             }
                         }
                     });
                     let frontier = frontier.frontier();
-                    if frontier.is_empty() {
-                        pending.clear();
-                        held = None;
-                        return;
-                    }
+                    // Release what the input frontier has reached; once the input has ended, what
+                    // a sample may still be scored at (up to the newest sample), and drop the rest.
+                    let due = |expires: Time| match frontier.first() {
+                        Some(f) => *f >= expires,
+                        None => expires <= newest,
+                    };
                     if let Some(cap) = held.as_mut() {
                         let mut session = output.session(cap);
                         while let Some(Reverse((expires, id, fixed, copies))) =
                             pending.peek().copied()
                         {
-                            if frontier.less_than(&expires) {
+                            if !due(expires) {
                                 break;
                             }
                             pending.pop();
                             session.give((id, expires, Moments::of_copies(fixed, -copies)));
                         }
                     }
+                    if frontier.is_empty() {
+                        pending.clear();
+                    }
+                    // Hold a capability no later than the next expiry; at the input frontier when
+                    // that is earlier, so that it moves in whole ticks.
                     match pending.peek() {
                         Some(Reverse((next, ..))) => {
                             if let Some(cap) = held.as_mut() {
-                                cap.downgrade(next);
+                                let target = frontier.first().map_or(*next, |f| (*f).min(*next));
+                                if target > *cap.time() {
+                                    cap.downgrade(&target);
+                                }
                             }
                         }
                         None => held = None,

@@ -20,14 +20,26 @@ pub fn incidentflow() -> Command {
 
 /// Runs `incidentflow run` with `args`, panicking with its stderr if it fails.
 pub fn run_ok(args: &[&str]) -> Output {
-    let out = incidentflow().arg("run").args(args).output().expect("spawn incidentflow");
-    assert!(out.status.success(), "incidentflow run {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = incidentflow()
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("spawn incidentflow");
+    assert!(
+        out.status.success(),
+        "incidentflow run {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 /// The lines of a file.
 pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 /// The lines of a file, sorted.
@@ -39,17 +51,25 @@ pub fn sorted_lines(path: &Path) -> Vec<String> {
 
 /// The JSON summary a run wrote with `--summary-out`.
 pub fn summary(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written")).expect("summary is JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
+        .expect("summary is JSON")
 }
 
 /// Parses every line of a JSON Lines file.
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    lines(path).iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// RFC 3339 UTC text of epoch milliseconds.
@@ -59,7 +79,10 @@ pub fn rfc3339(ms: u64) -> String {
 
 /// A sample line.
 pub fn sample(ts: u64, namespace: &str, service: &str, metric: &str, value: f64) -> String {
-    format!(r#"{{"schema_version":1,"timestamp":"{}","namespace":"{namespace}","service":"{service}","metric_name":"{metric}","value":{value}}}"#, rfc3339(ts))
+    format!(
+        r#"{{"schema_version":1,"timestamp":"{}","namespace":"{namespace}","service":"{service}","metric_name":"{metric}","value":{value}}}"#,
+        rfc3339(ts)
+    )
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*).
@@ -82,3 +105,67 @@ impl Rng {
 
 /// 2026-11-25T00:00:00Z
 pub const T0: u64 = 1_795_564_800_000;
+
+/// A seeded messy input: `series` series sampled every 60 s for `steps` steps, with jitter and
+/// records out of order within 20 s, gaps (missing samples), spikes, a flat series that moves,
+/// a few records 15 minutes late and a few invalid lines. Returns the file text.
+pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut records: Vec<(u64, String)> = Vec::new();
+    for step in 0..steps {
+        for s in 0..series {
+            if rng.below(20) == 0 {
+                continue; // a gap
+            }
+            let ts = T0 + step * 60_000 + s * 37 + rng.below(20_000);
+            let (service, metric) = (
+                format!("svc-{}", s / 3),
+                ["latency_p99", "error_rate", "cpu"][(s % 3) as usize],
+            );
+            let value = if s == 0 {
+                if step == steps / 2 {
+                    7.0
+                } else {
+                    5.0
+                } // flat, then a change
+            } else {
+                let level = 1.0 + s as f64;
+                let spike = if rng.below(60) == 0 {
+                    4.0 + rng.unit() * 6.0
+                } else {
+                    1.0
+                };
+                (level * (1.0 + (rng.unit() - 0.5) * 0.2) * spike * 1e4).round() / 1e4
+            };
+            records.push((
+                ts,
+                sample(ts, &format!("ns-{}", s % 2), &service, metric, value),
+            ));
+        }
+    }
+    // Out of order within the allowed lateness: sort by a key jittered by up to 20 s.
+    let mut keyed: Vec<(u64, String)> = records
+        .into_iter()
+        .map(|(ts, l)| (ts + rng.below(20_000), l))
+        .collect();
+    keyed.sort();
+    let mut text = String::new();
+    for (i, (_, line)) in keyed.iter().enumerate() {
+        text += line;
+        text += "\n";
+        if i % 997 == 500 {
+            text += &sample(
+                T0 + (i as u64 / series) * 60_000 / 2,
+                "ns-0",
+                "svc-late",
+                "cpu",
+                1.0,
+            ); // late
+            text += "\n";
+        }
+        if i % 1499 == 700 {
+            text += "{\"timestamp\": \"garbage\"}\n";
+        }
+    }
+    text
+}

@@ -1,0 +1,167 @@
+//! The oracle test: on seeded random input (many series, gaps, records out of order, windows
+//! that expire), the dataflow's baselines and anomalies equal a naive recomputation, at 1 and at
+//! 3 workers.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::difference::Semigroup;
+use differential_dataflow::input::InputSession;
+use incidentflow_dataflows::baseline::with_baseline;
+use incidentflow_dataflows::moments::Moments;
+use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
+use incidentflow_dataflows::records::{Sample, SeriesInfo};
+use incidentflow_dataflows::time::Time;
+use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+
+const T0: Time = 1_795_564_800_000;
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Samples in arrival order: (arrival tick, sample). A sample arrives up to 3 ticks after its time.
+fn random_input(seed: u64) -> Vec<(Time, Sample)> {
+    let mut rng = Rng(seed);
+    let series: Vec<Arc<SeriesInfo>> = (0..40)
+        .map(|i| {
+            Arc::new(SeriesInfo::new(
+                "ns",
+                &format!("svc-{}", i % 13),
+                &format!("m{i}"),
+            ))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for step in 0..400u64 {
+        for s in &series {
+            if rng.below(4) == 0 {
+                continue; // gaps
+            }
+            let ts = T0 + step * 1000 + rng.below(1000);
+            let value = if rng.below(50) == 0 {
+                50.0 + rng.below(50) as f64
+            } else {
+                10.0 + rng.below(1000) as f64 / 100.0
+            };
+            let arrival = ts / 1000 * 1000 + 1000 * rng.below(4);
+            out.push((arrival, Sample::new(ts, s.clone(), value)));
+        }
+    }
+    out.sort_by_key(|(arrival, s)| (*arrival, s.timestamp));
+    out
+}
+
+/// The baseline of every sample by brute force: the samples of its series in [t - W, t).
+fn naive(input: &[(Time, Sample)], window: u64) -> Vec<(Sample, Moments)> {
+    let mut by_series: BTreeMap<_, Vec<&Sample>> = BTreeMap::new();
+    for (_, s) in input {
+        by_series.entry(s.series.id).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for samples in by_series.values() {
+        for s in samples {
+            let mut m = Moments::default();
+            for other in samples {
+                if other.timestamp < s.timestamp && other.timestamp + window >= s.timestamp {
+                    m.plus_equals(&Moments::of(other.fixed));
+                }
+            }
+            out.push(((*s).clone(), m));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn dataflow(
+    input: Arc<Vec<(Time, Sample)>>,
+    workers: usize,
+    config: ZScoreConfig,
+) -> Vec<(Sample, Moments)> {
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let sink = collected.clone();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let sink = sink.clone();
+        let config = config.clone();
+        let mut session = worker.dataflow::<Time, _, _>(|scope| {
+            let mut session = InputSession::<Time, Sample, isize>::new();
+            let samples = partition_by_series(session.to_collection(scope));
+            let arranged = baselines(samples.clone(), &config);
+            with_baseline(samples, arranged, "Oracle", |s, m| Some((s.clone(), *m))).inspect(
+                move |((s, m), _t, r)| {
+                    assert_eq!(*r, 1);
+                    sink.lock().unwrap().push((s.clone(), *m));
+                },
+            );
+            session
+        });
+        // Each worker feeds its share, holding its input time 3 ticks behind arrival.
+        for (i, (arrival, sample)) in input.iter().enumerate() {
+            let floor = arrival.saturating_sub(3000);
+            if floor > *session.time() {
+                session.advance_to(floor);
+                session.flush();
+                worker.step();
+            }
+            if i % peers == index {
+                session.update_at(sample.clone(), sample.timestamp, 1);
+            }
+        }
+    })
+    .unwrap();
+    let mut out = Arc::try_unwrap(collected).unwrap().into_inner().unwrap();
+    out.sort();
+    out
+}
+
+#[test]
+fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
+    let config = ZScoreConfig {
+        window_ms: 20_000,
+        min_points: 5,
+        threshold: 3.0,
+    };
+    for seed in [1, 2] {
+        let input = Arc::new(random_input(seed));
+        let expected = naive(&input, config.window_ms);
+        assert!(expected.iter().any(|(_, m)| m.n >= 15), "windows fill up");
+        for workers in [1, 3] {
+            let got = dataflow(input.clone(), workers, config.clone());
+            assert_eq!(got.len(), expected.len());
+            assert!(
+                got == expected,
+                "seed {seed}, {workers} workers: baselines differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn anomalies_equal_the_naive_detector() {
+    let config = ZScoreConfig {
+        window_ms: 20_000,
+        min_points: 5,
+        threshold: 3.0,
+    };
+    let input = Arc::new(random_input(3));
+    let expected: Vec<_> = naive(&input, config.window_ms)
+        .iter()
+        .filter_map(|(s, m)| score(s, m, &config))
+        .collect();
+    assert!(expected.len() > 50, "{}", expected.len());
+    let got: Vec<_> = dataflow(input, 2, config.clone())
+        .iter()
+        .filter_map(|(s, m)| score(s, m, &config))
+        .collect();
+    assert_eq!(got, expected);
+}

@@ -1,0 +1,127 @@
+//! Equality across shapes: `--workers 1`, `--workers 4` and 2 processes x 2 workers on 127.0.0.1
+//! produce byte-identical anomaly files, the same dead letters and the same counts.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+
+const JOB: &str = "[baseline]\nwindow = \"10m\"\n[time]\nallowed_lateness = \"30s\"\n[input]\npartition_bytes = 16384\n";
+
+fn args<'a>(dir: &'a Path, tag: &str, input: &'a Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--input".into(),
+        input.to_str().unwrap().into(),
+        "--config".into(),
+        dir.join("job.toml").to_str().unwrap().into(),
+        "--anomalies-out".into(),
+        dir.join(format!("anomalies-{tag}.jsonl"))
+            .to_str()
+            .unwrap()
+            .into(),
+        "--dead-letter".into(),
+        dir.join(format!("dead-{tag}.jsonl"))
+            .to_str()
+            .unwrap()
+            .into(),
+        "--summary-out".into(),
+        dir.join(format!("summary-{tag}.json"))
+            .to_str()
+            .unwrap()
+            .into(),
+    ]
+}
+
+fn counts(dir: &Path, tag: &str) -> (u64, u64, u64, u64) {
+    let s = summary(&dir.join(format!("summary-{tag}.json")));
+    let n = |k: &str| s[k].as_u64().unwrap();
+    (n("read"), n("valid"), n("dead_lettered"), n("anomalies"))
+}
+
+#[test]
+fn one_four_and_two_by_two_workers_give_the_same_output() {
+    let dir = scratch("workers");
+    std::fs::write(dir.join("job.toml"), JOB).unwrap();
+    let input = dir.join("messy.jsonl");
+    std::fs::write(&input, messy_input(7, 150, 40)).unwrap();
+
+    for workers in ["1", "4"] {
+        let mut a = args(&dir, &format!("w{workers}"), &input);
+        a.extend(["--workers".into(), workers.into()]);
+        let out = incidentflow().args(&a).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let cluster: Vec<_> = (0..2)
+        .map(|i| {
+            let mut a = args(&dir, "p2", &input);
+            a.extend(
+                [
+                    "--workers",
+                    "2",
+                    "--processes",
+                    "2",
+                    "--process-index",
+                    &i.to_string(),
+                    "--hostfile",
+                    hostfile.to_str().unwrap(),
+                ]
+                .map(String::from),
+            );
+            incidentflow()
+                .args(&a)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in cluster {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let reference = std::fs::read(dir.join("anomalies-w1.jsonl")).unwrap();
+    let (read, valid, dead, anomalies) = counts(&dir, "w1");
+    assert!(
+        anomalies > 20,
+        "the input should hold anomalies, got {anomalies}"
+    );
+    assert!(dead > 5 && read == valid + dead, "{read} {valid} {dead}");
+    for tag in ["w4", "p2"] {
+        assert_eq!(
+            std::fs::read(dir.join(format!("anomalies-{tag}.jsonl"))).unwrap(),
+            reference,
+            "anomalies of {tag} differ"
+        );
+        assert_eq!(
+            sorted_lines(&dir.join(format!("dead-{tag}.jsonl"))),
+            sorted_lines(&dir.join("dead-w1.jsonl")),
+            "dead letters of {tag} differ"
+        );
+        assert_eq!(
+            counts(&dir, tag),
+            (read, valid, dead, anomalies),
+            "counts of {tag} differ"
+        );
+    }
+}
