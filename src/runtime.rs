@@ -187,7 +187,7 @@ impl<'a> Feed<'a> {
         Ok(Feed {
             spec,
             source_name,
-            decoder: Decoder::new(),
+            decoder: Decoder::with_idle(2 * spec.config.baseline.window.0),
             owned,
             counts: SourceCounts::default(),
             lateness: spec.config.time.allowed_lateness.0,
@@ -316,13 +316,15 @@ impl<'a> Feed<'a> {
 
     /// The time below which this worker will send nothing more: the least watermark over the
     /// partitions it has not finished, rounded down to the tick. None while a partition's first
-    /// record is still unknown (standard input before its first record).
+    /// record is still unknown (standard input before its first record) or when all are finished.
     fn low_watermark(&self) -> Option<Time> {
-        let mut low = Time::MAX;
+        let mut low: Option<Time> = None;
         for state in self.owned.iter().filter(|s| !s.finished) {
-            low = low.min(state.newest?.saturating_sub(self.lateness));
+            let watermark = state.newest?.saturating_sub(self.lateness);
+            low = Some(low.map_or(watermark, |l| l.min(watermark)));
         }
-        Some(low / self.tick * self.tick)
+        // With every partition finished there is nothing to advance to: closing the input does it.
+        low.map(|l| l / self.tick * self.tick)
     }
 
     fn advance(
@@ -333,7 +335,7 @@ impl<'a> Feed<'a> {
         probe: &ProbeHandle<Time>,
     ) {
         if let Some(low) = self.low_watermark() {
-            if low > *samples.time() && low != Time::MAX {
+            if low > *samples.time() {
                 samples.advance_to(low);
                 diagnostics.advance_to(low);
                 samples.flush();

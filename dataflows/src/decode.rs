@@ -3,7 +3,8 @@
 //!
 //! Series are interned: every sample of a series shares one `Arc<SeriesInfo>`, so decoding a
 //! sample allocates nothing once its series has been seen. When the table has doubled since the
-//! last sweep, series not seen since that sweep are forgotten, so the table follows active series.
+//! last sweep, series with no sample in the last `idle_ms` of event time are forgotten, so the
+//! table follows active series.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION};
-use crate::time::{self, TimestampError};
+use crate::time::{self, Time, TimestampError};
 
 /// A timestamp as it appears in JSON: epoch milliseconds or text.
 enum RawTime<'a> {
@@ -107,20 +108,25 @@ struct RawSample<'a> {
 /// Turns JSON lines into validated samples, interning series on the way.
 #[derive(Default)]
 pub struct Decoder {
-    /// Interned series with the sweep generation in which each was last seen.
-    series: HashMap<Box<[u8]>, (Arc<SeriesInfo>, u64)>,
-    generation: u64,
+    /// Interned series with the newest timestamp seen for each.
+    series: HashMap<Box<[u8]>, (Arc<SeriesInfo>, Time)>,
+    /// Newest timestamp decoded.
+    newest: Time,
+    /// Series quiet for longer than this (event time) are forgotten at the next sweep.
+    idle_ms: Time,
     sweep_at: usize,
     key: Vec<u8>,
 }
 
 impl Decoder {
-    /// A decoder with an empty series table.
+    /// A decoder that forgets series quiet for an hour of event time.
     pub fn new() -> Self {
-        Decoder {
-            sweep_at: 1024,
-            ..Default::default()
-        }
+        Self::with_idle(3_600_000)
+    }
+
+    /// A decoder that forgets series with no sample in the last `idle_ms` of event time.
+    pub fn with_idle(idle_ms: Time) -> Self {
+        Decoder { sweep_at: 1024, idle_ms, ..Default::default() }
     }
 
     /// Number of series currently interned.
@@ -175,7 +181,7 @@ impl Decoder {
             }
             Some(RawNumber(v)) => v,
         };
-        let series = self.intern(namespace, service, metric_name, raw.labels)?;
+        let series = self.intern(namespace, service, metric_name, raw.labels, timestamp)?;
         Ok(Sample::new(timestamp, series, value))
     }
 
@@ -185,7 +191,9 @@ impl Decoder {
         service: &str,
         metric_name: &str,
         labels: Option<&RawValue>,
+        timestamp: Time,
     ) -> Result<Arc<SeriesInfo>, Invalid> {
+        self.newest = self.newest.max(timestamp);
         let labels_text = labels.map(RawValue::get).unwrap_or("null");
         self.key.clear();
         for part in [namespace, service, metric_name, labels_text] {
@@ -193,7 +201,7 @@ impl Decoder {
             self.key.push(0);
         }
         if let Some((found, seen)) = self.series.get_mut(self.key.as_slice()) {
-            *seen = self.generation;
+            *seen = (*seen).max(timestamp);
             return Ok(found.clone());
         }
         let labels = parse_labels(labels_text)?;
@@ -205,12 +213,11 @@ impl Decoder {
             labels,
         });
         if self.series.len() >= self.sweep_at {
-            let generation = self.generation;
-            self.series.retain(|_, (_, seen)| *seen == generation);
-            self.generation += 1;
+            let cutoff = self.newest.saturating_sub(self.idle_ms);
+            self.series.retain(|_, (_, seen)| *seen >= cutoff);
             self.sweep_at = (self.series.len() * 2).max(1024);
         }
-        let entry = (info.clone(), self.generation);
+        let entry = (info.clone(), timestamp);
         self.series
             .insert(self.key.clone().into_boxed_slice(), entry);
         Ok(info)
@@ -368,14 +375,26 @@ mod tests {
     }
 
     #[test]
-    fn the_table_forgets_series_no_sample_holds() {
-        let mut d = Decoder::new();
-        for i in 0..5000 {
-            let line = format!(
-                r#"{{"timestamp":1795568940000,"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#
-            );
-            drop(d.decode(line.as_bytes()).unwrap());
+    fn the_table_forgets_series_that_went_quiet_and_keeps_active_ones() {
+        let mut d = Decoder::with_idle(60_000);
+        let line = |i: u64, ts: u64| {
+            format!(r#"{{"timestamp":{ts},"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#)
+        };
+        let t0 = 1_795_568_940_000u64;
+        // 3000 series all active within a minute, in a cycle longer than any table doubling.
+        let first = d.decode(line(0, t0).as_bytes()).unwrap();
+        for round in 0..3 {
+            for i in 0..3000 {
+                d.decode(line(i, t0 + round * 20_000 + i).as_bytes()).unwrap();
+            }
         }
-        assert!(d.interned() < 3000, "{}", d.interned());
+        assert_eq!(d.interned(), 3000);
+        let again = d.decode(line(0, t0 + 60_000).as_bytes()).unwrap();
+        assert!(Arc::ptr_eq(&first.series, &again.series), "an active series stays interned");
+        // Then only new series: the old ones go quiet and are forgotten.
+        for i in 10_000..20_000 {
+            d.decode(line(i, t0 + 200_000 + i).as_bytes()).unwrap();
+        }
+        assert!(d.interned() < 12_000, "{}", d.interned());
     }
 }
