@@ -2,9 +2,6 @@
 //! the dataflow and prints the summary. Exit status: 0 on success; 1 with a one-line reason on a
 //! configuration or I/O error. Bad records never change the exit status.
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod config;
 mod demo;
 mod runtime;

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -105,11 +106,30 @@ struct RawSample<'a> {
     labels: Option<&'a RawValue>,
 }
 
+/// A hasher for keys that already are hashes: it keeps their low 64 bits.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = self.0 << 8 | b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
 /// Turns JSON lines into validated samples, interning series on the way.
 #[derive(Default)]
 pub struct Decoder {
     /// Interned series with the newest timestamp seen for each.
-    series: HashMap<Box<[u8]>, (Arc<SeriesInfo>, Time)>,
+    /// Keyed by the 128-bit hash of (namespace, service, metric_name, labels text).
+    series: HashMap<u128, (Arc<SeriesInfo>, Time), BuildHasherDefault<PreHashed>>,
     /// Newest timestamp decoded.
     newest: Time,
     /// Series quiet for longer than this (event time) are forgotten at the next sweep.
@@ -126,7 +146,11 @@ impl Decoder {
 
     /// A decoder that forgets series with no sample in the last `idle_ms` of event time.
     pub fn with_idle(idle_ms: Time) -> Self {
-        Decoder { sweep_at: 1024, idle_ms, ..Default::default() }
+        Decoder {
+            sweep_at: 1024,
+            idle_ms,
+            ..Default::default()
+        }
     }
 
     /// Number of series currently interned.
@@ -200,7 +224,8 @@ impl Decoder {
             self.key.extend_from_slice(part.as_bytes());
             self.key.push(0);
         }
-        if let Some((found, seen)) = self.series.get_mut(self.key.as_slice()) {
+        let key = xxhash_rust::xxh3::xxh3_128(&self.key);
+        if let Some((found, seen)) = self.series.get_mut(&key) {
             *seen = (*seen).max(timestamp);
             return Ok(found.clone());
         }
@@ -218,8 +243,7 @@ impl Decoder {
             self.sweep_at = (self.series.len() * 2).max(1024);
         }
         let entry = (info.clone(), timestamp);
-        self.series
-            .insert(self.key.clone().into_boxed_slice(), entry);
+        self.series.insert(key, entry);
         Ok(info)
     }
 }
@@ -378,19 +402,25 @@ mod tests {
     fn the_table_forgets_series_that_went_quiet_and_keeps_active_ones() {
         let mut d = Decoder::with_idle(60_000);
         let line = |i: u64, ts: u64| {
-            format!(r#"{{"timestamp":{ts},"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#)
+            format!(
+                r#"{{"timestamp":{ts},"namespace":"n","service":"s{i}","metric_name":"m","value":1}}"#
+            )
         };
         let t0 = 1_795_568_940_000u64;
         // 3000 series all active within a minute, in a cycle longer than any table doubling.
         let first = d.decode(line(0, t0).as_bytes()).unwrap();
         for round in 0..3 {
             for i in 0..3000 {
-                d.decode(line(i, t0 + round * 20_000 + i).as_bytes()).unwrap();
+                d.decode(line(i, t0 + round * 20_000 + i).as_bytes())
+                    .unwrap();
             }
         }
         assert_eq!(d.interned(), 3000);
         let again = d.decode(line(0, t0 + 60_000).as_bytes()).unwrap();
-        assert!(Arc::ptr_eq(&first.series, &again.series), "an active series stays interned");
+        assert!(
+            Arc::ptr_eq(&first.series, &again.series),
+            "an active series stays interned"
+        );
         // Then only new series: the old ones go quiet and are forgotten.
         for i in 10_000..20_000 {
             d.decode(line(i, t0 + 200_000 + i).as_bytes()).unwrap();
