@@ -206,6 +206,7 @@ impl<'a> Feed<'a> {
         self.peek_all()?;
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut line = Vec::with_capacity(4096);
+        let live = matches!(self.spec.input, InputSource::Stdin);
         for k in 0..self.owned.len() {
             let partition = self.owned[k].partition;
             let mut reader = partition
@@ -248,7 +249,9 @@ impl<'a> Feed<'a> {
                     }
                 }
                 since_step += 1;
-                if since_step == 16384 {
+                // Step after a batch of records, and on a pipe before a read that may block, so
+                // that what has arrived is processed (and its anomalies written) without waiting.
+                if since_step == 16384 || (live && reader.drained()) {
                     since_step = 0;
                     self.advance(worker, samples, diagnostics, probe);
                 }

@@ -154,13 +154,8 @@ pub fn write_anomalies(
             let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
             outcome.shown.extend(done.into_iter().take(room));
             if let Some(w) = out.as_mut() {
-                let result = w.write_all(lines.as_bytes()).and_then(|_| {
-                    if finished {
-                        w.flush()
-                    } else {
-                        Ok(())
-                    }
-                });
+                // Flushed at once: anomalies are few, and whoever reads them wants them now.
+                let result = w.write_all(lines.as_bytes()).and_then(|_| w.flush());
                 if let Err(e) = result {
                     outcome
                         .error

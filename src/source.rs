@@ -71,6 +71,7 @@ impl Partition {
             end: self.end,
             next_line: self.first_line,
             max_line_bytes,
+            drained: true,
         })
     }
 }
@@ -185,9 +186,16 @@ pub struct LineReader {
     end: u64,
     next_line: u64,
     max_line_bytes: usize,
+    drained: bool,
 }
 
 impl LineReader {
+    /// True when everything read so far has been handed out: the next line needs another read,
+    /// which may block on a pipe.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
     /// Reads the next line into `line` (without `\n` or a trailing `\r`); None at the partition's end.
     pub fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<Option<LineInfo>> {
         line.clear();
@@ -224,6 +232,7 @@ impl LineReader {
             }
             line.extend_from_slice(&available[..take.min(room)]);
             let used = if done { take + 1 } else { take };
+            self.drained = used == available.len();
             self.inner.consume(used);
             self.offset += used as u64;
             if done {
