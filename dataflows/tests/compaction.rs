@@ -24,7 +24,7 @@ fn the_arrangement_stays_bounded_as_the_stream_grows() {
             ..ZScoreConfig::default()
         };
         let probe = ProbeHandle::new();
-        let (mut input, mut trace) = worker.dataflow::<Time, _, _>(|scope| {
+        let (mut input, trace) = worker.dataflow::<Time, _, _>(|scope| {
             let mut input = InputSession::<Time, Sample, isize>::new();
             let samples = partition_by_series(input.to_collection(scope));
             let arranged = baselines(samples.clone(), &config);
