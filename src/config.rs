@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use incidentflow_dataflows::time::{format_duration, parse_duration};
+
+use crate::error::JobError;
 use incidentflow_dataflows::zscore::ZScoreConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -118,10 +120,15 @@ impl Default for InputConfig {
 
 impl JobConfig {
     /// Reads and checks a job file.
-    pub fn load(path: &Path) -> Result<JobConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<JobConfig, JobError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::ConfigUnreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| JobError::Config {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses and checks job file text.

@@ -4,6 +4,7 @@
 
 mod config;
 mod demo;
+mod error;
 mod runtime;
 mod sink;
 mod source;
@@ -16,6 +17,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::JobConfig;
+use crate::error::JobError;
 use crate::runtime::{Cluster, Outputs, RunSpec};
 use crate::sink::{open_output, DeadLetterOutput};
 use crate::source::InputSource;
@@ -81,24 +83,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn cluster(args: &RunArgs) -> Result<Cluster, String> {
+fn cluster(args: &RunArgs) -> Result<Cluster, JobError> {
     let processes = args.processes as usize;
     let process_index = args.process_index as usize;
     if process_index >= processes {
-        return Err(format!(
+        return Err(JobError::Usage(format!(
             "--process-index {process_index} is out of range for --processes {processes}"
-        ));
+        )));
     }
     let addresses = match (&args.hostfile, processes) {
         (_, 1) => Vec::new(),
         (None, _) => {
-            return Err(
+            return Err(JobError::Usage(
                 "--processes above 1 needs --hostfile with one host:port per process".into(),
-            )
+            ))
         }
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read hostfile {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| JobError::Input {
+                what: "hostfile",
+                name: path.display().to_string(),
+                source,
+            })?;
             let hosts: Vec<String> = text
                 .lines()
                 .map(str::trim)
@@ -106,11 +111,11 @@ fn cluster(args: &RunArgs) -> Result<Cluster, String> {
                 .map(String::from)
                 .collect();
             if hosts.len() < processes {
-                return Err(format!(
+                return Err(JobError::Usage(format!(
                     "hostfile {} lists {} hosts; --processes {processes} needs {processes}",
                     path.display(),
                     hosts.len()
-                ));
+                )));
             }
             hosts.into_iter().take(processes).collect()
         }
@@ -123,7 +128,7 @@ fn cluster(args: &RunArgs) -> Result<Cluster, String> {
     })
 }
 
-fn run(args: RunArgs) -> Result<(), String> {
+fn run(args: RunArgs) -> Result<(), JobError> {
     let config = match &args.config {
         Some(path) => JobConfig::load(path)?,
         None => JobConfig::default(),
@@ -138,8 +143,11 @@ fn run(args: RunArgs) -> Result<(), String> {
         Some("-") => InputSource::Stdin,
         Some(path) => {
             let path = PathBuf::from(path);
-            std::fs::metadata(&path)
-                .map_err(|e| format!("cannot read input {}: {e}", path.display()))?;
+            std::fs::metadata(&path).map_err(|source| JobError::Input {
+                what: "input",
+                name: path.display().to_string(),
+                source,
+            })?;
             InputSource::Path(path)
         }
     };
@@ -150,17 +158,21 @@ fn run(args: RunArgs) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
     let outputs = if leader {
         let anomalies = match &args.anomalies_out {
-            Some(target) => Some(
-                open_output(target)
-                    .map_err(|e| format!("cannot write anomalies to {target}: {e}"))?,
-            ),
+            Some(target) => Some(open_output(target).map_err(|source| JobError::Output {
+                what: "anomalies",
+                name: target.clone(),
+                source,
+            })?),
             None => None,
         };
         let dead_letter = match &args.dead_letter {
             Some(path) => DeadLetterOutput::Open(
                 path.clone(),
-                open_output(&path.to_string_lossy())
-                    .map_err(|e| format!("cannot write dead letters to {}: {e}", path.display()))?,
+                open_output(&path.to_string_lossy()).map_err(|source| JobError::Output {
+                    what: "dead letters",
+                    name: path.display().to_string(),
+                    source,
+                })?,
             ),
             None => DeadLetterOutput::Lazy(dead_letter_path.clone()),
         };
@@ -209,11 +221,14 @@ fn run(args: RunArgs) -> Result<(), String> {
     eprint!("{}", report.human());
     if let Some(path) = &args.summary_out {
         let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
-        std::fs::write(path, text + "\n")
-            .map_err(|e| format!("cannot write summary to {}: {e}", path.display()))?;
+        std::fs::write(path, text + "\n").map_err(|source| JobError::Output {
+            what: "the summary",
+            name: path.display().to_string(),
+            source,
+        })?;
     }
     match &outcome.error {
-        Some(e) => Err(e.clone()),
+        Some(e) => Err(JobError::OutputFailed(e.clone())),
         None => Ok(()),
     }
 }

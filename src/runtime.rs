@@ -14,6 +14,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
 
 use crate::config::JobConfig;
+use crate::error::JobError;
 use crate::sink::{
     write_anomalies, write_diagnostics, DeadLetterOutput, Diagnostic, LineWriter, Outcome,
     SourceCounts,
@@ -78,7 +79,7 @@ pub struct Outputs {
 }
 
 /// Runs the job to the end of its input and returns what it found.
-pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, String> {
+pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, JobError> {
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let outputs = Arc::new(Mutex::new(Some(outputs)));
     let spec = Arc::new(spec);
@@ -92,12 +93,12 @@ pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, String> {
         };
         run_worker(worker, &spec, mine, shared.clone())
     })
-    .map_err(|e| format!("cannot start the workers: {e}"))?;
+    .map_err(JobError::Cluster)?;
     for result in guards.join() {
-        result.map_err(|e| format!("a worker failed: {e}"))??;
+        result.map_err(JobError::Worker)??;
     }
     let outcome = Arc::try_unwrap(outcome)
-        .map_err(|_| "the workers still hold the outcome".to_string())?
+        .map_err(|_| JobError::Worker("the workers still hold the outcome".into()))?
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
     Ok(outcome)
@@ -108,7 +109,7 @@ fn run_worker(
     spec: &RunSpec,
     outputs: Option<Outputs>,
     outcome: Arc<Mutex<Outcome>>,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     let zscore = spec.config.zscore_config();
     let probe = ProbeHandle::new();
     let (anomaly_writer, dead_letter_writer) = match outputs {
@@ -167,13 +168,19 @@ struct Feed<'a> {
 }
 
 impl<'a> Feed<'a> {
-    fn new(index: usize, peers: usize, spec: &'a RunSpec) -> Result<Self, String> {
+    fn new(index: usize, peers: usize, spec: &'a RunSpec) -> Result<Self, JobError> {
         let source_name = spec.input.name();
-        let partitions = match &spec.input {
-            InputSource::Stdin if index != 0 => Vec::new(),
-            source => plan_partitions(source, spec.config.input.partition_bytes)
-                .map_err(|e| format!("cannot read {source_name}: {e}"))?,
-        };
+        let partitions =
+            match &spec.input {
+                InputSource::Stdin if index != 0 => Vec::new(),
+                source => plan_partitions(source, spec.config.input.partition_bytes).map_err(
+                    |source| JobError::Input {
+                        what: "input",
+                        name: source_name.clone(),
+                        source,
+                    },
+                )?,
+            };
         let owned = partitions
             .into_iter()
             .filter(|p| p.index % peers == index)
@@ -202,7 +209,7 @@ impl<'a> Feed<'a> {
         samples: &mut InputSession<Time, Sample, isize>,
         diagnostics: &mut DiagnosticInput,
         probe: &ProbeHandle<Time>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobError> {
         self.peek_all()?;
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut line = Vec::with_capacity(4096);
@@ -211,11 +218,11 @@ impl<'a> Feed<'a> {
             let partition = self.owned[k].partition;
             let mut reader = partition
                 .open(&self.spec.input, max_line)
-                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?;
+                .map_err(|source| self.read_error(source))?;
             let mut since_step = 0u32;
             while let Some(info) = reader
                 .next_line(&mut line)
-                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?
+                .map_err(|source| self.read_error(source))?
             {
                 if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
                     continue;
@@ -262,6 +269,10 @@ impl<'a> Feed<'a> {
         Ok(())
     }
 
+    fn read_error(&self, source: std::io::Error) -> JobError {
+        read_error(&self.source_name, source)
+    }
+
     /// Applies the lateness rule of partition `k` to a decoded sample.
     fn admit(&mut self, k: usize, sample: Sample, input_time: &Time) -> Result<Sample, Invalid> {
         let state = &mut self.owned[k];
@@ -286,7 +297,7 @@ impl<'a> Feed<'a> {
 
     /// Finds the first valid timestamp of every owned partition, so that the worker knows how far
     /// it may advance its input before it has read them.
-    fn peek_all(&mut self) -> Result<(), String> {
+    fn peek_all(&mut self) -> Result<(), JobError> {
         if matches!(self.spec.input, InputSource::Stdin) {
             return Ok(());
         }
@@ -297,10 +308,10 @@ impl<'a> Feed<'a> {
             let mut reader = state
                 .partition
                 .open(&self.spec.input, max_line)
-                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?;
+                .map_err(|source| read_error(&self.source_name, source))?;
             while let Some(info) = reader
                 .next_line(&mut line)
-                .map_err(|e| format!("cannot read {}: {e}", self.source_name))?
+                .map_err(|source| read_error(&self.source_name, source))?
             {
                 if info.oversized {
                     continue;
@@ -349,5 +360,13 @@ impl<'a> Feed<'a> {
         samples.flush();
         diagnostics.flush();
         worker.step();
+    }
+}
+
+fn read_error(source_name: &str, source: std::io::Error) -> JobError {
+    JobError::Input {
+        what: "input",
+        name: source_name.to_owned(),
+        source,
     }
 }

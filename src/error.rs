@@ -1,0 +1,42 @@
+//! The job's errors outside the dataflow: what went wrong and, where it helps, what to do.
+//! Bad records are not errors: they are data, dead-lettered and counted.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why `incidentflow` stopped. Each prints as the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job file cannot be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    ConfigUnreadable { path: PathBuf, source: io::Error },
+    /// The job file is not valid.
+    #[error("config {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    /// Flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
+    /// An input cannot be read.
+    #[error("cannot read {what} {name}: {source}")]
+    Input {
+        what: &'static str,
+        name: String,
+        source: io::Error,
+    },
+    /// An output cannot be written.
+    #[error("cannot write {what} to {name}: {source} (check the path and free space)")]
+    Output {
+        what: &'static str,
+        name: String,
+        source: io::Error,
+    },
+    /// An output failed while the job ran; the run's counts are still printed.
+    #[error("{0}")]
+    OutputFailed(String),
+    /// The workers could not be started (for a cluster: a peer is unreachable or a port taken).
+    #[error("cannot start the workers: {0}")]
+    Cluster(String),
+    /// A worker thread stopped abnormally.
+    #[error("a worker failed: {0}")]
+    Worker(String),
+}
