@@ -5,6 +5,7 @@
 mod config;
 mod demo;
 mod error;
+mod eval;
 mod runtime;
 mod sink;
 mod source;
@@ -36,6 +37,27 @@ struct Cli {
 enum Command {
     /// Run the job. With no --input it runs the embedded demo scenario.
     Run(RunArgs),
+    /// Score anomalies (and incidents) against a ground-truth file from incidentflow-loadgen.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Ground truth: one injected fault per line (incidentflow-loadgen's truth.jsonl).
+    #[arg(long, value_name = "FILE")]
+    truth: PathBuf,
+    /// The job's anomalies (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    anomalies: Option<PathBuf>,
+    /// The job's incident versions (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    incidents: Option<PathBuf>,
+    /// How long after a fault's end an anomaly or incident still counts as caused by it.
+    #[arg(long, default_value = "5m")]
+    grace: String,
+    /// Where to write the evaluation as JSON.
+    #[arg(long, value_name = "FILE", default_value = "eval.json")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -73,6 +95,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Eval(args) => eval_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,6 +104,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn eval_command(args: EvalArgs) -> Result<(), JobError> {
+    if args.anomalies.is_none() && args.incidents.is_none() {
+        return Err(JobError::Usage(
+            "eval needs --anomalies FILE and/or --incidents FILE to score".into(),
+        ));
+    }
+    let grace = incidentflow_dataflows::time::parse_duration(&args.grace)
+        .map_err(|e| JobError::Usage(format!("--grace: {e}")))?;
+    let text = eval::run(
+        &args.truth,
+        args.anomalies.as_deref(),
+        args.incidents.as_deref(),
+        grace,
+        &args.out,
+    )?;
+    print!("{text}");
+    eprintln!("incidentflow eval: wrote {}", args.out.display());
+    Ok(())
 }
 
 fn cluster(args: &RunArgs) -> Result<Cluster, JobError> {

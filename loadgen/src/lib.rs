@@ -1,0 +1,12 @@
+//! incidentflow's load generator: seeded, deterministic scenarios written as plain iterators
+//! (samples, topology edges, deploys, ground truth), with thin drivers in the binary.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`rng`] | the seeded PRNG |
+//! | [`topology`] | the layered call graph and its changes over time |
+//! | [`scenario`] | faults, deploys and the metric series, and the named scenarios |
+
+pub mod rng;
+pub mod scenario;
+pub mod topology;

@@ -1,0 +1,157 @@
+//! `incidentflow-loadgen`: writes a scenario to a directory (samples, topology, deploys and
+//! ground truth as JSON Lines) or streams its samples to standard output, as fast as possible or
+//! at a target rate (open loop: the schedule does not wait for the reader).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use incidentflow_dataflows::time::parse_duration;
+use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
+
+/// Seeded load generator for incidentflow, with ground truth.
+#[derive(Parser)]
+#[command(name = "incidentflow-loadgen", version, about)]
+struct Args {
+    /// small (10 services, for tests), medium (300 services) or large (105,000 series, for benchmarks).
+    #[arg(long, default_value = "small")]
+    scenario: String,
+    /// Seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Override the scenario's length (30m, 6h, ...).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Override the number of services.
+    #[arg(long)]
+    services: Option<usize>,
+    /// Override the time between samples of a series (30s, 1m, ...).
+    #[arg(long)]
+    interval: Option<String>,
+    /// Override the number of faults.
+    #[arg(long)]
+    faults: Option<usize>,
+    /// Write samples.jsonl, topology.jsonl, deploys.jsonl and truth.jsonl into this directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "stdout")]
+    out: Option<PathBuf>,
+    /// Stream the samples to standard output instead.
+    #[arg(long)]
+    stdout: bool,
+    /// Emit this many samples per second of wall time (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("incidentflow-loadgen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(args: &Args) -> io::Result<ScenarioConfig> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    let mut c = ScenarioConfig::named(&args.scenario, args.seed).ok_or_else(|| {
+        bad(format!(
+            "unknown scenario {:?}: use small, medium or large",
+            args.scenario
+        ))
+    })?;
+    if let Some(d) = &args.duration {
+        c.duration = parse_duration(d).map_err(bad)?;
+    }
+    if let Some(i) = &args.interval {
+        c.interval = parse_duration(i).map_err(bad)?.max(1000);
+    }
+    if let Some(s) = args.services {
+        c.services = s;
+    }
+    if let Some(f) = args.faults {
+        c.faults = f;
+    }
+    if c.duration < c.interval * 10 {
+        return Err(bad("the duration must hold at least 10 intervals".into()));
+    }
+    Ok(c)
+}
+
+fn run(args: &Args) -> io::Result<()> {
+    let scenario = Scenario::new(config(args)?);
+    match (&args.out, args.stdout) {
+        (Some(dir), _) => write_dir(&scenario, dir, args.rate),
+        (None, true) => {
+            let out = io::stdout();
+            paced(
+                scenario.samples(),
+                &mut BufWriter::with_capacity(1 << 16, out.lock()),
+                args.rate,
+            )
+        }
+        (None, false) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "give --out DIR or --stdout",
+        )),
+    }
+}
+
+fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let create = |name: &str| -> io::Result<BufWriter<File>> {
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            File::create(dir.join(name))?,
+        ))
+    };
+    for (name, lines) in [
+        (
+            "topology.jsonl",
+            Box::new(scenario.edges()) as Box<dyn Iterator<Item = String>>,
+        ),
+        ("deploys.jsonl", Box::new(scenario.deploy_lines())),
+        ("truth.jsonl", Box::new(scenario.truth())),
+    ] {
+        let mut w = create(name)?;
+        for line in lines {
+            writeln!(w, "{line}")?;
+        }
+        w.flush()?;
+    }
+    let mut w = create("samples.jsonl")?;
+    paced(scenario.samples(), &mut w, rate)?;
+    eprintln!(
+        "incidentflow-loadgen: wrote {} services, {} series, {} faults, {} deploys to {}",
+        scenario.topology.services.len(),
+        scenario.series(),
+        scenario.faults.len(),
+        scenario.deploys.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Writes `lines`, at `rate` lines per second when it is above 0 (open loop: line i is due at
+/// start + i / rate whatever the reader does; a late writer catches up without sleeping).
+fn paced(lines: impl Iterator<Item = String>, out: &mut impl Write, rate: u64) -> io::Result<()> {
+    let start = Instant::now();
+    for (i, line) in lines.enumerate() {
+        if rate > 0 && i % 256 == 0 {
+            out.flush()?;
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}

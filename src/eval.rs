@@ -1,0 +1,675 @@
+//! `incidentflow eval`: scores the job's anomalies (and incidents, when given) against a
+//! ground-truth file of injected faults, as produced by `incidentflow-loadgen`.
+//!
+//! The rules, also printed in the report:
+//! * An anomaly **matches** a fault when its service is one the fault affected and its time lies
+//!   in [start, end + grace]. Anomaly precision = matching anomalies / anomalies; a fault is
+//!   **detected** when at least one anomaly matches it; recall = detected faults / faults;
+//!   service recall = affected services with a matching anomaly / affected services.
+//! * Detection delay = the first matching anomaly's time - the fault's start (event time).
+//! * Incidents are read as versions and grouped by `incident_id` (the newest version gives the
+//!   services and causes; the span runs from `created_at` to the last `updated_at`). An incident
+//!   **matches** a fault when the spans overlap (with the grace) and it contains the root service.
+//!   Incident precision = incidents matching a fault / incidents; recall = faults matched by an
+//!   incident / faults; duplicates = incidents matching a fault beyond the first; compression =
+//!   anomalies / incidents; root cause top-1 / top-3 = the fault's first matching incident ranks
+//!   the root service first / in its first three.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use incidentflow_dataflows::time::{format_duration, parse_rfc3339, Time};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::JobError;
+
+/// A fault from the ground truth.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TruthFault {
+    /// Id.
+    pub fault_id: String,
+    /// Kind.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Root service.
+    pub root_service: String,
+    /// Every service it reached (the root included).
+    pub affected_services: Vec<String>,
+    /// Onset.
+    pub start: String,
+    /// End.
+    pub end: String,
+}
+
+/// What eval reads of an anomaly.
+#[derive(Clone, Debug)]
+pub struct AnomalyRef {
+    /// Service.
+    pub service: String,
+    /// Event time.
+    pub timestamp: Time,
+    /// Detector.
+    pub detector: String,
+}
+
+/// What eval reads of an incident version.
+#[derive(Clone, Debug)]
+pub struct IncidentVersion {
+    /// Id.
+    pub incident_id: String,
+    /// Version number (later wins).
+    pub version: u64,
+    /// Start.
+    pub created_at: Time,
+    /// This version's time.
+    pub updated_at: Time,
+    /// Member services.
+    pub services: Vec<String>,
+    /// Ranked causes, most likely first.
+    pub causes: Vec<String>,
+}
+
+/// Per-fault results.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultScore {
+    /// Id.
+    pub fault_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Root.
+    pub root_service: String,
+    /// Matching anomalies.
+    pub anomalies: u64,
+    /// Affected services with a matching anomaly, and how many were affected.
+    pub services_detected: (usize, usize),
+    /// First matching anomaly minus start, in ms.
+    pub detection_delay_ms: Option<u64>,
+    /// Matching incidents.
+    pub incidents: u64,
+    /// Rank of the root among the first matching incident's causes (1-based).
+    pub root_rank: Option<usize>,
+}
+
+/// The whole evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// Faults in the truth.
+    pub faults: usize,
+    /// Grace after a fault's end, ms.
+    pub grace_ms: u64,
+    /// Anomaly figures (when anomalies were given).
+    pub anomalies: Option<AnomalyFigures>,
+    /// Incident figures (when incidents were given).
+    pub incidents: Option<IncidentFigures>,
+    /// One row per fault.
+    pub per_fault: Vec<FaultScore>,
+}
+
+/// Anomaly-level figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnomalyFigures {
+    /// Anomalies read.
+    pub total: u64,
+    /// Anomalies matching a fault.
+    pub matching: u64,
+    /// matching / total.
+    pub precision: f64,
+    /// Faults detected / faults.
+    pub recall: f64,
+    /// Affected services detected / affected services.
+    pub service_recall: f64,
+    /// Anomalies by detector.
+    pub by_detector: BTreeMap<String, u64>,
+    /// Detection delay percentiles (ms).
+    pub delay_p50_ms: Option<u64>,
+    /// 90th percentile.
+    pub delay_p90_ms: Option<u64>,
+}
+
+/// Incident-level figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct IncidentFigures {
+    /// Distinct incidents.
+    pub total: u64,
+    /// Incidents matching a fault.
+    pub matching: u64,
+    /// matching / total.
+    pub precision: f64,
+    /// Faults with a matching incident / faults.
+    pub recall: f64,
+    /// Incidents matching a fault beyond its first, summed over faults.
+    pub duplicates: u64,
+    /// Anomalies per incident (when anomalies were given).
+    pub compression: Option<f64>,
+    /// Root ranked first, over faults with a matching incident.
+    pub root_cause_top1: f64,
+    /// Root in the first three.
+    pub root_cause_top3: f64,
+    /// The same two over faults that reached more than their root.
+    pub propagating_top1: f64,
+    /// Top-3 over propagating faults.
+    pub propagating_top3: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Scores `anomalies` and `incidents` (either may be absent) against `truth`.
+pub fn evaluate(
+    truth: &[TruthFault],
+    anomalies: Option<&[AnomalyRef]>,
+    incidents: Option<&[IncidentVersion]>,
+    grace_ms: u64,
+) -> Result<EvalReport, String> {
+    let spans: Vec<(Time, Time)> = truth
+        .iter()
+        .map(|f| {
+            Ok((
+                parse_rfc3339(&f.start).map_err(|e| format!("{}: {e:?}", f.fault_id))?,
+                parse_rfc3339(&f.end).map_err(|e| format!("{}: {e:?}", f.fault_id))? + grace_ms,
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut per_fault: Vec<FaultScore> = truth
+        .iter()
+        .map(|f| FaultScore {
+            fault_id: f.fault_id.clone(),
+            kind: f.kind.clone(),
+            root_service: f.root_service.clone(),
+            anomalies: 0,
+            services_detected: (0, f.affected_services.len()),
+            detection_delay_ms: None,
+            incidents: 0,
+            root_rank: None,
+        })
+        .collect();
+
+    let anomaly_figures = anomalies.map(|anomalies| {
+        let mut matching = 0u64;
+        let mut detected: Vec<Vec<&str>> = vec![Vec::new(); truth.len()];
+        for a in anomalies {
+            let mut hit = false;
+            for (k, f) in truth.iter().enumerate() {
+                let (start, end) = spans[k];
+                if a.timestamp >= start
+                    && a.timestamp <= end
+                    && f.affected_services.iter().any(|s| *s == a.service)
+                {
+                    hit = true;
+                    let row = &mut per_fault[k];
+                    row.anomalies += 1;
+                    let delay = a.timestamp - start;
+                    row.detection_delay_ms =
+                        Some(row.detection_delay_ms.map_or(delay, |d| d.min(delay)));
+                    if !detected[k].contains(&a.service.as_str()) {
+                        detected[k].push(&a.service);
+                    }
+                }
+            }
+            matching += u64::from(hit);
+        }
+        let (mut services, mut affected) = (0usize, 0usize);
+        for (k, row) in per_fault.iter_mut().enumerate() {
+            row.services_detected.0 = detected[k].len();
+            services += detected[k].len();
+            affected += row.services_detected.1;
+        }
+        let mut delays: Vec<u64> = per_fault
+            .iter()
+            .filter_map(|r| r.detection_delay_ms)
+            .collect();
+        delays.sort_unstable();
+        AnomalyFigures {
+            total: anomalies.len() as u64,
+            matching,
+            precision: ratio(matching, anomalies.len() as u64),
+            recall: ratio(delays.len() as u64, truth.len() as u64),
+            service_recall: ratio(services as u64, affected as u64),
+            by_detector: anomalies.iter().fold(BTreeMap::new(), |mut m, a| {
+                *m.entry(a.detector.clone()).or_insert(0) += 1;
+                m
+            }),
+            delay_p50_ms: percentile(&delays, 0.5),
+            delay_p90_ms: percentile(&delays, 0.9),
+        }
+    });
+
+    let incident_figures = incidents.map(|versions| {
+        // The newest version of each incident, with the span of all its versions.
+        let mut latest: BTreeMap<&str, (IncidentVersion, Time, Time)> = BTreeMap::new();
+        for v in versions {
+            let entry = latest
+                .entry(&v.incident_id)
+                .or_insert_with(|| (v.clone(), v.created_at, v.updated_at));
+            entry.1 = entry.1.min(v.created_at);
+            entry.2 = entry.2.max(v.updated_at);
+            if (v.version, v.updated_at) >= (entry.0.version, entry.0.updated_at) {
+                entry.0 = v.clone();
+            }
+        }
+        let mut matching = 0u64;
+        let mut first: Vec<Option<(Time, &IncidentVersion)>> = vec![None; truth.len()];
+        for (incident, from, to) in latest.values() {
+            let mut hit = false;
+            for (k, f) in truth.iter().enumerate() {
+                let (start, end) = spans[k];
+                if *from <= end
+                    && *to >= start
+                    && incident.services.iter().any(|s| *s == f.root_service)
+                {
+                    hit = true;
+                    per_fault[k].incidents += 1;
+                    if first[k].is_none_or(|(t, _)| *from < t) {
+                        first[k] = Some((*from, incident));
+                    }
+                }
+            }
+            matching += u64::from(hit);
+        }
+        let (mut top1, mut top3, mut found, mut p1, mut p3, mut pfound) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        for (k, f) in truth.iter().enumerate() {
+            let Some((_, incident)) = first[k] else {
+                continue;
+            };
+            let rank = incident
+                .causes
+                .iter()
+                .position(|c| *c == f.root_service)
+                .map(|r| r + 1);
+            per_fault[k].root_rank = rank;
+            let propagates = f.affected_services.len() > 1;
+            found += 1;
+            pfound += u64::from(propagates);
+            if rank == Some(1) {
+                top1 += 1;
+                p1 += u64::from(propagates);
+            }
+            if rank.is_some_and(|r| r <= 3) {
+                top3 += 1;
+                p3 += u64::from(propagates);
+            }
+        }
+        let total = latest.len() as u64;
+        IncidentFigures {
+            total,
+            matching,
+            precision: ratio(matching, total),
+            recall: ratio(found, truth.len() as u64),
+            duplicates: per_fault
+                .iter()
+                .map(|r| r.incidents.saturating_sub(1))
+                .sum(),
+            compression: anomalies
+                .filter(|_| total > 0)
+                .map(|a| a.len() as f64 / total as f64),
+            root_cause_top1: ratio(top1, found),
+            root_cause_top3: ratio(top3, found),
+            propagating_top1: ratio(p1, pfound),
+            propagating_top3: ratio(p3, pfound),
+        }
+    });
+
+    Ok(EvalReport {
+        faults: truth.len(),
+        grace_ms,
+        anomalies: anomaly_figures,
+        incidents: incident_figures,
+        per_fault,
+    })
+}
+
+/// The report for a person.
+pub fn render(report: &EvalReport) -> String {
+    let mut s = String::new();
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let ms = |x: Option<u64>| x.map_or("-".to_string(), format_duration);
+    let _ = writeln!(
+        s,
+        "incidentflow eval: {} faults (grace after a fault's end: {})",
+        report.faults,
+        format_duration(report.grace_ms)
+    );
+    if let Some(a) = &report.anomalies {
+        let _ = writeln!(
+            s,
+            "anomalies: {} ({} matching a fault)",
+            a.total, a.matching
+        );
+        let _ = writeln!(
+            s,
+            "  precision {}   recall {} of faults, {} of affected services",
+            pct(a.precision),
+            pct(a.recall),
+            pct(a.service_recall)
+        );
+        let _ = writeln!(
+            s,
+            "  detection delay p50 {}  p90 {}",
+            ms(a.delay_p50_ms),
+            ms(a.delay_p90_ms)
+        );
+    }
+    if let Some(i) = &report.incidents {
+        let _ = writeln!(
+            s,
+            "incidents: {} ({} matching a fault)",
+            i.total, i.matching
+        );
+        let _ = writeln!(
+            s,
+            "  precision {}   recall {}   duplicates {}   compression {}",
+            pct(i.precision),
+            pct(i.recall),
+            i.duplicates,
+            i.compression
+                .map_or("-".into(), |c| format!("{c:.1} anomalies/incident"))
+        );
+        let _ = writeln!(
+            s,
+            "  root cause top-1 {}  top-3 {}   (faults that propagate: top-1 {}  top-3 {})",
+            pct(i.root_cause_top1),
+            pct(i.root_cause_top3),
+            pct(i.propagating_top1),
+            pct(i.propagating_top3)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  {:<10} {:<15} {:<16} {:>9} {:>9} {:>8} {:>9} {:>5}",
+        "fault", "type", "root", "anomalies", "services", "delay", "incidents", "rank"
+    );
+    for r in &report.per_fault {
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<15} {:<16} {:>9} {:>9} {:>8} {:>9} {:>5}",
+            r.fault_id,
+            r.kind,
+            r.root_service,
+            r.anomalies,
+            format!("{}/{}", r.services_detected.0, r.services_detected.1),
+            ms(r.detection_delay_ms),
+            r.incidents,
+            r.root_rank.map_or("-".into(), |x| x.to_string())
+        );
+    }
+    s
+}
+
+fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, JobError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JobError::Input {
+        what,
+        name: path.display().to_string(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| {
+                JobError::Usage(format!("{} line {}: not JSON: {e}", path.display(), i + 1))
+            })
+        })
+        .collect()
+}
+
+fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, JobError> {
+    let bad = || {
+        JobError::Usage(format!(
+            "{} line {line}: `{key}` must be an RFC 3339 time",
+            path.display()
+        ))
+    };
+    parse_rfc3339(v[key].as_str().ok_or_else(bad)?).map_err(|_| bad())
+}
+
+/// Reads the files, evaluates, prints and writes the JSON report.
+pub fn run(
+    truth: &Path,
+    anomalies: Option<&Path>,
+    incidents: Option<&Path>,
+    grace_ms: u64,
+    out: &Path,
+) -> Result<String, JobError> {
+    let faults: Vec<TruthFault> = read_lines(truth, "ground truth")?
+        .into_iter()
+        .map(|(line, v)| {
+            serde_json::from_value(v)
+                .map_err(|e| JobError::Usage(format!("{} line {line}: {e}", truth.display())))
+        })
+        .collect::<Result<_, _>>()?;
+    let anomalies = match anomalies {
+        None => None,
+        Some(path) => Some(
+            read_lines(path, "anomalies")?
+                .into_iter()
+                .map(|(line, v)| {
+                    Ok(AnomalyRef {
+                        service: v["service"].as_str().unwrap_or_default().to_string(),
+                        timestamp: field_time(&v, "timestamp", path, line)?,
+                        detector: v["detector"].as_str().unwrap_or_default().to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, JobError>>()?,
+        ),
+    };
+    let incidents = match incidents {
+        None => None,
+        Some(path) => Some(
+            read_lines(path, "incidents")?
+                .into_iter()
+                .map(|(line, v)| {
+                    let strings = |x: &Value| -> Vec<String> {
+                        x.as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|s| s.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    Ok(IncidentVersion {
+                        incident_id: v["incident_id"]
+                            .as_str()
+                            .ok_or_else(|| {
+                                JobError::Usage(format!(
+                                    "{} line {line}: missing incident_id",
+                                    path.display()
+                                ))
+                            })?
+                            .to_string(),
+                        version: v["version"].as_u64().unwrap_or(0),
+                        created_at: field_time(&v, "created_at", path, line)?,
+                        updated_at: field_time(&v, "updated_at", path, line)?,
+                        services: strings(&v["services"]),
+                        causes: v["hypothesis"]["ranked_causes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|c| c["service"].as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>, JobError>>()?,
+        ),
+    };
+    let report = evaluate(
+        &faults,
+        anomalies.as_deref(),
+        incidents.as_deref(),
+        grace_ms,
+    )
+    .map_err(JobError::Usage)?;
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(out, json + "\n").map_err(|source| JobError::Output {
+        what: "the evaluation",
+        name: out.display().to_string(),
+        source,
+    })?;
+    Ok(render(&report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Time = 1_795_392_000_000;
+
+    fn truth() -> Vec<TruthFault> {
+        let f = |id: &str, root: &str, affected: &[&str], start: Time, end: Time| TruthFault {
+            fault_id: id.into(),
+            kind: "latency_spike".into(),
+            root_service: root.into(),
+            affected_services: affected.iter().map(|s| s.to_string()).collect(),
+            start: incidentflow_dataflows::time::format_rfc3339(start),
+            end: incidentflow_dataflows::time::format_rfc3339(end),
+        };
+        vec![
+            f("f1", "db", &["db", "api", "web"], T + 600_000, T + 900_000),
+            f("f2", "cache", &["cache"], T + 3_600_000, T + 3_900_000),
+        ]
+    }
+
+    fn anomaly(service: &str, t: Time) -> AnomalyRef {
+        AnomalyRef {
+            service: service.into(),
+            timestamp: t,
+            detector: "zscore".into(),
+        }
+    }
+
+    fn incident(
+        id: &str,
+        version: u64,
+        from: Time,
+        to: Time,
+        services: &[&str],
+        causes: &[&str],
+    ) -> IncidentVersion {
+        IncidentVersion {
+            incident_id: id.into(),
+            version,
+            created_at: from,
+            updated_at: to,
+            services: services.iter().map(|s| s.to_string()).collect(),
+            causes: causes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_perfect_answer_scores_100_percent() {
+        let anomalies = vec![
+            anomaly("db", T + 600_000),
+            anomaly("api", T + 630_000),
+            anomaly("web", T + 660_000),
+            anomaly("cache", T + 3_630_000),
+        ];
+        let incidents = vec![
+            incident("i1", 1, T + 600_000, T + 600_000, &["db"], &["db"]),
+            incident(
+                "i1",
+                2,
+                T + 600_000,
+                T + 960_000,
+                &["db", "api", "web"],
+                &["db", "api", "web"],
+            ),
+            incident(
+                "i2",
+                1,
+                T + 3_630_000,
+                T + 3_950_000,
+                &["cache"],
+                &["cache"],
+            ),
+        ];
+        let r = evaluate(&truth(), Some(&anomalies), Some(&incidents), 300_000).unwrap();
+        let a = r.anomalies.unwrap();
+        assert_eq!((a.precision, a.recall, a.service_recall), (1.0, 1.0, 1.0));
+        assert_eq!(a.delay_p50_ms, Some(0));
+        assert_eq!(a.delay_p90_ms, Some(30_000));
+        let i = r.incidents.unwrap();
+        assert_eq!((i.precision, i.recall, i.duplicates), (1.0, 1.0, 0));
+        assert_eq!((i.root_cause_top1, i.root_cause_top3), (1.0, 1.0));
+        assert_eq!((i.propagating_top1, i.propagating_top3), (1.0, 1.0));
+        assert_eq!(i.compression, Some(2.0));
+        assert_eq!(i.total, 2, "versions of one incident count once");
+    }
+
+    #[test]
+    fn an_empty_answer_scores_zero() {
+        let r = evaluate(&truth(), Some(&[]), Some(&[]), 300_000).unwrap();
+        let a = r.anomalies.unwrap();
+        assert_eq!(
+            (a.precision, a.recall, a.service_recall, a.delay_p50_ms),
+            (0.0, 0.0, 0.0, None)
+        );
+        let i = r.incidents.unwrap();
+        assert_eq!(
+            (i.precision, i.recall, i.root_cause_top1, i.duplicates),
+            (0.0, 0.0, 0.0, 0)
+        );
+    }
+
+    #[test]
+    fn duplicates_false_positives_and_wrong_causes_are_counted() {
+        let anomalies = vec![
+            anomaly("db", T + 660_000),
+            anomaly("web", T + 2_000_000),
+            anomaly("cache", T + 9_000_000),
+        ];
+        let incidents = vec![
+            incident(
+                "i1",
+                1,
+                T + 660_000,
+                T + 900_000,
+                &["db", "api"],
+                &["api", "db"],
+            ),
+            incident("i2", 1, T + 700_000, T + 800_000, &["db"], &["db"]),
+            incident(
+                "i3",
+                1,
+                T + 9_000_000,
+                T + 9_100_000,
+                &["cache"],
+                &["cache"],
+            ),
+        ];
+        let r = evaluate(&truth(), Some(&anomalies), Some(&incidents), 300_000).unwrap();
+        let a = r.anomalies.unwrap();
+        assert!((a.precision - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(a.recall, 0.5);
+        assert_eq!(a.delay_p50_ms, Some(60_000));
+        let i = r.incidents.unwrap();
+        assert_eq!(
+            i.duplicates, 1,
+            "two incidents for one fault: one duplicate"
+        );
+        assert_eq!(i.matching, 2);
+        assert!((i.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(i.recall, 0.5);
+        assert_eq!(i.root_cause_top1, 0.0, "the first incident blames api");
+        assert_eq!(i.root_cause_top3, 1.0);
+        assert_eq!(r.per_fault[0].root_rank, Some(2));
+        assert_eq!(r.per_fault[0].incidents, 2);
+    }
+}

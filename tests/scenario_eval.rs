@@ -1,0 +1,74 @@
+//! The loop the load generator exists for: generate the small scenario, run the job on it, and
+//! score the anomalies with `incidentflow eval` against the scenario's ground truth.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
+
+#[test]
+fn the_small_scenario_is_detected_and_scored() {
+    let dir = scratch("scenario-eval");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    for (name, lines) in [
+        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
+        ("truth.jsonl", scenario.truth().collect()),
+    ] {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name)).unwrap());
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+    }
+    let anomalies = dir.join("anomalies.jsonl");
+    run_ok(&[
+        "--input",
+        dir.join("samples.jsonl").to_str().unwrap(),
+        "--anomalies-out",
+        anomalies.to_str().unwrap(),
+    ]);
+
+    let report = dir.join("eval.json");
+    let out = incidentflow()
+        .args([
+            "eval",
+            "--truth",
+            dir.join("truth.jsonl").to_str().unwrap(),
+            "--anomalies",
+            anomalies.to_str().unwrap(),
+        ])
+        .args(["--out", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("precision") && printed.contains("fault-001"),
+        "{printed}"
+    );
+
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["faults"], 4);
+    assert_eq!(
+        r["anomalies"]["recall"], 1.0,
+        "every injected fault is seen by the z-score: {r:#}"
+    );
+    let precision = r["anomalies"]["precision"].as_f64().unwrap();
+    assert!(precision > 0.2 && precision < 1.0, "{precision}");
+    assert!(r["incidents"].is_null(), "no incidents were given");
+
+    // eval refuses to run with nothing to score.
+    let out = incidentflow()
+        .args(["eval", "--truth", dir.join("truth.jsonl").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
