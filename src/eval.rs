@@ -208,7 +208,7 @@ pub fn evaluate(
                 let (start, end) = spans[k];
                 if a.timestamp >= start
                     && a.timestamp <= end
-                    && f.affected_services.iter().any(|s| *s == a.service)
+                    && f.affected_services.contains(&a.service)
                 {
                     hit = true;
                     let row = &mut per_fault[k];
@@ -270,7 +270,7 @@ pub fn evaluate(
                 let (start, end) = spans[k];
                 if *from <= end
                     && *to >= start
-                    && incident.services.iter().any(|s| *s == f.root_service)
+                    && incident.services.contains(&f.root_service)
                 {
                     hit = true;
                     per_fault[k].incidents += 1;
