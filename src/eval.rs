@@ -268,10 +268,7 @@ pub fn evaluate(
             let mut hit = false;
             for (k, f) in truth.iter().enumerate() {
                 let (start, end) = spans[k];
-                if *from <= end
-                    && *to >= start
-                    && incident.services.contains(&f.root_service)
-                {
+                if *from <= end && *to >= start && incident.services.contains(&f.root_service) {
                     hit = true;
                     per_fault[k].incidents += 1;
                     if first[k].is_none_or(|(t, _)| *from < t) {

@@ -1,15 +1,17 @@
-//! The throughput and memory benchmark: generates (or reuses) a file of samples, runs the
-//! `incidentflow` binary on it with 1 and 2 workers, runs the same work as a plain
-//! single-threaded loop (parse, per-series ring buffer, z-score) as the reference, and prints and
-//! writes the figures (`bench-data/results.json`, `bench-data/results.md`).
+//! The benchmark harness. On two inputs, a synthetic file (`--samples`, `--series`) and a loadgen
+//! scenario (`--scenario large`, generated once into `bench-data/`), it runs the `incidentflow`
+//! binary with 1 and 2 workers and the same work as a plain single-threaded loop (the job's
+//! decoder, per-series ring buffers, the job's score) as the reference, and checks that all three
+//! find the same anomalies. Then it measures end-to-end latency under an open-loop load of
+//! `--rate` samples/s written into the job's stdin. It prints and writes the figures
+//! (`bench-data/results.md`, `bench-data/results.json`).
 //!
 //! ```text
-//! cargo run --release -p incidentflow-benches -- [--samples 1000000] [--series 100000] [--runs 3]
+//! cargo run --release -p incidentflow-benches -- [--runs 3] [--scenario large] [--rate 100000]
 //! ```
 //!
 //! Rates are records per wall second from JSON file to anomaly file, best of `--runs`; CPU
-//! seconds come from the child's rusage. The reference checks that it finds exactly the anomalies
-//! the job finds, so the two really do the same work.
+//! seconds and peak RSS are the child's own (from /proc, printed in its summary).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -24,12 +26,16 @@ use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::records::SeriesId;
 use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
 struct Options {
     samples: u64,
     series: u64,
     runs: usize,
     dir: PathBuf,
+    scenario: String,
+    seed: u64,
+    rate: u64,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -38,6 +44,9 @@ fn parse_options() -> Result<Options, String> {
         series: 100_000,
         runs: 3,
         dir: PathBuf::from("bench-data"),
+        scenario: "large".into(),
+        seed: 1,
+        rate: 100_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -54,6 +63,9 @@ fn parse_options() -> Result<Options, String> {
             "--samples" => o.samples = number()?,
             "--series" => o.series = number()?,
             "--runs" => o.runs = number()? as usize,
+            "--scenario" => o.scenario = value.clone(),
+            "--seed" => o.seed = number()?,
+            "--rate" => o.rate = number()?.max(1),
             "--dir" => o.dir = PathBuf::from(value),
             "--reference-only" => {
                 return Err(reference_main(Path::new(value)).err().unwrap_or_default())
@@ -219,9 +231,15 @@ fn run_reference(exe: &Path, input: &Path) -> Result<Measured, String> {
     })
 }
 
-fn run_job(job: &Path, input: &Path, dir: &Path, workers: usize) -> Result<Measured, String> {
-    let summary = dir.join(format!("summary-w{workers}.json"));
-    let anomalies = dir.join(format!("anomalies-w{workers}.jsonl"));
+fn run_job(
+    job: &Path,
+    input: &Path,
+    dir: &Path,
+    tag: &str,
+    workers: usize,
+) -> Result<Measured, String> {
+    let summary = dir.join(format!("summary-{tag}-w{workers}.json"));
+    let anomalies = dir.join(format!("anomalies-{tag}-w{workers}.jsonl"));
     let started = Instant::now();
     let out = Command::new(job)
         .args(["run", "--workers", &workers.to_string(), "--input"])
@@ -269,21 +287,224 @@ fn best(runs: usize, mut f: impl FnMut() -> Result<Measured, String>) -> Result<
     best.ok_or_else(|| "no run".into())
 }
 
+fn count_lines(path: &Path) -> Result<u64, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+/// Throughput of the reference and the job (1 and 2 workers) on one input; checks that all find
+/// the same anomalies. Returns the Markdown section and the JSON figures.
+fn throughput(
+    o: &Options,
+    exe: &Path,
+    job: &Path,
+    tag: &str,
+    title: &str,
+    input: &Path,
+    series: u64,
+) -> Result<(String, serde_json::Value), String> {
+    let samples = count_lines(input)?;
+    let bytes = std::fs::metadata(input).map_err(|e| e.to_string())?.len();
+    eprintln!("[{tag}] reference (plain single-threaded loop)...");
+    let reference = best(o.runs, || run_reference(exe, input))?;
+    let mut rows = Vec::new();
+    for workers in [1usize, 2] {
+        eprintln!("[{tag}] incidentflow --workers {workers}...");
+        let m = best(o.runs, || run_job(job, input, &o.dir, tag, workers))?;
+        if sorted_lines(&o.dir.join(format!("anomalies-{tag}-w{workers}.jsonl")))?
+            != sorted_lines(&input.with_extension("reference.jsonl"))?
+        {
+            return Err(format!(
+                "[{tag}] --workers {workers} found other anomalies than the reference ({} vs {})",
+                m.anomalies, reference.anomalies
+            ));
+        }
+        rows.push((workers, m));
+    }
+    let rate = |m: &Measured| samples as f64 / m.wall;
+    let (one, two) = (rows[0].1, rows[1].1);
+    let mut md = String::new();
+    let _ = writeln!(md, "**{title}**: {samples} samples over {series} series ({:.0} MB of JSON Lines), default window 30m, best of {} runs.\n", bytes as f64 / 1e6, o.runs);
+    let _ = writeln!(md, "| run | workers | wall s | samples/s | CPU s | samples/s per CPU s | peak RSS MB | bytes per series | anomalies |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let row = |md: &mut String, name: &str, workers: usize, m: &Measured| {
+        let _ = writeln!(
+            md,
+            "| {name} | {workers} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            m.wall,
+            rate(m),
+            m.cpu,
+            samples as f64 / m.cpu.max(1e-9),
+            m.rss as f64 / 1e6,
+            m.rss as f64 / series as f64,
+            m.anomalies
+        );
+    };
+    row(&mut md, "plain loop (reference)", 1, &reference);
+    for (workers, m) in &rows {
+        row(&mut md, "incidentflow", *workers, m);
+    }
+    let _ = writeln!(md, "\nRatios: 1 worker / plain loop = {:.2}; 2 workers / 1 worker = {:.2}x; per core with 2 workers: {:.0} samples/s.\n",
+        rate(&one) / rate(&reference), rate(&two) / rate(&one), rate(&two) / 2.0);
+    let figures = |m: &Measured| serde_json::json!({"wall_s": m.wall, "cpu_s": m.cpu, "samples_per_s": rate(m), "peak_rss_bytes": m.rss, "bytes_per_series": m.rss as f64 / series as f64, "anomalies": m.anomalies});
+    let json = serde_json::json!({
+        "input": title, "samples": samples, "series": series, "input_bytes": bytes, "runs": o.runs,
+        "reference": figures(&reference),
+        "incidentflow": rows.iter().map(|(w, m)| { let mut f = figures(m); f["workers"] = (*w).into(); f }).collect::<Vec<_>>(),
+        "ratio_1_worker_to_reference": rate(&one) / rate(&reference),
+        "speedup_2_workers": rate(&two) / rate(&one),
+    });
+    Ok((md, json))
+}
+
+/// End-to-end latency under an open-loop load: the samples are written into the job's stdin on a
+/// fixed schedule (sample i is due at start + i / rate, whether or not the job keeps up), and each
+/// anomaly read from the job's stdout is timed from its sample's due time (so a stalled job is
+/// charged for the wait: no coordinated omission).
+fn latency(
+    job: &Path,
+    lines: Vec<String>,
+    rate: u64,
+    workers: usize,
+) -> Result<(String, serde_json::Value), String> {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn key(service: &str, metric: &str, timestamp: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        (service, metric, timestamp).hash(&mut h);
+        h.finish()
+    }
+    let mut child = Command::new(job)
+        .args([
+            "run",
+            "--input",
+            "-",
+            "--anomalies-out",
+            "-",
+            "--workers",
+            &workers.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let total = lines.len();
+    let (due_tx, due_rx) = mpsc::channel::<(u64, Instant)>();
+    let start = Instant::now() + Duration::from_millis(50);
+    let writer = std::thread::spawn(move || -> Result<(), String> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdin);
+        let mut pending = Vec::with_capacity(256);
+        for (i, line) in lines.iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if i % 256 == 0 {
+                out.flush().map_err(|e| e.to_string())?;
+                for p in pending.drain(..) {
+                    let _ = due_tx.send(p);
+                }
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            pending.push((
+                key(
+                    v["service"].as_str().unwrap_or(""),
+                    v["metric_name"].as_str().unwrap_or(""),
+                    v["timestamp"].as_str().unwrap_or(""),
+                ),
+                due,
+            ));
+            out.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        for p in pending.drain(..) {
+            let _ = due_tx.send(p);
+        }
+        Ok(())
+    });
+    let mut due: HashMap<u64, Instant> = HashMap::new();
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|e| e.to_string())?;
+    let mut unmatched = 0u64;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let arrived = Instant::now();
+        due.extend(due_rx.try_iter());
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+        let k = key(
+            v["service"].as_str().unwrap_or(""),
+            v["metric_name"].as_str().unwrap_or(""),
+            v["timestamp"].as_str().unwrap_or(""),
+        );
+        match due.get(&k) {
+            Some(d) => histogram
+                .saturating_record(arrived.saturating_duration_since(*d).as_micros() as u64),
+            None => unmatched += 1,
+        }
+    }
+    writer
+        .join()
+        .map_err(|_| "the writer panicked".to_string())??;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("the job exited with {status}"));
+    }
+    let offered = total as f64 / (Instant::now() - start).as_secs_f64();
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let md = format!(
+        "Latency from a sample's scheduled emission to its anomaly on the job's stdout, open loop at {rate} samples/s offered ({} samples, {} anomalies timed, {} workers): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms.\n",
+        total, histogram.len(), workers, ms(0.5), ms(0.99), ms(0.999), histogram.max() as f64 / 1000.0
+    );
+    let json = serde_json::json!({"offered_rate": rate, "achieved_rate": offered, "samples": total, "anomalies_timed": histogram.len(), "unmatched": unmatched, "workers": workers,
+        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0});
+    Ok((md, json))
+}
+
 fn bench(o: &Options) -> Result<(), String> {
     std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
-    let input = o
+    let synthetic = o
         .dir
         .join(format!("samples-{}-{}.jsonl", o.samples, o.series));
-    if !input.exists() {
+    if !synthetic.exists() {
         eprintln!(
             "generating {} ({} samples over {} series)...",
-            input.display(),
+            synthetic.display(),
             o.samples,
             o.series
         );
-        generate(&input, o.samples, o.series).map_err(|e| e.to_string())?;
+        generate(&synthetic, o.samples, o.series).map_err(|e| e.to_string())?;
     }
-    let bytes = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
+    let scenario_dir = o.dir.join(format!("{}-seed{}", o.scenario, o.seed));
+    let scenario = Scenario::new(
+        ScenarioConfig::named(&o.scenario, o.seed)
+            .ok_or_else(|| format!("unknown scenario {}", o.scenario))?,
+    );
+    let scenario_input = scenario_dir.join("samples.jsonl");
+    if !scenario_input.exists() {
+        eprintln!(
+            "generating the {} scenario into {}...",
+            o.scenario,
+            scenario_dir.display()
+        );
+        std::fs::create_dir_all(&scenario_dir).map_err(|e| e.to_string())?;
+        let mut w = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&scenario_input).map_err(|e| e.to_string())?,
+        );
+        for line in scenario.samples() {
+            writeln!(w, "{line}").map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "-p", "incidentflow"])
@@ -295,67 +516,37 @@ fn bench(o: &Options) -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let job = exe.with_file_name("incidentflow");
-    let samples = o.samples / o.series * o.series;
-
-    eprintln!("reference (plain single-threaded loop)...");
-    let reference = best(o.runs, || run_reference(&exe, &input))?;
-    let mut rows = Vec::new();
-    for workers in [1usize, 2] {
-        eprintln!("incidentflow --workers {workers}...");
-        let m = best(o.runs, || run_job(&job, &input, &o.dir, workers))?;
-        if sorted_lines(&o.dir.join(format!("anomalies-w{workers}.jsonl")))?
-            != sorted_lines(&input.with_extension("reference.jsonl"))?
-        {
-            return Err(format!(
-                "--workers {workers} found other anomalies than the reference ({} vs {})",
-                m.anomalies, reference.anomalies
-            ));
-        }
-        rows.push((workers, m));
-    }
-    let rate = |m: &Measured| samples as f64 / m.wall;
-    let (one, two) = (rows[0].1, rows[1].1);
     let machine = machine_description();
-    let mut md = String::new();
-    let _ = writeln!(md, "Machine: {machine}. Input: {samples} samples over {} series ({:.0} MB of JSON Lines), default window 30m; best of {} runs.\n", o.series, bytes as f64 / 1e6, o.runs);
-    let _ = writeln!(md, "| run | workers | wall s | samples/s | CPU s | samples/s per CPU s | peak RSS MB | bytes per series | anomalies |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| plain loop (reference) | 1 | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
-        reference.wall,
-        rate(&reference),
-        reference.cpu,
-        samples as f64 / reference.cpu.max(1e-9),
-        reference.rss as f64 / 1e6,
-        reference.rss as f64 / o.series as f64,
-        reference.anomalies
-    );
-    for (workers, m) in &rows {
-        let _ = writeln!(
-            md,
-            "| incidentflow | {workers} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
-            m.wall,
-            rate(m),
-            m.cpu,
-            samples as f64 / m.cpu.max(1e-9),
-            m.rss as f64 / 1e6,
-            m.rss as f64 / o.series as f64,
-            m.anomalies
-        );
-    }
-    let _ = writeln!(md, "\nRatios: 1 worker / plain loop = {:.2} (wall); 2 workers / 1 worker = {:.2}x; per core with 2 workers: {:.0} samples/s.",
-        rate(&one) / rate(&reference), rate(&two) / rate(&one), rate(&two) / 2.0);
+
+    let mut md = format!("Machine: {machine}.\n\n");
+    let (a, a_json) = throughput(
+        o,
+        &exe,
+        &job,
+        "synthetic",
+        "Synthetic input",
+        &synthetic,
+        o.series,
+    )?;
+    md += &a;
+    let title = format!("The {} loadgen scenario (seed {})", o.scenario, o.seed);
+    let (b, b_json) = throughput(
+        o,
+        &exe,
+        &job,
+        &o.scenario,
+        &title,
+        &scenario_input,
+        scenario.series() as u64,
+    )?;
+    md += &b;
+    eprintln!("latency at {} samples/s...", o.rate);
+    let lines: Vec<String> = scenario.samples().collect();
+    let (c, c_json) = latency(&job, lines, o.rate, 1)?;
+    md += &c;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
-    let json = serde_json::json!({
-        "machine": machine,
-        "samples": samples, "series": o.series, "input_bytes": bytes, "runs": o.runs,
-        "reference": {"wall_s": reference.wall, "cpu_s": reference.cpu, "samples_per_s": rate(&reference), "peak_rss_bytes": reference.rss, "anomalies": reference.anomalies},
-        "incidentflow": rows.iter().map(|(w, m)| serde_json::json!({"workers": w, "wall_s": m.wall, "cpu_s": m.cpu, "samples_per_s": rate(m), "peak_rss_bytes": m.rss, "bytes_per_series": m.rss as f64 / o.series as f64, "anomalies": m.anomalies})).collect::<Vec<_>>(),
-        "ratio_1_worker_to_reference": rate(&one) / rate(&reference),
-        "speedup_2_workers": rate(&two) / rate(&one),
-    });
+    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "latency": c_json});
     std::fs::write(
         o.dir.join("results.json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),
