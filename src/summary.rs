@@ -140,9 +140,9 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
     for a in &outcome.shown {
         by_series
             .entry((
-                &a.series.namespace,
-                &a.series.service,
-                &a.series.metric_name,
+                &*a.series.namespace,
+                &*a.series.service,
+                &*a.series.metric_name,
             ))
             .or_default()
             .push(a);

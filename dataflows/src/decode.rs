@@ -7,7 +7,7 @@
 //! table follows active series.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -136,6 +136,8 @@ pub struct Decoder {
     idle_ms: Time,
     sweep_at: usize,
     key: Vec<u8>,
+    /// Names (namespaces, services, metrics, label keys and values), shared between series.
+    names: HashSet<Arc<str>>,
 }
 
 impl Decoder {
@@ -229,22 +231,38 @@ impl Decoder {
             *seen = (*seen).max(timestamp);
             return Ok(found.clone());
         }
-        let labels = parse_labels(labels_text)?;
+        let labels: Vec<(Arc<str>, Arc<str>)> = parse_labels(labels_text)?
+            .into_iter()
+            .map(|(k, v)| (self.name(&k), self.name(&v)))
+            .collect();
         let info = Arc::new(SeriesInfo {
             id: SeriesId::of(namespace, service, metric_name),
-            namespace: namespace.to_owned(),
-            service: service.to_owned(),
-            metric_name: metric_name.to_owned(),
-            labels,
+            namespace: self.name(namespace),
+            service: self.name(service),
+            metric_name: self.name(metric_name),
+            labels: labels.into(),
         });
         if self.series.len() >= self.sweep_at {
             let cutoff = self.newest.saturating_sub(self.idle_ms);
             self.series.retain(|_, (_, seen)| *seen >= cutoff);
+            self.names.retain(|name| Arc::strong_count(name) > 1);
             self.sweep_at = (self.series.len() * 2).max(1024);
         }
         let entry = (info.clone(), timestamp);
         self.series.insert(key, entry);
         Ok(info)
+    }
+}
+
+impl Decoder {
+    /// The shared copy of a name.
+    fn name(&mut self, text: &str) -> Arc<str> {
+        if let Some(found) = self.names.get(text) {
+            return found.clone();
+        }
+        let name: Arc<str> = Arc::from(text);
+        self.names.insert(name.clone());
+        name
     }
 }
 
@@ -310,11 +328,9 @@ mod tests {
             .decode(br#"{"schema_version":1,"timestamp":"2026-11-25T02:09:00+01:00","namespace":"shop","service":"api","metric_name":"latency_p99","value":0.42,"labels":{"tier":"web","pod":"a"}}"#)
             .unwrap();
         assert_eq!(s.timestamp, 1_795_568_940_000);
-        assert_eq!(s.series.service, "api");
-        assert_eq!(
-            s.series.labels,
-            vec![("pod".into(), "a".into()), ("tier".into(), "web".into())]
-        );
+        assert_eq!(&*s.series.service, "api");
+        let labels: Vec<(&str, &str)> = s.series.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(labels, vec![("pod", "a"), ("tier", "web")]);
         assert_eq!(s.value.0, 0.42);
         let again = d
             .decode(br#"{"timestamp":1795568941000,"namespace":"shop","service":"api","metric_name":"latency_p99","value":"0.5","labels":{"tier":"web","pod":"a"}}"#)

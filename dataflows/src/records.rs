@@ -60,19 +60,21 @@ impl SeriesId {
 }
 
 /// What a sample says about where it comes from: the series key and its labels. Shared (`Arc`)
-/// by every sample of the series so that a sample costs no string copies.
+/// by every sample of the series so that a sample costs no string copies; the names themselves
+/// are shared between series (a service's metrics share its name, every series of a metric the
+/// metric's), so a series costs about a hundred bytes of names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeriesInfo {
     /// Hash of the series key; first, so that comparisons are cheap.
     pub id: SeriesId,
     /// Namespace (for example the Kubernetes namespace).
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Service name.
-    pub service: String,
+    pub service: Arc<str>,
     /// Metric name (`latency_p99`, `error_rate`, ...).
-    pub metric_name: String,
+    pub metric_name: Arc<str>,
     /// Optional labels (team, region, tier, pod...), sorted by name.
-    pub labels: Vec<(String, String)>,
+    pub labels: Arc<[(Arc<str>, Arc<str>)]>,
 }
 
 impl SeriesInfo {
@@ -83,7 +85,7 @@ impl SeriesInfo {
             namespace: namespace.into(),
             service: service.into(),
             metric_name: metric_name.into(),
-            labels: Vec::new(),
+            labels: Arc::new([]),
         }
     }
 }
@@ -267,7 +269,7 @@ struct EvidenceJson {
     flat_baseline: bool,
 }
 
-struct LabelsJson<'a>(&'a [(String, String)]);
+struct LabelsJson<'a>(&'a [(Arc<str>, Arc<str>)]);
 
 impl Serialize for LabelsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
