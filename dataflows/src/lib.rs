@@ -10,10 +10,12 @@
 //! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
 //! | [`zscore`] | the rolling z-score detector and its score |
 //! | [`pipeline`] | the stages wired together: samples -> anomalies |
+//! | [`neighbourhood`] | active services and their connected groups over the topology |
 
 pub mod baseline;
 pub mod decode;
 pub mod moments;
+pub mod neighbourhood;
 pub mod pipeline;
 pub mod records;
 pub mod time;
