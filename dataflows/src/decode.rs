@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::moments::MAX_ABS_VALUE;
-use crate::records::{Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION};
+use crate::records::{
+    DeployEvent, EdgeChange, Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION,
+};
 use crate::time::{self, Time, TimestampError};
 
 /// A timestamp as it appears in JSON: epoch milliseconds or text.
@@ -162,35 +164,13 @@ impl Decoder {
 
     /// Decodes one line (without its newline) into a sample.
     pub fn decode(&mut self, line: &[u8]) -> Result<Sample, Invalid> {
-        let text = std::str::from_utf8(line).map_err(|e| {
-            Invalid::new(
-                Reason::InvalidUtf8,
-                format!("byte {} is not valid UTF-8", e.valid_up_to() + 1),
-            )
-        })?;
+        let text = utf8(line)?;
         let raw: RawSample = serde_json::from_str(text).map_err(|e| classify(text, e))?;
-        if let Some(v) = raw.schema_version {
-            if v != SCHEMA_VERSION as u64 {
-                return Err(Invalid::new(
-                    Reason::UnknownSchemaVersion,
-                    format!(
-                        "schema_version {v} is unknown; this build reads version {SCHEMA_VERSION}"
-                    ),
-                ));
-            }
-        }
+        check_version(raw.schema_version)?;
         let namespace = required_text(&raw.namespace, "namespace")?;
         let service = required_text(&raw.service, "service")?;
         let metric_name = required_text(&raw.metric_name, "metric_name")?;
-        let timestamp = match raw.timestamp {
-            None => return Err(missing("timestamp")),
-            Some(RawTime::Millis(ms)) => time::from_epoch_millis(ms),
-            Some(RawTime::Text(text)) => time::parse_rfc3339(&text),
-        }
-        .map_err(|e| match e {
-            TimestampError::Unparseable(why) => Invalid::new(Reason::BadTimestamp, why),
-            TimestampError::Absurd(why) => Invalid::new(Reason::AbsurdTimestamp, why),
-        })?;
+        let timestamp = parse_time(raw.timestamp)?;
         let value = match raw.value {
             None => return Err(missing("value")),
             Some(RawNumber(v)) if !v.is_finite() => {
@@ -275,6 +255,114 @@ fn parse_labels(text: &str) -> Result<Vec<(String, String)>, Invalid> {
             )
         })?;
     Ok(parsed.unwrap_or_default().into_iter().collect())
+}
+
+fn parse_time(raw: Option<RawTime>) -> Result<Time, Invalid> {
+    match raw {
+        None => return Err(missing("timestamp")),
+        Some(RawTime::Millis(ms)) => time::from_epoch_millis(ms),
+        Some(RawTime::Text(text)) => time::parse_rfc3339(&text),
+    }
+    .map_err(|e| match e {
+        TimestampError::Unparseable(why) => Invalid::new(Reason::BadTimestamp, why),
+        TimestampError::Absurd(why) => Invalid::new(Reason::AbsurdTimestamp, why),
+    })
+}
+
+fn check_version(version: Option<u64>) -> Result<(), Invalid> {
+    match version {
+        Some(v) if v != SCHEMA_VERSION as u64 => Err(Invalid::new(
+            Reason::UnknownSchemaVersion,
+            format!("schema_version {v} is unknown; this build reads version {SCHEMA_VERSION}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEdge<'a> {
+    schema_version: Option<u64>,
+    #[serde(borrow)]
+    timestamp: Option<RawTime<'a>>,
+    #[serde(borrow)]
+    caller: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    callee: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    op: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+/// Decodes a topology edge line: `{"timestamp","caller","callee"}` with optional `op` (`add`,
+/// the default, or `remove`) and `namespace`. Without a timestamp the edge is static: valid from
+/// the beginning (time 0).
+pub fn decode_edge(line: &[u8]) -> Result<EdgeChange, Invalid> {
+    let text = utf8(line)?;
+    let raw: RawEdge = serde_json::from_str(text).map_err(|e| classify(text, e))?;
+    check_version(raw.schema_version)?;
+    let caller = required_text(&raw.caller, "caller")?;
+    let callee = required_text(&raw.callee, "callee")?;
+    let add = match raw.op.as_deref() {
+        None | Some("add") => true,
+        Some("remove") => false,
+        Some(other) => {
+            return Err(Invalid::new(
+                Reason::InvalidField,
+                format!("op {other:?} is neither \"add\" nor \"remove\""),
+            ))
+        }
+    };
+    let timestamp = if raw.timestamp.is_none() {
+        0
+    } else {
+        parse_time(raw.timestamp)?
+    };
+    Ok(EdgeChange {
+        timestamp,
+        caller: Arc::from(caller),
+        callee: Arc::from(callee),
+        add,
+        namespace: raw.namespace.map(|n| Arc::from(&*n)),
+    })
+}
+
+#[derive(Deserialize)]
+struct RawDeploy<'a> {
+    schema_version: Option<u64>,
+    #[serde(borrow)]
+    timestamp: Option<RawTime<'a>>,
+    #[serde(borrow)]
+    service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+/// Decodes a deploy line: `{"timestamp","service","version"}` with optional `namespace`.
+pub fn decode_deploy(line: &[u8]) -> Result<DeployEvent, Invalid> {
+    let text = utf8(line)?;
+    let raw: RawDeploy = serde_json::from_str(text).map_err(|e| classify(text, e))?;
+    check_version(raw.schema_version)?;
+    let service = required_text(&raw.service, "service")?;
+    let version = required_text(&raw.version, "version")?;
+    let timestamp = parse_time(raw.timestamp)?;
+    Ok(DeployEvent {
+        timestamp,
+        service: Arc::from(service),
+        version: Arc::from(version),
+        namespace: raw.namespace.map(|n| Arc::from(&*n)),
+    })
+}
+
+fn utf8(line: &[u8]) -> Result<&str, Invalid> {
+    std::str::from_utf8(line).map_err(|e| {
+        Invalid::new(
+            Reason::InvalidUtf8,
+            format!("byte {} is not valid UTF-8", e.valid_up_to() + 1),
+        )
+    })
 }
 
 fn missing(field: &str) -> Invalid {
@@ -442,5 +530,54 @@ mod tests {
             d.decode(line(i, t0 + 200_000 + i).as_bytes()).unwrap();
         }
         assert!(d.interned() < 12_000, "{}", d.interned());
+    }
+
+    #[test]
+    fn edges_and_deploys() {
+        let e = decode_edge(br#"{"timestamp":"2026-11-25T00:00:00Z","caller":"web","callee":"db","op":"remove","namespace":"shop"}"#).unwrap();
+        assert_eq!(
+            (&*e.caller, &*e.callee, e.add, e.timestamp),
+            ("web", "db", false, 1_795_564_800_000)
+        );
+        let s = decode_edge(br#"{"caller":"web","callee":"db"}"#).unwrap();
+        assert_eq!(
+            (s.timestamp, s.add),
+            (0, true),
+            "no timestamp: static, from the beginning"
+        );
+        assert_eq!(
+            decode_edge(br#"{"caller":"web","callee":"db","op":"flip"}"#)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidField
+        );
+        assert_eq!(
+            decode_edge(br#"{"caller":"web"}"#).unwrap_err().reason,
+            Reason::MissingField
+        );
+        assert_eq!(
+            decode_edge(br#"{"caller":"","callee":"db"}"#)
+                .unwrap_err()
+                .reason,
+            Reason::EmptyField
+        );
+        assert_eq!(decode_edge(b"nope").unwrap_err().reason, Reason::NotJson);
+        let d = decode_deploy(
+            br#"{"timestamp":"2026-11-25T00:00:00Z","service":"api","version":"v1.2"}"#,
+        )
+        .unwrap();
+        assert_eq!((&*d.service, &*d.version), ("api", "v1.2"));
+        assert_eq!(
+            decode_deploy(br#"{"service":"api","version":"v1"}"#)
+                .unwrap_err()
+                .reason,
+            Reason::MissingField
+        );
+        assert_eq!(
+            decode_deploy(br#"{"timestamp":5,"service":"api","version":"v1"}"#)
+                .unwrap_err()
+                .reason,
+            Reason::AbsurdTimestamp
+        );
     }
 }

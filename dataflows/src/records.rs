@@ -115,6 +115,35 @@ impl Sample {
     }
 }
 
+/// A topology change: an edge from `caller` to `callee` added or removed at `timestamp`
+/// (0 for a static edge, valid from the beginning).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EdgeChange {
+    /// Event time (0: static).
+    pub timestamp: Time,
+    /// The calling service.
+    pub caller: Arc<str>,
+    /// The called service.
+    pub callee: Arc<str>,
+    /// Added (true) or removed.
+    pub add: bool,
+    /// Optional namespace (descriptive).
+    pub namespace: Option<Arc<str>>,
+}
+
+/// A deploy of a service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeployEvent {
+    /// Event time.
+    pub timestamp: Time,
+    /// The service deployed.
+    pub service: Arc<str>,
+    /// The version deployed.
+    pub version: Arc<str>,
+    /// Optional namespace.
+    pub namespace: Option<Arc<str>>,
+}
+
 /// Which way a value left its baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
