@@ -7,6 +7,7 @@ use std::path::Path;
 use incidentflow_dataflows::time::{format_duration, parse_duration};
 
 use crate::error::JobError;
+use incidentflow_dataflows::incident::CorrelationConfig;
 use incidentflow_dataflows::zscore::ZScoreConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -41,6 +42,30 @@ pub struct JobConfig {
     pub time: TimeConfig,
     /// How input files are read.
     pub input: InputConfig,
+    /// How anomalies become incidents.
+    pub correlation: CorrelationSection,
+}
+
+/// `[correlation]`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationSection {
+    /// How long an anomaly keeps its service in a neighbourhood.
+    pub window: Millis,
+    /// How long an incident stays open with no anomaly before it is resolved.
+    pub quiet_period: Millis,
+    /// How long before a service's first anomaly a deploy of it counts as evidence.
+    pub deploy_lookback: Millis,
+}
+
+impl Default for CorrelationSection {
+    fn default() -> Self {
+        CorrelationSection {
+            window: Millis(5 * 60_000),
+            quiet_period: Millis(5 * 60_000),
+            deploy_lookback: Millis(15 * 60_000),
+        }
+    }
 }
 
 /// `[baseline]`
@@ -156,6 +181,9 @@ impl JobConfig {
                 self.zscore.threshold
             ));
         }
+        if self.correlation.window.0 == 0 {
+            return Err("correlation.window must be longer than 0s".into());
+        }
         if self.time.tick.0 == 0 {
             return Err("time.tick must be at least 1ms".into());
         }
@@ -172,6 +200,15 @@ impl JobConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The correlation settings handed to the dataflow.
+    pub fn correlation_config(&self) -> CorrelationConfig {
+        CorrelationConfig {
+            window_ms: self.correlation.window.0,
+            quiet_ms: self.correlation.quiet_period.0,
+            deploy_lookback_ms: self.correlation.deploy_lookback.0,
+        }
     }
 
     /// The detector settings handed to the dataflow.

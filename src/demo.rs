@@ -55,3 +55,23 @@ pub fn scenario() -> (String, Arc<[u8]>) {
     }
     ("demo".to_string(), Arc::from(out.into_bytes()))
 }
+
+/// The demo's call graph, as a static edge list.
+const TOPOLOGY: &str = r#"{"caller":"web","callee":"checkout"}
+{"caller":"checkout","callee":"payment-api"}
+{"caller":"payment-api","callee":"payments-db"}
+"#;
+
+/// Writes the demo topology to a temporary file and returns its path.
+pub fn topology_file() -> Result<std::path::PathBuf, crate::error::JobError> {
+    let path = std::env::temp_dir().join(format!(
+        "incidentflow-demo-topology-{}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(&path, TOPOLOGY).map_err(|source| crate::error::JobError::Output {
+        what: "the demo topology",
+        name: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}

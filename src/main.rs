@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod error;
 mod eval;
+mod review;
 mod runtime;
 mod sink;
 mod source;
@@ -39,6 +40,11 @@ enum Command {
     Run(RunArgs),
     /// Score anomalies (and incidents) against a ground-truth file from incidentflow-loadgen.
     Eval(EvalArgs),
+    /// Summarise an incidents file for a responder.
+    Review {
+        /// Incident versions written by `run --incidents-out`.
+        incidents: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -86,6 +92,15 @@ struct RunArgs {
     /// File with one host:port per process, in process-index order.
     #[arg(long, value_name = "FILE")]
     hostfile: Option<PathBuf>,
+    /// The service topology: an edge stream or a static edge list (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// Deploy events (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    deploys: Option<PathBuf>,
+    /// Write every incident version as JSON Lines to FILE (- for standard output).
+    #[arg(long, value_name = "FILE|-")]
+    incidents_out: Option<String>,
     /// Also write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary_out: Option<PathBuf>,
@@ -96,6 +111,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Eval(args) => eval_command(args),
+        Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,15 +235,38 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             ),
             None => DeadLetterOutput::Lazy(dead_letter_path.clone()),
         };
+        let incidents = match &args.incidents_out {
+            Some(target) => Some(open_output(target).map_err(|source| JobError::Output {
+                what: "incidents",
+                name: target.clone(),
+                source,
+            })?),
+            None => None,
+        };
         Outputs {
             anomalies,
             dead_letter: Some(dead_letter),
+            incidents,
         }
     } else {
         Outputs {
             anomalies: None,
             dead_letter: None,
+            incidents: None,
         }
+    };
+    for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
+        if let Some(path) = path {
+            std::fs::metadata(path).map_err(|source| JobError::Input {
+                what,
+                name: path.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let (topology, deploys) = match (demo, &args.topology) {
+        (true, None) => (Some(demo::topology_file()?), args.deploys.clone()),
+        _ => (args.topology.clone(), args.deploys.clone()),
     };
     if demo && leader {
         eprintln!("incidentflow: no --input given; running the embedded demo (a small shop whose database goes bad).");
@@ -239,6 +278,8 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             input,
             config,
             cluster,
+            topology,
+            deploys,
         },
         outputs,
     )?;
@@ -258,6 +299,15 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         dead_letter_to: &dead_letter_path.to_string_lossy(),
         workers: total_workers,
     };
+    if args.incidents_out.is_none() && !outcome.incidents.is_empty() {
+        let versions: Vec<serde_json::Value> = outcome
+            .incidents
+            .iter()
+            .filter_map(|i| serde_json::from_str(&i.to_json()).ok())
+            .collect();
+        print!("{}", review::render(&versions));
+        println!();
+    }
     if args.anomalies_out.is_none() {
         print!("{}", anomaly_digest(&outcome));
     }

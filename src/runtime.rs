@@ -1,14 +1,21 @@
 //! The runtime: starts the timely workers (threads, or a cluster of processes), builds the
 //! dataflow in each, feeds it from the file source, and gathers the outcome.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::InputSession;
-use incidentflow_dataflows::decode::Decoder;
+use differential_dataflow::AsCollection;
+use incidentflow_dataflows::decode::{decode_deploy, decode_edge, Decoder};
+use incidentflow_dataflows::incident::track_incidents;
+use incidentflow_dataflows::neighbourhood::{active_services, neighbourhoods};
 use incidentflow_dataflows::pipeline::detect_anomalies;
-use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, Sample};
+use incidentflow_dataflows::records::{
+    DeadLetter, DeployEvent, EdgeChange, Invalid, Reason, Sample,
+};
 use incidentflow_dataflows::time::{format_duration, format_rfc3339, Time};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
@@ -16,8 +23,8 @@ use timely::worker::Worker;
 use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::sink::{
-    write_anomalies, write_diagnostics, DeadLetterOutput, Diagnostic, LineWriter, Outcome,
-    SourceCounts,
+    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, LineWriter,
+    Outcome, SourceCounts,
 };
 use crate::source::{plan_partitions, InputSource, Partition};
 
@@ -68,6 +75,10 @@ pub struct RunSpec {
     pub config: JobConfig,
     /// Worker layout.
     pub cluster: Cluster,
+    /// The topology edge stream or static topology (JSON Lines).
+    pub topology: Option<PathBuf>,
+    /// Deploy events (JSON Lines).
+    pub deploys: Option<PathBuf>,
 }
 
 /// The outputs, handed to worker 0 of process 0.
@@ -76,6 +87,8 @@ pub struct Outputs {
     pub anomalies: Option<LineWriter>,
     /// Where dead letters go.
     pub dead_letter: Option<DeadLetterOutput>,
+    /// Where incident versions go (None: only summarised).
+    pub incidents: Option<LineWriter>,
 }
 
 /// Runs the job to the end of its input and returns what it found.
@@ -111,14 +124,38 @@ fn run_worker(
     outcome: Arc<Mutex<Outcome>>,
 ) -> Result<(), JobError> {
     let zscore = spec.config.zscore_config();
+    let correlation = spec.config.correlation_config();
     let probe = ProbeHandle::new();
-    let (anomaly_writer, dead_letter_writer) = match outputs {
-        Some(o) => (o.anomalies, o.dead_letter),
-        None => (None, None),
+    let (anomaly_writer, dead_letter_writer, incident_writer) = match outputs {
+        Some(o) => (o.anomalies, o.dead_letter, o.incidents),
+        None => (None, None, None),
     };
-    let (mut samples, mut diagnostics) = worker.dataflow::<Time, _, _>(|scope| {
+    let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
+        let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
+        let mut deploys = InputSession::<Time, DeployEvent, isize>::new();
         let anomalies = detect_anomalies(samples.to_collection(scope), &zscore);
+        let edges = edges_in.to_collection(scope);
+        let deploys_stream = deploys.to_collection(scope).inner;
+        let pairs = edges
+            .clone()
+            .inner
+            .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
+            .as_collection();
+        let active = active_services(anomalies.clone(), correlation.window_ms);
+        let labels = neighbourhoods(active, pairs);
+        let incidents = track_incidents(
+            labels,
+            anomalies.clone(),
+            edges.inner,
+            deploys_stream,
+            &correlation,
+        );
+        write_incidents(
+            incidents.probe_with(&probe),
+            incident_writer,
+            outcome.clone(),
+        );
         write_anomalies(
             anomalies.inner.probe_with(&probe),
             anomaly_writer,
@@ -131,18 +168,62 @@ fn run_worker(
             dead_letter_writer,
             outcome.clone(),
         );
-        (samples, diagnostics)
+        Inputs {
+            samples,
+            edges: edges_in,
+            deploys,
+            diagnostics,
+        }
     });
 
     let mut feed = Feed::new(worker.index(), worker.peers(), spec)?;
-    feed.run(worker, &mut samples, &mut diagnostics, &probe)?;
-    diagnostics.send(Diagnostic::Counts(feed.counts.clone()));
-    samples.close();
-    diagnostics.close();
+    if worker.index() == 0 {
+        feed.load_events(&mut inputs)?;
+    }
+    feed.run(worker, &mut inputs, &probe)?;
+    inputs
+        .diagnostics
+        .send(Diagnostic::Counts(feed.counts.clone()));
+    inputs.close();
     while !probe.done() {
         worker.step();
     }
     Ok(())
+}
+
+/// The dataflow's inputs, advanced together.
+struct Inputs {
+    samples: InputSession<Time, Sample, isize>,
+    edges: InputSession<Time, EdgeChange, isize>,
+    deploys: InputSession<Time, DeployEvent, isize>,
+    diagnostics: DiagnosticInput,
+}
+
+impl Inputs {
+    fn time(&self) -> Time {
+        *self.samples.time()
+    }
+
+    fn advance_to(&mut self, t: Time) {
+        self.samples.advance_to(t);
+        self.edges.advance_to(t);
+        self.deploys.advance_to(t);
+        self.diagnostics.advance_to(t);
+    }
+
+    fn flush(&mut self) {
+        self.samples.flush();
+        self.edges.flush();
+        self.deploys.flush();
+        self.diagnostics.flush();
+    }
+
+    fn close(self) {
+        self.samples.close();
+        self.edges.close();
+        self.deploys.close();
+        self.diagnostics.close();
+    }
 }
 
 /// One owned partition's progress.
@@ -206,8 +287,7 @@ impl<'a> Feed<'a> {
     fn run(
         &mut self,
         worker: &mut Worker,
-        samples: &mut InputSession<Time, Sample, isize>,
-        diagnostics: &mut DiagnosticInput,
+        inputs: &mut Inputs,
         probe: &ProbeHandle<Time>,
     ) -> Result<(), JobError> {
         self.peek_all()?;
@@ -236,16 +316,16 @@ impl<'a> Feed<'a> {
                 } else {
                     self.decoder.decode(&line)
                 };
-                let accepted = decoded.and_then(|sample| self.admit(k, sample, samples.time()));
+                let accepted = decoded.and_then(|sample| self.admit(k, sample, &inputs.time()));
                 match accepted {
                     Ok(sample) => {
                         let time = sample.timestamp;
-                        samples.update_at(sample, time, 1);
+                        inputs.samples.update_at(sample, time, 1);
                         self.counts.valid += 1;
                     }
                     Err(invalid) => {
                         self.counts.count_dead(invalid.reason);
-                        diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
+                        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
                             source: self.source_name.clone(),
                             line: info.number,
                             offset: info.offset,
@@ -260,11 +340,11 @@ impl<'a> Feed<'a> {
                 // that what has arrived is processed (and its anomalies written) without waiting.
                 if since_step == 16384 || (live && reader.drained()) {
                     since_step = 0;
-                    self.advance(worker, samples, diagnostics, probe);
+                    self.advance(worker, inputs, probe);
                 }
             }
             self.owned[k].finished = true;
-            self.advance(worker, samples, diagnostics, probe);
+            self.advance(worker, inputs, probe);
         }
         Ok(())
     }
@@ -341,25 +421,76 @@ impl<'a> Feed<'a> {
         low.map(|l| l / self.tick * self.tick)
     }
 
-    fn advance(
-        &mut self,
-        worker: &mut Worker,
-        samples: &mut InputSession<Time, Sample, isize>,
-        diagnostics: &mut DiagnosticInput,
-        probe: &ProbeHandle<Time>,
-    ) {
+    fn advance(&mut self, worker: &mut Worker, inputs: &mut Inputs, probe: &ProbeHandle<Time>) {
         if let Some(low) = self.low_watermark() {
-            if low > *samples.time() {
-                samples.advance_to(low);
-                diagnostics.advance_to(low);
-                samples.flush();
+            if low > inputs.time() {
+                inputs.advance_to(low);
+                inputs.flush();
                 let behind = low.saturating_sub(self.max_lag);
                 worker.step_while(|| probe.less_than(&behind));
             }
         }
-        samples.flush();
-        diagnostics.flush();
+        inputs.flush();
         worker.step();
+    }
+
+    /// Reads the topology and deploy files (worker 0 only; they are small) and puts every valid
+    /// event into the dataflow at its own time, refused lines into the dead-letter output.
+    fn load_events(&mut self, inputs: &mut Inputs) -> Result<(), JobError> {
+        let max_line = self.spec.config.input.max_line_bytes as usize;
+        for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
+            let Some(path) = path else { continue };
+            let source = InputSource::Path(path.clone());
+            let name = source.name();
+            let what = if is_edges { "topology" } else { "deploys" };
+            let error = |source| JobError::Input {
+                what,
+                name: name.clone(),
+                source,
+            };
+            let len = std::fs::metadata(path).map_err(error)?.len();
+            let mut reader = Partition {
+                index: 0,
+                start: 0,
+                end: len,
+                first_line: 1,
+            }
+            .open(&source, max_line)
+            .map_err(error)?;
+            let mut line = Vec::new();
+            while let Some(info) = reader.next_line(&mut line).map_err(error)? {
+                if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                self.counts.read += 1;
+                let result = if info.oversized {
+                    Err(Invalid::new(
+                        Reason::Oversized,
+                        format!("line is longer than input.max_line_bytes ({max_line} bytes)"),
+                    ))
+                } else if is_edges {
+                    decode_edge(&line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp, 1))
+                } else {
+                    decode_deploy(&line)
+                        .map(|d| inputs.deploys.update_at(d.clone(), d.timestamp, 1))
+                };
+                match result {
+                    Ok(()) => self.counts.valid += 1,
+                    Err(invalid) => {
+                        self.counts.count_dead(invalid.reason);
+                        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
+                            source: name.clone(),
+                            line: info.number,
+                            offset: info.offset,
+                            invalid,
+                            raw: std::mem::take(&mut line),
+                            truncated: info.oversized,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

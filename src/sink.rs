@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,10 @@ pub struct Outcome {
     pub shown: Vec<Anomaly>,
     /// Dead letters written.
     pub dead_letters_written: u64,
+    /// Incident versions written.
+    pub incident_versions: u64,
+    /// The incident versions (the first ten thousand), for the summary.
+    pub incidents: Vec<Incident>,
     /// The first output error; the job exits non-zero when set.
     pub error: Option<String>,
 }
@@ -103,63 +108,117 @@ pub enum DeadLetterOutput {
     Lazy(PathBuf),
 }
 
+/// A record the time-ordered sinks write as one JSON line.
+pub trait OutputRecord:
+    Clone + Send + serde::Serialize + for<'de> serde::Deserialize<'de> + 'static
+{
+    /// What the records are called in error messages.
+    const WHAT: &'static str;
+    /// The order within one time (so the output is the same at every worker count).
+    fn order(&self, other: &Self) -> std::cmp::Ordering;
+    /// The JSON line.
+    fn to_json(&self) -> String;
+    /// Notes written records in the outcome.
+    fn record(outcome: &mut Outcome, written: Vec<Self>);
+}
+
+impl OutputRecord for Anomaly {
+    const WHAT: &'static str = "anomalies";
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        let (x, y) = (&self.series, &other.series);
+        (&x.namespace, &x.service, &x.metric_name, self.detector).cmp(&(
+            &y.namespace,
+            &y.service,
+            &y.metric_name,
+            other.detector,
+        ))
+    }
+    fn to_json(&self) -> String {
+        Anomaly::to_json(self)
+    }
+    fn record(outcome: &mut Outcome, written: Vec<Self>) {
+        outcome.anomalies += written.len() as u64;
+        let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
+        outcome.shown.extend(written.into_iter().take(room));
+    }
+}
+
+impl OutputRecord for Incident {
+    const WHAT: &'static str = "incidents";
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.incident_id, self.version).cmp(&(&other.incident_id, other.version))
+    }
+    fn to_json(&self) -> String {
+        Incident::to_json(self)
+    }
+    fn record(outcome: &mut Outcome, written: Vec<Self>) {
+        outcome.incident_versions += written.len() as u64;
+        let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
+        outcome.incidents.extend(written.into_iter().take(room));
+    }
+}
+
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_anomalies(
-    anomalies: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
+    stream: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
+    out: Option<LineWriter>,
+    outcome: Arc<Mutex<Outcome>>,
+) {
+    write_in_time_order(stream, out, outcome)
+}
+
+/// Writes incident versions (made on worker 0) in time order as times complete.
+pub fn write_incidents(
+    stream: Stream<'_, Time, Vec<(Incident, Time, isize)>>,
+    out: Option<LineWriter>,
+    outcome: Arc<Mutex<Outcome>>,
+) {
+    write_in_time_order(stream, out, outcome)
+}
+
+/// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
+/// records in their fixed order, flushing at once: they are few, and their readers want them now.
+fn write_in_time_order<D: OutputRecord>(
+    stream: Stream<'_, Time, Vec<(D, Time, isize)>>,
     mut out: Option<LineWriter>,
     outcome: Arc<Mutex<Outcome>>,
 ) {
-    let mut pending: BTreeMap<Time, Vec<(Anomaly, isize)>> = BTreeMap::new();
-    anomalies.sink(
-        Exchange::new(|_: &(Anomaly, Time, isize)| 0u64),
-        "WriteAnomalies",
+    let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
+    stream.sink(
+        Exchange::new(|_: &(D, Time, isize)| 0u64),
+        D::WHAT,
         move |(input, frontier)| {
             input.for_each(|_capability, data| {
-                for (anomaly, time, copies) in data.drain(..) {
-                    pending.entry(time).or_default().push((anomaly, copies));
+                for (record, time, copies) in data.drain(..) {
+                    pending.entry(time).or_default().push((record, copies));
                 }
             });
             let mut lines = String::new();
-            let mut written = 0u64;
-            let mut done = Vec::new();
+            let mut written = Vec::new();
             while let Some(entry) = pending.first_entry() {
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
                 let mut batch = entry.remove();
-                batch.sort_by(|a, b| {
-                    let (x, y) = (&a.0.series, &b.0.series);
-                    (&x.namespace, &x.service, &x.metric_name, a.0.detector).cmp(&(
-                        &y.namespace,
-                        &y.service,
-                        &y.metric_name,
-                        b.0.detector,
-                    ))
-                });
-                for (anomaly, copies) in batch {
+                batch.sort_by(|a, b| a.0.order(&b.0));
+                for (record, copies) in batch {
                     for _ in 0..copies.max(0) {
-                        lines.push_str(&anomaly.to_json());
+                        lines.push_str(&record.to_json());
                         lines.push('\n');
-                        written += 1;
+                        written.push(record.clone());
                     }
-                    done.push(anomaly);
                 }
             }
-            let finished = frontier.is_empty();
-            if written == 0 && !finished {
+            if written.is_empty() {
                 return;
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            outcome.anomalies += written;
-            let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
-            outcome.shown.extend(done.into_iter().take(room));
+            D::record(&mut outcome, written);
             if let Some(w) = out.as_mut() {
-                // Flushed at once: anomalies are few, and whoever reads them wants them now.
-                let result = w.write_all(lines.as_bytes()).and_then(|_| w.flush());
-                if let Err(e) = result {
+                if let Err(e) = w.write_all(lines.as_bytes()).and_then(|_| w.flush()) {
                     outcome
                         .error
-                        .get_or_insert(format!("cannot write anomalies: {e}"));
+                        .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
                     out = None;
                 }
             }

@@ -89,6 +89,20 @@ impl Report<'_> {
                 .map(|t| format!("  -> {}", if t == "-" { "stdout" } else { t }))
                 .unwrap_or_default()
         );
+        let incidents: std::collections::BTreeSet<&str> = self
+            .outcome
+            .incidents
+            .iter()
+            .map(|i| i.incident_id.as_str())
+            .collect();
+        if !incidents.is_empty() {
+            let _ = writeln!(
+                s,
+                "  incidents     {:>12}  ({} versions)",
+                incidents.len(),
+                self.outcome.incident_versions
+            );
+        }
         if let Some(rss) = peak_rss_bytes() {
             let _ = writeln!(s, "  peak memory   {:>9.1} MB", rss as f64 / 1e6);
         }
@@ -119,6 +133,8 @@ impl Report<'_> {
             "dead_lettered": c.dead_total(),
             "dead_lettered_by_reason": by_reason,
             "anomalies": self.outcome.anomalies,
+            "incident_versions": self.outcome.incident_versions,
+            "incidents": self.outcome.incidents.iter().map(|i| i.incident_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "records_per_second": self.rate(),
             "workers": self.workers,

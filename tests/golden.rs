@@ -113,7 +113,12 @@ fn the_demo_runs_with_no_input_and_names_the_bad_service() {
     assert!(stdout.contains("payments-db"), "{stdout}");
     assert!(stdout.contains("Found"), "{stdout}");
     assert!(
-        stderr.contains("read") && stderr.contains("2880"),
+        stderr.contains("read") && stderr.contains("2883"),
         "{stderr}"
     );
+    assert!(
+        stdout.contains("1 incident") && stdout.contains("1. payments-db"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("incidents"), "{stderr}");
 }

@@ -11,9 +11,11 @@
 //! | [`zscore`] | the rolling z-score detector and its score |
 //! | [`pipeline`] | the stages wired together: samples -> anomalies |
 //! | [`neighbourhood`] | active services and their connected groups over the topology |
+//! | [`incident`] | the incident lifecycle and the ranked root-cause hypothesis |
 
 pub mod baseline;
 pub mod decode;
+pub mod incident;
 pub mod moments;
 pub mod neighbourhood;
 pub mod pipeline;

@@ -1,0 +1,790 @@
+//! Incidents: one per neighbourhood episode, with a stable id, versions, merges and splits, and a
+//! ranked root-cause hypothesis.
+//!
+//! [`Tracker`] is the lifecycle as a plain state machine, fed one completed event time at a time
+//! with what changed then (neighbourhood labels, anomalies, topology edges, deploys), and
+//! [`track_incidents`] runs it in the dataflow on worker 0: anomalies are few next to samples,
+//! and one owner makes every incident exactly one worker's.
+//!
+//! The rules:
+//! * A neighbourhood owned by no open incident opens one: `incident_id` = `inc-` + a hash of the
+//!   time and the neighbourhood's label, so the same input gives the same id everywhere.
+//! * A neighbourhood touching one open incident updates it when it gains services.
+//! * A neighbourhood touching several open incidents (a new anomaly or a new edge joined them)
+//!   merges them: the oldest keeps its id, the others are resolved as `merged_into` it.
+//! * An open incident whose active services now lie in several neighbourhoods (an edge was
+//!   removed) splits: it keeps the part with its earliest anomaly, each other part opens a new
+//!   incident `split_from` it.
+//! * An incident with no active service for `quiet_ms` is resolved.
+//! * Causes: every member scores up to 1 from its position in the call graph (none of the services
+//!   it calls is anomalous: 0.35), its onset (the earliest: 0.3, later ones less), the strength of
+//!   its strongest anomaly (0.2 x score) and a deploy within `deploy_lookback_ms` before its onset
+//!   (0.15). Confidence grows with the margin between the first two causes and the evidence; a
+//!   lone service is at most 0.35.
+//! * Severity: critical, high, medium or low from the number of services and the strongest score.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concatenate};
+use timely::dataflow::Stream;
+
+use crate::neighbourhood::Service;
+use crate::records::{Anomaly, DeployEvent, EdgeChange};
+use crate::time::{format_clock, format_duration, format_rfc3339, Time};
+
+/// Settings of correlation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CorrelationConfig {
+    /// How long an anomaly keeps its service active.
+    pub window_ms: u64,
+    /// How long an incident stays open with no active service.
+    pub quiet_ms: u64,
+    /// How long before a service's onset a deploy of it counts as evidence.
+    pub deploy_lookback_ms: u64,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            window_ms: 5 * 60_000,
+            quiet_ms: 5 * 60_000,
+            deploy_lookback_ms: 15 * 60_000,
+        }
+    }
+}
+
+/// open, updated or resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The first version.
+    Open,
+    /// A later version of an open incident.
+    Updated,
+    /// The last version.
+    Resolved,
+}
+
+/// How bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// One service, mild deviations.
+    Low,
+    /// Worth a look.
+    Medium,
+    /// Several services or strong deviations.
+    High,
+    /// Many services and strong deviations.
+    Critical,
+}
+
+/// One possible cause.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cause {
+    /// The service.
+    pub service: Service,
+    /// Score in [0, 1], in thousandths (integers keep the record comparable and exact).
+    pub score_milli: u32,
+    /// Why, for a responder.
+    pub reasons: Vec<String>,
+}
+
+/// An anomaly supporting an incident.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Support {
+    /// The anomaly's id.
+    pub anomaly_id: String,
+    /// Its service.
+    pub service: Service,
+    /// Its metric.
+    pub metric_name: Arc<str>,
+    /// Its time.
+    pub timestamp: Time,
+    /// Its score, in thousandths.
+    pub score_milli: u32,
+}
+
+/// One version of an incident.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id.
+    pub incident_id: String,
+    /// open, updated, resolved.
+    pub status: Status,
+    /// 1, 2, ...
+    pub version: u64,
+    /// When it opened.
+    pub created_at: Time,
+    /// This version's time.
+    pub updated_at: Time,
+    /// How bad.
+    pub severity: Severity,
+    /// Every service it has held, by name.
+    pub services: Vec<Service>,
+    /// Anomalies it has gathered.
+    pub event_count: u64,
+    /// The anomalies behind it (the strongest per service and metric, at most 50).
+    pub anomalies: Vec<Support>,
+    /// Deploys of member services within the look-back before their onset.
+    pub deploys: Vec<(Service, Arc<str>, Time)>,
+    /// Ranked causes, most likely first.
+    pub ranked_causes: Vec<Cause>,
+    /// Confidence in the first cause, in thousandths.
+    pub confidence_milli: u32,
+    /// What this version changed.
+    pub change: String,
+    /// When resolved by a merge: the incident it joined.
+    pub merged_into: Option<String>,
+    /// When opened by a split: the incident it came from.
+    pub split_from: Option<String>,
+}
+
+impl Incident {
+    /// The incident version as one line of JSON (the output contract).
+    pub fn to_json(&self) -> String {
+        let milli = |m: u32| m as f64 / 1000.0;
+        let v = serde_json::json!({
+            "schema_version": crate::records::SCHEMA_VERSION,
+            "incident_id": self.incident_id,
+            "status": self.status,
+            "version": self.version,
+            "created_at": format_rfc3339(self.created_at),
+            "updated_at": format_rfc3339(self.updated_at),
+            "severity": self.severity,
+            "services": self.services,
+            "event_count": self.event_count,
+            "change": self.change,
+            "merged_into": self.merged_into,
+            "split_from": self.split_from,
+            "hypothesis": {
+                "ranked_causes": self.ranked_causes.iter().map(|c| serde_json::json!({
+                    "service": c.service, "score": milli(c.score_milli), "reasons": c.reasons,
+                })).collect::<Vec<_>>(),
+                "confidence": milli(self.confidence_milli),
+            },
+            "anomalies": self.anomalies.iter().map(|a| serde_json::json!({
+                "anomaly_id": a.anomaly_id, "service": a.service, "metric_name": a.metric_name,
+                "timestamp": format_rfc3339(a.timestamp), "anomaly_score": milli(a.score_milli),
+            })).collect::<Vec<_>>(),
+            "deploys": self.deploys.iter().map(|(s, v, t)| serde_json::json!({
+                "service": s, "version": v, "timestamp": format_rfc3339(*t),
+            })).collect::<Vec<_>>(),
+        });
+        v.to_string()
+    }
+}
+
+/// What the tracker knows of a member service.
+#[derive(Clone, Debug, Default)]
+struct Member {
+    onset: Time,
+    strongest: u32,
+    count: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Open {
+    id: String,
+    created_at: Time,
+    version: u64,
+    members: BTreeMap<Service, Member>,
+    support: BTreeMap<(Service, Arc<str>), Support>,
+    quiet_since: Option<Time>,
+    published: Option<(Vec<Service>, Option<Service>, Severity)>,
+    split_from: Option<String>,
+}
+
+/// The incident lifecycle, one completed time at a time.
+#[derive(Default)]
+pub struct Tracker {
+    config: CorrelationConfig,
+    labels: BTreeMap<Service, Service>,
+    edges: BTreeMap<(Service, Service), i64>,
+    deploys: BTreeMap<Service, Vec<(Time, Arc<str>)>>,
+    open: BTreeMap<String, Open>,
+    owner: BTreeMap<Service, String>,
+}
+
+/// What changed at one time.
+#[derive(Default, Debug)]
+pub struct Changes {
+    /// Neighbourhood label updates: ((service, label), diff).
+    pub labels: Vec<((Service, Service), isize)>,
+    /// Anomalies that fired.
+    pub anomalies: Vec<Anomaly>,
+    /// Topology changes.
+    pub edges: Vec<EdgeChange>,
+    /// Deploys.
+    pub deploys: Vec<DeployEvent>,
+}
+
+impl Tracker {
+    /// A tracker with `config`.
+    pub fn new(config: CorrelationConfig) -> Self {
+        Tracker {
+            config,
+            ..Default::default()
+        }
+    }
+
+    /// The earliest time at which a quiet incident resolves, if any.
+    pub fn next_due(&self) -> Option<Time> {
+        self.open
+            .values()
+            .filter_map(|o| o.quiet_since.map(|q| q + self.config.quiet_ms))
+            .min()
+    }
+
+    /// Applies what changed at `t` (every earlier time already applied) and returns the incident
+    /// versions it produces, in id order.
+    pub fn step(&mut self, t: Time, changes: Changes) -> Vec<Incident> {
+        for ((service, label), diff) in changes.labels {
+            if diff > 0 {
+                self.labels.insert(service, label);
+            } else if self.labels.get(&service) == Some(&label) {
+                self.labels.remove(&service);
+            }
+        }
+        for e in &changes.edges {
+            *self
+                .edges
+                .entry((e.caller.clone(), e.callee.clone()))
+                .or_default() += if e.add { 1 } else { -1 };
+        }
+        self.edges.retain(|_, n| *n > 0);
+        for d in &changes.deploys {
+            let list = self.deploys.entry(d.service.clone()).or_default();
+            list.push((d.timestamp, d.version.clone()));
+            list.retain(|(at, _)| at + self.config.deploy_lookback_ms * 4 >= t);
+        }
+        let mut versions: BTreeMap<String, Incident> = BTreeMap::new();
+        let mut notes: BTreeMap<String, String> = BTreeMap::new();
+
+        // The neighbourhoods now, and the open incidents each touches.
+        let mut groups: BTreeMap<Service, BTreeSet<Service>> = BTreeMap::new();
+        for (service, label) in &self.labels {
+            groups
+                .entry(label.clone())
+                .or_default()
+                .insert(service.clone());
+        }
+        let mut touching: BTreeMap<Service, BTreeSet<String>> = BTreeMap::new();
+        for (label, members) in &groups {
+            let ids: BTreeSet<String> = members
+                .iter()
+                .filter_map(|s| self.owner.get(s).cloned())
+                .collect();
+            touching.insert(label.clone(), ids);
+        }
+        // Splits: an incident touched by several neighbourhoods stays with the one holding its
+        // earliest onset; the others let go of it.
+        let mut seen: BTreeMap<String, Vec<Service>> = BTreeMap::new();
+        for (label, ids) in &touching {
+            for id in ids {
+                seen.entry(id.clone()).or_default().push(label.clone());
+            }
+        }
+        let mut split_from: BTreeMap<Service, String> = BTreeMap::new();
+        for (id, labels) in seen.iter().filter(|(_, l)| l.len() > 1) {
+            let incident = &self.open[id];
+            let keep = labels
+                .iter()
+                .min_by_key(|l| {
+                    groups[*l]
+                        .iter()
+                        .filter_map(|s| incident.members.get(s).map(|m| (m.onset, s.clone())))
+                        .min()
+                })
+                .cloned();
+            for label in labels {
+                if Some(label) != keep.as_ref() {
+                    touching.get_mut(label).map(|ids| ids.remove(id));
+                    split_from.insert(label.clone(), id.clone());
+                }
+            }
+        }
+
+        let mut new_owner: BTreeMap<Service, String> = BTreeMap::new();
+        for (label, members) in &groups {
+            let ids = &touching[label];
+            let id = match ids.len() {
+                0 => {
+                    let id = incident_id(t, label);
+                    let from = split_from.get(label).cloned();
+                    let mut incident = Open {
+                        id: id.clone(),
+                        created_at: t,
+                        version: 0,
+                        members: BTreeMap::new(),
+                        support: BTreeMap::new(),
+                        quiet_since: None,
+                        published: None,
+                        split_from: from.clone(),
+                    };
+                    if let Some(parent) = from.as_ref().and_then(|p| self.open.get_mut(p)) {
+                        for s in members {
+                            if let Some(m) = parent.members.remove(s) {
+                                incident.members.insert(s.clone(), m);
+                            }
+                            let moved: Vec<_> = parent
+                                .support
+                                .keys()
+                                .filter(|k| k.0 == *s)
+                                .cloned()
+                                .collect();
+                            for k in moved {
+                                if let Some(v) = parent.support.remove(&k) {
+                                    incident.support.insert(k, v);
+                                }
+                            }
+                        }
+                        notes.insert(
+                            parent.id.clone(),
+                            format!("split: {} left for {id}", join(members)),
+                        );
+                        notes.insert(
+                            id.clone(),
+                            format!("split from {} (the edge between them is gone)", parent.id),
+                        );
+                    }
+                    self.open.insert(id.clone(), incident);
+                    id
+                }
+                1 => ids.iter().next().cloned().unwrap_or_default(),
+                _ => {
+                    let survivor = ids
+                        .iter()
+                        .min_by_key(|id| (self.open[*id].created_at, (*id).clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    for other in ids.iter().filter(|id| **id != survivor) {
+                        if let Some(gone) = self.open.remove(other) {
+                            let survivor_entry =
+                                self.open.get_mut(&survivor).expect("survivor is open");
+                            for (s, m) in gone.members.iter() {
+                                let e = survivor_entry
+                                    .members
+                                    .entry(s.clone())
+                                    .or_insert_with(|| m.clone());
+                                e.onset = e.onset.min(m.onset);
+                                e.strongest = e.strongest.max(m.strongest);
+                            }
+                            survivor_entry.support.extend(gone.support.clone());
+                            notes.insert(survivor.clone(), format!("merged {} into it", gone.id));
+                            let mut last = self.publish(&gone, t, Status::Resolved);
+                            last.merged_into = Some(survivor.clone());
+                            last.change = format!(
+                                "merged into {survivor}: a new anomaly or edge connected them"
+                            );
+                            versions.insert(gone.id.clone(), last);
+                        }
+                    }
+                    survivor
+                }
+            };
+            for s in members {
+                new_owner.insert(s.clone(), id.clone());
+                let incident = self.open.get_mut(&id).expect("owned incident is open");
+                incident.members.entry(s.clone()).or_insert(Member {
+                    onset: t,
+                    strongest: 0,
+                    count: 0,
+                });
+            }
+        }
+        self.owner = new_owner;
+
+        // Anomalies join the incident that owns their service.
+        for a in &changes.anomalies {
+            let Some(id) = self.owner.get(&a.series.service) else {
+                continue;
+            };
+            let Some(incident) = self.open.get_mut(id) else {
+                continue;
+            };
+            let score = (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32;
+            let m = incident
+                .members
+                .entry(a.series.service.clone())
+                .or_default();
+            if m.count == 0 {
+                m.onset = a.timestamp;
+            }
+            m.onset = m.onset.min(a.timestamp);
+            m.strongest = m.strongest.max(score);
+            m.count += 1;
+            let key = (a.series.service.clone(), a.series.metric_name.clone());
+            let support = Support {
+                anomaly_id: a.anomaly_id(),
+                service: a.series.service.clone(),
+                metric_name: a.series.metric_name.clone(),
+                timestamp: a.timestamp,
+                score_milli: score,
+            };
+            let keep = incident.support.get(&key).is_none_or(|old| {
+                (score, std::cmp::Reverse(a.timestamp))
+                    > (old.score_milli, std::cmp::Reverse(old.timestamp))
+            });
+            if keep {
+                incident.support.insert(key, support);
+            }
+        }
+
+        // Quiet incidents: start, stop or end the quiet period.
+        let active: BTreeSet<&String> = self.owner.values().collect();
+        let mut resolved = Vec::new();
+        for (id, incident) in self.open.iter_mut() {
+            if active.contains(id) {
+                incident.quiet_since = None;
+            } else {
+                let since = *incident.quiet_since.get_or_insert(t);
+                if t >= since + self.config.quiet_ms {
+                    resolved.push(id.clone());
+                }
+            }
+        }
+        for id in resolved {
+            if let Some(incident) = self.open.remove(&id) {
+                let mut last = self.publish(&incident, t, Status::Resolved);
+                last.change = format!(
+                    "resolved: no anomaly for {}",
+                    format_duration(self.config.quiet_ms)
+                );
+                versions.insert(id, last);
+            }
+        }
+
+        // Publish every open incident whose services, first cause or severity changed.
+        let ids: Vec<String> = self.open.keys().cloned().collect();
+        for id in ids {
+            let incident = &self.open[&id];
+            let (draft, top) = (
+                self.publish(incident, t, Status::Updated),
+                incident.published.clone(),
+            );
+            let now = (
+                draft.services.clone(),
+                draft.ranked_causes.first().map(|c| c.service.clone()),
+                draft.severity,
+            );
+            if top.as_ref() == Some(&now) && !notes.contains_key(&id) {
+                continue;
+            }
+            let incident = self.open.get_mut(&id).expect("listed");
+            incident.version += 1;
+            let mut version = draft;
+            version.version = incident.version;
+            version.status = if incident.version == 1 {
+                Status::Open
+            } else {
+                Status::Updated
+            };
+            version.change = notes.remove(&id).unwrap_or_else(|| match &top {
+                None => format!("opened: {}", join(&now.0)),
+                Some((before, cause, _)) if *before != now.0 => {
+                    let added: Vec<&Service> =
+                        now.0.iter().filter(|s| !before.contains(s)).collect();
+                    format!(
+                        "services added: {}",
+                        added.iter().map(|s| &***s).collect::<Vec<_>>().join(", ")
+                    )
+                }
+                Some((_, cause, _)) if *cause != now.1 => "the first cause changed".to_string(),
+                _ => "severity changed".to_string(),
+            });
+            incident.published = Some(now);
+            versions.insert(id, version);
+        }
+        versions.into_values().collect()
+    }
+
+    /// The incident as a version at `t` (version and change filled in by the caller).
+    fn publish(&self, incident: &Open, t: Time, status: Status) -> Incident {
+        let services: Vec<Service> = incident.members.keys().cloned().collect();
+        let (ranked_causes, confidence_milli) = self.rank(incident);
+        let strongest = incident
+            .members
+            .values()
+            .map(|m| m.strongest)
+            .max()
+            .unwrap_or(0);
+        let points = match services.len() {
+            n if n >= 5 => 2,
+            n if n >= 2 => 1,
+            _ => 0,
+        } + match strongest {
+            s if s >= 900 => 2,
+            s if s >= 700 => 1,
+            _ => 0,
+        };
+        let severity = match points {
+            p if p >= 4 => Severity::Critical,
+            3 => Severity::High,
+            2 => Severity::Medium,
+            _ => Severity::Low,
+        };
+        let mut anomalies: Vec<Support> = incident.support.values().cloned().collect();
+        anomalies.sort_by(|a, b| {
+            b.score_milli
+                .cmp(&a.score_milli)
+                .then(a.timestamp.cmp(&b.timestamp))
+                .then(a.anomaly_id.cmp(&b.anomaly_id))
+        });
+        anomalies.truncate(50);
+        Incident {
+            incident_id: incident.id.clone(),
+            status,
+            version: incident.version + 1,
+            created_at: incident.created_at,
+            updated_at: t,
+            severity,
+            services,
+            event_count: incident.members.values().map(|m| m.count).sum(),
+            anomalies,
+            deploys: self.recent_deploys(incident),
+            ranked_causes,
+            confidence_milli,
+            change: String::new(),
+            merged_into: None,
+            split_from: incident.split_from.clone(),
+        }
+    }
+
+    fn recent_deploys(&self, incident: &Open) -> Vec<(Service, Arc<str>, Time)> {
+        let mut out = Vec::new();
+        for (s, m) in &incident.members {
+            for (at, version) in self.deploys.get(s).into_iter().flatten() {
+                if *at <= m.onset && m.onset - at <= self.config.deploy_lookback_ms {
+                    out.push((s.clone(), version.clone(), *at));
+                }
+            }
+        }
+        out
+    }
+
+    fn rank(&self, incident: &Open) -> (Vec<Cause>, u32) {
+        let members = &incident.members;
+        let first = members.values().map(|m| m.onset).min().unwrap_or(0);
+        let mut causes: Vec<(u32, Time, Cause)> = Vec::new();
+        for (s, m) in members {
+            let mut score = 0.0;
+            let mut reasons = Vec::new();
+            let calls: Vec<&Service> = self
+                .edges
+                .keys()
+                .filter(|(c, _)| c == s)
+                .map(|(_, callee)| callee)
+                .collect();
+            let sick: Vec<&Service> = calls
+                .iter()
+                .copied()
+                .filter(|c| members.contains_key(*c))
+                .collect();
+            if sick.is_empty() {
+                score += 0.35;
+                reasons.push(if calls.is_empty() {
+                    "calls no other service".to_string()
+                } else {
+                    "all its dependencies healthy".to_string()
+                });
+            } else {
+                reasons.push(format!(
+                    "depends on anomalous {}",
+                    sick.iter().map(|x| &***x).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let behind = m.onset.saturating_sub(first);
+            if behind == 0 {
+                score += 0.3;
+                reasons.push(format!("earliest anomaly ({})", format_clock(m.onset)));
+            } else {
+                score += 0.3
+                    * (1.0 - behind as f64 / self.config.window_ms.max(1) as f64).max(0.0)
+                    * 0.5;
+                reasons.push(format!(
+                    "anomalous {} after the first",
+                    format_duration(behind)
+                ));
+            }
+            score += 0.2 * m.strongest as f64 / 1000.0;
+            reasons.push(format!(
+                "strongest anomaly score {:.2}",
+                m.strongest as f64 / 1000.0
+            ));
+            let deploy = self
+                .deploys
+                .get(s)
+                .into_iter()
+                .flatten()
+                .filter(|(at, _)| *at <= m.onset && m.onset - at <= self.config.deploy_lookback_ms)
+                .max_by_key(|(at, _)| *at);
+            if let Some((at, version)) = deploy {
+                score += 0.15;
+                reasons.push(format!(
+                    "deployed {version} {} before",
+                    format_duration(m.onset - at)
+                ));
+            }
+            let milli = (score.min(1.0) * 1000.0).round() as u32;
+            causes.push((
+                milli,
+                m.onset,
+                Cause {
+                    service: s.clone(),
+                    score_milli: milli,
+                    reasons,
+                },
+            ));
+        }
+        causes.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.service.cmp(&b.2.service))
+        });
+        let ranked: Vec<Cause> = causes.into_iter().map(|c| c.2).collect();
+        let confidence = match ranked.as_slice() {
+            [] => 0.0,
+            [only] => 0.35 * only.score_milli as f64 / 1000.0,
+            [top, second, ..] => {
+                let margin =
+                    (top.score_milli - second.score_milli) as f64 / top.score_milli.max(1) as f64;
+                (0.35 + 0.45 * margin + 0.15 * top.score_milli as f64 / 1000.0).min(0.95)
+            }
+        };
+        (ranked, (confidence * 1000.0).round() as u32)
+    }
+}
+
+fn incident_id(t: Time, label: &str) -> String {
+    let mut key = t.to_le_bytes().to_vec();
+    key.extend_from_slice(label.as_bytes());
+    format!("inc-{:016x}", xxhash_rust::xxh3::xxh3_64(&key))
+}
+
+fn join<'a>(services: impl IntoIterator<Item = &'a Service>) -> String {
+    services
+        .into_iter()
+        .map(|s| &**s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Everything the tracker reads, as one stream.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Input {
+    Label(Service, Service),
+    Anomaly(Anomaly),
+    Edge(EdgeChange),
+    Deploy(DeployEvent),
+}
+
+/// Runs the [`Tracker`] on worker 0 over the neighbourhood labels, anomalies, edges and deploys,
+/// one completed time at a time; returns the incident versions, at the times they were made.
+pub fn track_incidents<'s>(
+    labels: VecCollection<'s, Time, (Service, Service)>,
+    anomalies: VecCollection<'s, Time, Anomaly>,
+    edges: Stream<'s, Time, Vec<(EdgeChange, Time, isize)>>,
+    deploys: Stream<'s, Time, Vec<(DeployEvent, Time, isize)>>,
+    config: &CorrelationConfig,
+) -> Stream<'s, Time, Vec<(Incident, Time, isize)>> {
+    let scope = labels.inner.scope();
+    let streams = vec![
+        labels
+            .inner
+            .map(|((s, l), t, r)| (Input::Label(s, l), t, r)),
+        anomalies.inner.map(|(a, t, r)| (Input::Anomaly(a), t, r)),
+        edges.map(|(e, t, r)| (Input::Edge(e), t, r)),
+        deploys.map(|(d, t, r)| (Input::Deploy(d), t, r)),
+    ];
+    let config = config.clone();
+    scope
+        .concatenate(streams)
+        .unary_frontier::<CapacityContainerBuilder<Vec<(Incident, Time, isize)>>, _, _, _>(
+            Exchange::new(|_: &(Input, Time, isize)| 0u64),
+            "Incidents",
+            move |_capability, _info| {
+                let mut tracker = Tracker::new(config);
+                let mut pending: BTreeMap<Time, Vec<(Input, isize)>> = BTreeMap::new();
+                let mut held: Option<Capability<Time>> = None;
+                move |(input, frontier), output| {
+                    input.for_each(|capability, data| {
+                        for (item, time, diff) in data.drain(..) {
+                            pending.entry(time).or_default().push((item, diff));
+                        }
+                        if let Some(cap) = capability.retain_least(0) {
+                            if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
+                                held = Some(cap);
+                            }
+                        }
+                    });
+                    let frontier = frontier.frontier();
+                    let complete = |t: &Time| frontier.first().is_none_or(|f| t < f);
+                    loop {
+                        let next_input = pending.keys().next().copied();
+                        let next_due = tracker.next_due();
+                        let next = match (next_input, next_due) {
+                            (Some(a), Some(b)) => a.min(b),
+                            (Some(a), None) => a,
+                            (None, Some(b)) => b,
+                            (None, None) => break,
+                        };
+                        if !complete(&next) {
+                            break;
+                        }
+                        let Some(cap) = held.as_ref() else { break };
+                        let mut changes = Changes::default();
+                        let mut labels: Vec<((Service, Service), isize)> = Vec::new();
+                        for (item, diff) in pending.remove(&next).unwrap_or_default() {
+                            match item {
+                                Input::Label(s, l) => labels.push(((s, l), diff)),
+                                Input::Anomaly(a) => changes
+                                    .anomalies
+                                    .extend((0..diff.max(0)).map(|_| a.clone())),
+                                Input::Edge(e) => changes.edges.push(e),
+                                Input::Deploy(d) => changes.deploys.push(d),
+                            }
+                        }
+                        // Retractions first, so that a relabelled service ends with its new label.
+                        labels.sort_by_key(|(_, diff)| *diff);
+                        differential_dataflow::consolidation::consolidate(&mut labels);
+                        labels.sort_by_key(|(_, diff)| *diff);
+                        changes.labels = labels;
+                        changes.anomalies.sort();
+                        changes.edges.sort();
+                        changes.deploys.sort();
+                        let versions = tracker.step(next, changes);
+                        if !versions.is_empty() {
+                            let at = cap.delayed(&next);
+                            let mut session = output.session(&at);
+                            for v in versions {
+                                session.give((v, next, 1));
+                            }
+                        }
+                    }
+                    // Hold a capability no later than the next thing to do.
+                    let next = [pending.keys().next().copied(), tracker.next_due()]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    match (next, held.as_mut()) {
+                        (Some(n), Some(cap)) => {
+                            let target = frontier.first().map_or(n, |f| (*f).min(n));
+                            if target > *cap.time() {
+                                cap.downgrade(&target);
+                            }
+                        }
+                        (None, _) => held = None,
+                        _ => {}
+                    }
+                }
+            },
+        )
+}
