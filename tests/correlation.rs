@@ -1,0 +1,296 @@
+//! Correlation on hand-made fixtures, through the binary: which anomalies become one incident,
+//! which cause ranks first, when an incident resolves, and the exact sequence of incident
+//! versions when a late edge merges two incidents or a removed edge splits one.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+const MIN: u64 = 60_000;
+
+/// Samples every minute on the minute for 20 minutes for each service, steady around 1.0, with a
+/// spike to 9.0 at the given minutes.
+fn samples(spikes: &[(&str, &[u64])]) -> String {
+    let steady = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97];
+    let mut out = String::new();
+    for minute in 0..20u64 {
+        for (k, (service, at)) in spikes.iter().enumerate() {
+            let value = if at.contains(&minute) {
+                9.0
+            } else {
+                steady[(minute as usize + k) % steady.len()]
+            };
+            out += &sample(T0 + minute * MIN, "shop", service, "latency_p99", value);
+            out += "\n";
+        }
+    }
+    out
+}
+
+fn edge(caller: &str, callee: &str, at: Option<u64>, op: &str) -> String {
+    match at {
+        None => format!("{{\"caller\":\"{caller}\",\"callee\":\"{callee}\"}}\n"),
+        Some(t) => format!("{{\"timestamp\":\"{}\",\"caller\":\"{caller}\",\"callee\":\"{callee}\",\"op\":\"{op}\"}}\n", rfc3339(t)),
+    }
+}
+
+/// Runs the job on the fixture and returns the incident versions.
+fn incidents(
+    dir: &Path,
+    samples: &str,
+    topology: &str,
+    deploys: &str,
+    workers: &str,
+) -> Vec<Value> {
+    std::fs::write(dir.join("samples.jsonl"), samples).unwrap();
+    std::fs::write(dir.join("topology.jsonl"), topology).unwrap();
+    std::fs::write(dir.join("deploys.jsonl"), deploys).unwrap();
+    let out = dir.join(format!("incidents-{workers}.jsonl"));
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.jsonl"),
+        "--deploys",
+        &p("deploys.jsonl"),
+        "--incidents-out",
+        out.to_str().unwrap(),
+        "--workers",
+        workers,
+    ]);
+    json_lines(&out)
+}
+
+fn ids(versions: &[Value]) -> std::collections::BTreeSet<String> {
+    versions
+        .iter()
+        .map(|v| v["incident_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn causes(v: &Value) -> Vec<String> {
+    v["hypothesis"]["ranked_causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["service"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn services(v: &Value) -> Vec<String> {
+    v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_connected_anomalous_services_are_one_incident_and_unconnected_ones_two() {
+    let dir = scratch("correlation-pair");
+    let s = samples(&[("api", &[10]), ("db", &[10])]);
+    let one = incidents(&dir, &s, &edge("api", "db", None, "add"), "", "1");
+    assert_eq!(ids(&one).len(), 1, "{one:#?}");
+    assert_eq!(services(&one[0]), ["api", "db"]);
+    assert_eq!(one[0]["status"], "open");
+    assert_eq!(
+        causes(&one[0])[0],
+        "db",
+        "the callee whose dependencies are healthy comes first"
+    );
+    let two = incidents(&dir, &s, &edge("web", "cache", None, "add"), "", "1");
+    assert_eq!(ids(&two).len(), 2, "{two:#?}");
+    let lone = &two[0];
+    assert!(
+        lone["hypothesis"]["confidence"].as_f64().unwrap() <= 0.35,
+        "a lone anomaly is not a confident diagnosis"
+    );
+}
+
+#[test]
+fn in_a_chain_the_anomalous_dependency_ranks_first() {
+    let dir = scratch("correlation-chain");
+    let topology =
+        edge("a", "b", None, "add") + &edge("b", "c", None, "add") + &edge("c", "d", None, "add");
+    let versions = incidents(
+        &dir,
+        &samples(&[("a", &[]), ("b", &[]), ("c", &[10]), ("d", &[10])]),
+        &topology,
+        "",
+        "1",
+    );
+    assert_eq!(ids(&versions).len(), 1);
+    let first = &versions[0];
+    assert_eq!(services(first), ["c", "d"]);
+    assert_eq!(causes(first), ["d", "c"]);
+    let reasons = first["hypothesis"]["ranked_causes"][0]["reasons"].to_string();
+    assert!(
+        reasons.contains("calls no other service") && reasons.contains("earliest anomaly (00:10:"),
+        "{reasons}"
+    );
+    assert!(first["hypothesis"]["ranked_causes"][1]["reasons"]
+        .to_string()
+        .contains("depends on anomalous d"));
+}
+
+#[test]
+fn a_deploy_shortly_before_the_onset_raises_the_service() {
+    let dir = scratch("correlation-deploy");
+    let topology = edge("a", "b", None, "add") + &edge("a", "c", None, "add");
+    let s = samples(&[("a", &[10]), ("b", &[10]), ("c", &[10])]);
+    let without = incidents(&dir, &s, &topology, "", "1");
+    let ranked = causes(&without[0]);
+    assert_eq!(ranked.len(), 3);
+    assert_eq!(ranked[2], "a", "a calls two anomalous services");
+    let second = ranked[1].clone();
+    let deploy = format!(
+        "{{\"timestamp\":\"{}\",\"service\":\"{second}\",\"version\":\"v2.0.1\"}}\n",
+        rfc3339(T0 + 6 * MIN)
+    );
+    let with = incidents(&dir, &s, &topology, &deploy, "1");
+    assert_eq!(
+        causes(&with[0])[0],
+        second,
+        "the deploy lifts the second leaf to first"
+    );
+    let reasons = with[0]["hypothesis"]["ranked_causes"][0]["reasons"].to_string();
+    assert!(reasons.contains("deployed v2.0.1 4m before"), "{reasons}");
+    assert_eq!(with[0]["deploys"][0]["service"], second.as_str());
+}
+
+#[test]
+fn an_incident_resolves_after_the_quiet_period() {
+    let dir = scratch("correlation-quiet");
+    let versions = incidents(&dir, &samples(&[("api", &[8])]), "", "", "1");
+    assert_eq!(versions.len(), 2, "{versions:#?}");
+    assert_eq!(
+        (
+            versions[0]["status"].as_str(),
+            versions[0]["version"].as_u64()
+        ),
+        (Some("open"), Some(1))
+    );
+    assert_eq!(
+        (
+            versions[1]["status"].as_str(),
+            versions[1]["version"].as_u64()
+        ),
+        (Some("resolved"), Some(2))
+    );
+    // The anomaly at 00:08 keeps api active for 5 minutes, then 5 quiet minutes.
+    assert_eq!(versions[1]["updated_at"], rfc3339(T0 + 18 * MIN));
+}
+
+#[test]
+fn a_late_edge_merges_two_open_incidents_and_a_removed_edge_splits_one() {
+    let dir = scratch("correlation-merge");
+    // api and db fire at 00:08 and 00:09 and again at 00:11; the edge api -> db appears at 00:10.
+    let s = samples(&[("api", &[8, 11]), ("db", &[9, 11])]);
+    let merge = incidents(
+        &dir,
+        &s,
+        &edge("api", "db", Some(T0 + 10 * MIN), "add"),
+        "",
+        "1",
+    );
+    let seq: Vec<(String, String, u64, Option<String>)> = merge
+        .iter()
+        .map(|v| {
+            (
+                v["incident_id"].as_str().unwrap().into(),
+                v["status"].as_str().unwrap().into(),
+                v["version"].as_u64().unwrap(),
+                v["merged_into"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    let (older, younger) = (seq[0].0.clone(), seq[1].0.clone());
+    assert_ne!(older, younger);
+    // Within one time, versions are written in incident-id order.
+    let mut at_edge = vec![
+        (older.clone(), "updated".to_string(), 2, None),
+        (
+            younger.clone(),
+            "resolved".to_string(),
+            2,
+            Some(older.clone()),
+        ),
+    ];
+    at_edge.sort();
+    let mut expected = vec![
+        (older.clone(), "open".to_string(), 1, None),
+        (younger.clone(), "open".to_string(), 1, None),
+    ];
+    expected.extend(at_edge);
+    expected.push((older.clone(), "resolved".into(), 3, None));
+    assert_eq!(seq, expected, "{merge:#?}");
+    let survivor = merge
+        .iter()
+        .find(|v| v["incident_id"] == older.as_str() && v["version"] == 2)
+        .unwrap();
+    assert_eq!(survivor["updated_at"], rfc3339(T0 + 10 * MIN));
+    assert_eq!(services(survivor), ["api", "db"]);
+    assert!(survivor["change"].as_str().unwrap().contains("merged"));
+    let merged = merge
+        .iter()
+        .find(|v| v["incident_id"] == younger.as_str() && v["version"] == 2)
+        .unwrap();
+    assert!(merged["change"].as_str().unwrap().contains("merged into"));
+
+    // The same edge present from the start and removed at 00:10: one incident, then a split.
+    let topology =
+        edge("api", "db", None, "add") + &edge("api", "db", Some(T0 + 10 * MIN), "remove");
+    let split = incidents(&dir, &s, &topology, "", "1");
+    let first = split[0]["incident_id"].as_str().unwrap().to_string();
+    assert_eq!(services(&split[0]), ["api"]);
+    assert_eq!(
+        services(&split[1]),
+        ["api", "db"],
+        "db joins at 00:09: {split:#?}"
+    );
+    let at_removal: Vec<&Value> = split
+        .iter()
+        .filter(|v| v["updated_at"] == rfc3339(T0 + 10 * MIN))
+        .collect();
+    assert_eq!(at_removal.len(), 2, "{split:#?}");
+    let kept = at_removal
+        .iter()
+        .find(|v| v["incident_id"] == first.as_str())
+        .unwrap();
+    let new = at_removal
+        .iter()
+        .find(|v| v["incident_id"] != first.as_str())
+        .unwrap();
+    assert_eq!(
+        services(kept),
+        ["api"],
+        "the part with the earliest anomaly keeps the id"
+    );
+    assert_eq!(new["split_from"], first.as_str());
+    assert_eq!(services(new), ["db"]);
+    assert_eq!(new["status"], "open");
+}
+
+#[test]
+fn incidents_are_the_same_at_one_and_four_workers() {
+    let dir = scratch("correlation-workers");
+    let topology = edge("a", "b", None, "add")
+        + &edge("b", "c", Some(T0 + 9 * MIN), "add")
+        + &edge("a", "b", Some(T0 + 12 * MIN), "remove");
+    let s = samples(&[("a", &[8, 11]), ("b", &[9]), ("c", &[10, 13]), ("d", &[10])]);
+    let one = incidents(&dir, &s, &topology, "", "1");
+    let four = incidents(&dir, &s, &topology, "", "4");
+    assert!(one.len() >= 4);
+    assert_eq!(
+        std::fs::read(dir.join("incidents-1.jsonl")).unwrap(),
+        std::fs::read(dir.join("incidents-4.jsonl")).unwrap()
+    );
+    assert_eq!(one, four);
+}
