@@ -267,6 +267,7 @@ impl Tracker {
         }
         let mut versions: BTreeMap<String, Incident> = BTreeMap::new();
         let mut notes: BTreeMap<String, String> = BTreeMap::new();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
 
         // The neighbourhoods now, and the open incidents each touches.
         let mut groups: BTreeMap<Service, BTreeSet<Service>> = BTreeMap::new();
@@ -393,11 +394,17 @@ impl Tracker {
             for s in members {
                 new_owner.insert(s.clone(), id.clone());
                 let incident = self.open.get_mut(&id).expect("owned incident is open");
-                incident.members.entry(s.clone()).or_insert(Member {
-                    onset: t,
-                    strongest: 0,
-                    count: 0,
-                });
+                if !incident.members.contains_key(s) {
+                    incident.members.insert(
+                        s.clone(),
+                        Member {
+                            onset: t,
+                            strongest: 0,
+                            count: 0,
+                        },
+                    );
+                    dirty.insert(id.clone());
+                }
             }
         }
         self.owner = new_owner;
@@ -410,6 +417,7 @@ impl Tracker {
             let Some(incident) = self.open.get_mut(id) else {
                 continue;
             };
+            dirty.insert(id.clone());
             let score = (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32;
             let m = incident
                 .members
@@ -463,7 +471,16 @@ impl Tracker {
         }
 
         // Publish every open incident whose services, first cause or severity changed.
-        let ids: Vec<String> = self.open.keys().cloned().collect();
+        // Only incidents that gained services or anomalies, or that the topology or a deploy may
+        // rank differently, can have changed.
+        if !changes.edges.is_empty() || !changes.deploys.is_empty() {
+            dirty.extend(self.open.keys().cloned());
+        }
+        dirty.extend(notes.keys().cloned());
+        let ids: Vec<String> = dirty
+            .into_iter()
+            .filter(|id| self.open.contains_key(id))
+            .collect();
         for id in ids {
             let incident = &self.open[&id];
             let (draft, top) = (
@@ -579,9 +596,9 @@ impl Tracker {
             let mut reasons = Vec::new();
             let calls: Vec<&Service> = self
                 .edges
-                .keys()
-                .filter(|(c, _)| c == s)
-                .map(|(_, callee)| callee)
+                .range((s.clone(), Service::from(""))..)
+                .take_while(|((caller, _), _)| caller == s)
+                .map(|((_, callee), _)| callee)
                 .collect();
             let sick: Vec<&Service> = calls
                 .iter()
