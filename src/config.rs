@@ -56,6 +56,10 @@ pub struct CorrelationSection {
     pub quiet_period: Millis,
     /// How long before a service's first anomaly a deploy of it counts as evidence.
     pub deploy_lookback: Millis,
+    /// A neighbourhood opens an incident once it holds this many anomalies in the window...
+    pub min_anomalies: u64,
+    /// ...or one anomaly with at least this score.
+    pub strong_score: f64,
 }
 
 impl Default for CorrelationSection {
@@ -64,6 +68,8 @@ impl Default for CorrelationSection {
             window: Millis(5 * 60_000),
             quiet_period: Millis(5 * 60_000),
             deploy_lookback: Millis(15 * 60_000),
+            min_anomalies: 2,
+            strong_score: 0.8,
         }
     }
 }
@@ -208,6 +214,9 @@ impl JobConfig {
             window_ms: self.correlation.window.0,
             quiet_ms: self.correlation.quiet_period.0,
             deploy_lookback_ms: self.correlation.deploy_lookback.0,
+            min_anomalies: self.correlation.min_anomalies.max(1),
+            strong_score_milli: (self.correlation.strong_score.clamp(0.0, 1.0) * 1000.0).round()
+                as u32,
         }
     }
 

@@ -7,8 +7,10 @@
 //! and one owner makes every incident exactly one worker's.
 //!
 //! The rules:
-//! * A neighbourhood owned by no open incident opens one: `incident_id` = `inc-` + a hash of the
-//!   time and the neighbourhood's label, so the same input gives the same id everywhere.
+//! * A neighbourhood owned by no open incident opens one once it holds `min_anomalies` anomalies
+//!   in the window or one scoring at least `strong_score` (a lone weak blip is noise until it has
+//!   company): `incident_id` = `inc-` + a hash of the time and the neighbourhood's label, so the
+//!   same input gives the same id everywhere.
 //! * A neighbourhood touching one open incident updates it when it gains services.
 //! * A neighbourhood touching several open incidents (a new anomaly or a new edge joined them)
 //!   merges them: the oldest keeps its id, the others are resolved as `merged_into` it.
@@ -48,6 +50,10 @@ pub struct CorrelationConfig {
     pub quiet_ms: u64,
     /// How long before a service's onset a deploy of it counts as evidence.
     pub deploy_lookback_ms: u64,
+    /// A neighbourhood opens an incident once it holds this many anomalies in the window...
+    pub min_anomalies: u64,
+    /// ...or one anomaly scoring at least this (in thousandths).
+    pub strong_score_milli: u32,
 }
 
 impl Default for CorrelationConfig {
@@ -56,6 +62,8 @@ impl Default for CorrelationConfig {
             window_ms: 5 * 60_000,
             quiet_ms: 5 * 60_000,
             deploy_lookback_ms: 15 * 60_000,
+            min_anomalies: 2,
+            strong_score_milli: 800,
         }
     }
 }
@@ -211,6 +219,8 @@ pub struct Tracker {
     deploys: BTreeMap<Service, Vec<(Time, Arc<str>)>>,
     open: BTreeMap<String, Open>,
     owner: BTreeMap<Service, String>,
+    /// Every service's anomalies in the last window, for the opening rule and to seed a new incident.
+    recent: BTreeMap<Service, std::collections::VecDeque<Support>>,
 }
 
 /// What changed at one time.
@@ -265,6 +275,17 @@ impl Tracker {
             list.push((d.timestamp, d.version.clone()));
             list.retain(|(at, _)| at + self.config.deploy_lookback_ms * 4 >= t);
         }
+        for a in &changes.anomalies {
+            let list = self.recent.entry(a.series.service.clone()).or_default();
+            list.push_back(support_of(a));
+        }
+        let window = self.config.window_ms;
+        self.recent.retain(|_, list| {
+            while list.front().is_some_and(|a| a.timestamp + window <= t) {
+                list.pop_front();
+            }
+            !list.is_empty()
+        });
         let mut versions: BTreeMap<String, Incident> = BTreeMap::new();
         let mut notes: BTreeMap<String, String> = BTreeMap::new();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
@@ -318,8 +339,11 @@ impl Tracker {
             let ids = &touching[label];
             let id = match ids.len() {
                 0 => {
-                    let id = incident_id(t, label);
                     let from = split_from.get(label).cloned();
+                    if from.is_none() && !self.enough_evidence(members) {
+                        continue; // not yet an incident: a lone weak anomaly is noise until it has company
+                    }
+                    let id = incident_id(t, label);
                     let mut incident = Open {
                         id: id.clone(),
                         created_at: t,
@@ -355,6 +379,31 @@ impl Tracker {
                             id.clone(),
                             format!("split from {} (the edge between them is gone)", parent.id),
                         );
+                    }
+                    if from.is_none() {
+                        // Seed it with its services' earlier anomalies (those at t join below).
+                        for s in members {
+                            for support in self
+                                .recent
+                                .get(s)
+                                .into_iter()
+                                .flatten()
+                                .filter(|a| a.timestamp < t)
+                            {
+                                let m = incident.members.entry(s.clone()).or_insert(Member {
+                                    onset: support.timestamp,
+                                    strongest: 0,
+                                    count: 0,
+                                });
+                                m.onset = m.onset.min(support.timestamp);
+                                m.strongest = m.strongest.max(support.score_milli);
+                                m.count += 1;
+                                incident.support.insert(
+                                    (s.clone(), support.metric_name.clone()),
+                                    support.clone(),
+                                );
+                            }
+                        }
                     }
                     self.open.insert(id.clone(), incident);
                     id
@@ -523,6 +572,14 @@ impl Tracker {
         versions.into_values().collect()
     }
 
+    /// Whether a neighbourhood's recent anomalies are enough to open an incident.
+    fn enough_evidence(&self, members: &BTreeSet<Service>) -> bool {
+        let anomalies = members.iter().filter_map(|s| self.recent.get(s)).flatten();
+        let (count, strongest) =
+            anomalies.fold((0u64, 0u32), |(n, m), a| (n + 1, m.max(a.score_milli)));
+        count >= self.config.min_anomalies || strongest >= self.config.strong_score_milli
+    }
+
     /// The incident as a version at `t` (version and change filled in by the caller).
     fn publish(&self, incident: &Open, t: Time, status: Status) -> Incident {
         let services: Vec<Service> = incident.members.keys().cloned().collect();
@@ -680,6 +737,16 @@ impl Tracker {
     }
 }
 
+fn support_of(a: &Anomaly) -> Support {
+    Support {
+        anomaly_id: a.anomaly_id(),
+        service: a.series.service.clone(),
+        metric_name: a.series.metric_name.clone(),
+        timestamp: a.timestamp,
+        score_milli: (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32,
+    }
+}
+
 fn incident_id(t: Time, label: &str) -> String {
     let mut key = t.to_le_bytes().to_vec();
     key.extend_from_slice(label.as_bytes());
@@ -804,4 +871,84 @@ pub fn track_incidents<'s>(
                 }
             },
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Detector, Direction, Evidence, SeriesInfo, F64};
+
+    fn anomaly(service: &str, metric: &str, t: Time, score: f64) -> Anomaly {
+        Anomaly {
+            timestamp: t,
+            series: Arc::new(SeriesInfo::new("ns", service, metric)),
+            value: F64(1.0),
+            expected: F64(0.0),
+            lower_bound: F64(0.0),
+            upper_bound: F64(0.0),
+            anomaly_score: F64(score),
+            detector: Detector::ZScore,
+            window_ms: 0,
+            evidence: Evidence {
+                baseline_points: 5,
+                baseline_stddev: F64(0.1),
+                z: None,
+                direction: Direction::Up,
+                flat_baseline: false,
+            },
+        }
+    }
+
+    fn label(service: &str) -> ((Service, Service), isize) {
+        ((Arc::from(service), Arc::from(service)), 1)
+    }
+
+    #[test]
+    fn a_lone_weak_anomaly_waits_for_company_and_then_brings_its_evidence() {
+        let mut tracker = Tracker::new(CorrelationConfig::default());
+        let weak = tracker.step(
+            1000,
+            Changes {
+                labels: vec![label("api")],
+                anomalies: vec![anomaly("api", "cpu", 1000, 0.55)],
+                ..Default::default()
+            },
+        );
+        assert!(weak.is_empty(), "one weak anomaly opens nothing");
+        let second = tracker.step(
+            61_000,
+            Changes {
+                anomalies: vec![anomaly("api", "latency", 61_000, 0.6)],
+                ..Default::default()
+            },
+        );
+        assert_eq!(second.len(), 1);
+        assert_eq!(
+            (
+                second[0].status,
+                second[0].event_count,
+                second[0].created_at
+            ),
+            (Status::Open, 2, 61_000)
+        );
+        assert_eq!(
+            second[0].anomalies.len(),
+            2,
+            "the earlier anomaly is part of the evidence"
+        );
+        let strong = tracker.step(
+            62_000,
+            Changes {
+                labels: vec![label("db")],
+                anomalies: vec![anomaly("db", "cpu", 62_000, 0.95)],
+                ..Default::default()
+            },
+        );
+        assert_eq!(strong.len(), 1, "one strong anomaly opens at once");
+        assert_eq!(strong[0].services, vec![Arc::<str>::from("db")]);
+        assert!(
+            strong[0].confidence_milli <= 350,
+            "a lone service is not a confident diagnosis"
+        );
+    }
 }
