@@ -275,6 +275,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     let started = Instant::now();
     let outcome = runtime::run(
         RunSpec {
+            correlate: topology.is_some() || deploys.is_some() || args.incidents_out.is_some(),
             input,
             config,
             cluster,

@@ -79,6 +79,9 @@ pub struct RunSpec {
     pub topology: Option<PathBuf>,
     /// Deploy events (JSON Lines).
     pub deploys: Option<PathBuf>,
+    /// Whether to correlate anomalies into incidents (asked for by a topology, deploys or an
+    /// incidents output).
+    pub correlate: bool,
 }
 
 /// The outputs, handed to worker 0 of process 0.
@@ -137,25 +140,27 @@ fn run_worker(
         let anomalies = detect_anomalies(samples.to_collection(scope), &zscore);
         let edges = edges_in.to_collection(scope);
         let deploys_stream = deploys.to_collection(scope).inner;
-        let pairs = edges
-            .clone()
-            .inner
-            .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
-            .as_collection();
-        let active = active_services(anomalies.clone(), correlation.window_ms);
-        let labels = neighbourhoods(active, pairs);
-        let incidents = track_incidents(
-            labels,
-            anomalies.clone(),
-            edges.inner,
-            deploys_stream,
-            &correlation,
-        );
-        write_incidents(
-            incidents.probe_with(&probe),
-            incident_writer,
-            outcome.clone(),
-        );
+        if spec.correlate {
+            let pairs = edges
+                .clone()
+                .inner
+                .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
+                .as_collection();
+            let active = active_services(anomalies.clone(), correlation.window_ms);
+            let labels = neighbourhoods(active, pairs);
+            let incidents = track_incidents(
+                labels,
+                anomalies.clone(),
+                edges.inner,
+                deploys_stream,
+                &correlation,
+            );
+            write_incidents(
+                incidents.probe_with(&probe),
+                incident_writer,
+                outcome.clone(),
+            );
+        }
         write_anomalies(
             anomalies.inner.probe_with(&probe),
             anomaly_writer,
