@@ -221,6 +221,12 @@ pub struct Tracker {
     owner: BTreeMap<Service, String>,
     /// Every service's anomalies in the last window, for the opening rule and to seed a new incident.
     recent: BTreeMap<Service, std::collections::VecDeque<Support>>,
+    /// The active services of each neighbourhood, by label.
+    groups: BTreeMap<Service, BTreeSet<Service>>,
+    /// The active services each open incident owns.
+    active: BTreeMap<String, BTreeSet<Service>>,
+    /// Quiet incidents by the time they resolve.
+    timers: BTreeSet<(Time, String)>,
 }
 
 /// What changed at one time.
@@ -247,22 +253,48 @@ impl Tracker {
 
     /// The earliest time at which a quiet incident resolves, if any.
     pub fn next_due(&self) -> Option<Time> {
-        self.open
-            .values()
-            .filter_map(|o| o.quiet_since.map(|q| q + self.config.quiet_ms))
-            .min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// Applies what changed at `t` (every earlier time already applied) and returns the incident
-    /// versions it produces, in id order.
+    /// versions it produces, in id order. The work is proportional to what changed: only the
+    /// neighbourhoods that gained or lost services, or whose services fired, are looked at.
     pub fn step(&mut self, t: Time, changes: Changes) -> Vec<Incident> {
+        // Neighbourhood membership, kept incrementally. Retractions come first in `labels`.
+        let mut touched: BTreeSet<Service> = BTreeSet::new();
+        let mut moved: BTreeSet<Service> = BTreeSet::new();
         for ((service, label), diff) in changes.labels {
             if diff > 0 {
-                self.labels.insert(service, label);
+                if let Some(old) = self.labels.insert(service.clone(), label.clone()) {
+                    self.leave_group(&old, &service);
+                    touched.insert(old);
+                }
+                self.groups
+                    .entry(label.clone())
+                    .or_default()
+                    .insert(service.clone());
+                touched.insert(label);
             } else if self.labels.get(&service) == Some(&label) {
                 self.labels.remove(&service);
+                self.leave_group(&label, &service);
+                touched.insert(label);
+            }
+            moved.insert(service);
+        }
+        // Services no longer in any neighbourhood leave their incident.
+        let mut looked_at: BTreeSet<String> = BTreeSet::new();
+        for service in &moved {
+            if !self.labels.contains_key(service) {
+                self.recent.remove(service); // its anomalies are all older than the window now
+                if let Some(id) = self.owner.remove(service) {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.remove(service);
+                        looked_at.insert(id);
+                    }
+                }
             }
         }
+        let topology_changed = !changes.edges.is_empty() || !changes.deploys.is_empty();
         for e in &changes.edges {
             *self
                 .edges
@@ -276,74 +308,87 @@ impl Tracker {
             list.retain(|(at, _)| at + self.config.deploy_lookback_ms * 4 >= t);
         }
         for a in &changes.anomalies {
-            let list = self.recent.entry(a.series.service.clone()).or_default();
-            list.push_back(support_of(a));
+            self.recent
+                .entry(a.series.service.clone())
+                .or_default()
+                .push_back(support_of(a));
+            if !self.owner.contains_key(&a.series.service) {
+                if let Some(label) = self.labels.get(&a.series.service) {
+                    touched.insert(label.clone()); // it may now have the evidence to open
+                }
+            }
         }
         let window = self.config.window_ms;
-        self.recent.retain(|_, list| {
-            while list.front().is_some_and(|a| a.timestamp + window <= t) {
-                list.pop_front();
+        for a in &changes.anomalies {
+            if let Some(list) = self.recent.get_mut(&a.series.service) {
+                while list.front().is_some_and(|x| x.timestamp + window <= t) {
+                    list.pop_front();
+                }
             }
-            !list.is_empty()
-        });
+        }
         let mut versions: BTreeMap<String, Incident> = BTreeMap::new();
         let mut notes: BTreeMap<String, String> = BTreeMap::new();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
 
-        // The neighbourhoods now, and the open incidents each touches.
-        let mut groups: BTreeMap<Service, BTreeSet<Service>> = BTreeMap::new();
-        for (service, label) in &self.labels {
-            groups
-                .entry(label.clone())
-                .or_default()
-                .insert(service.clone());
-        }
-        let mut touching: BTreeMap<Service, BTreeSet<String>> = BTreeMap::new();
-        for (label, members) in &groups {
-            let ids: BTreeSet<String> = members
-                .iter()
-                .filter_map(|s| self.owner.get(s).cloned())
-                .collect();
-            touching.insert(label.clone(), ids);
-        }
-        // Splits: an incident touched by several neighbourhoods stays with the one holding its
-        // earliest onset; the others let go of it.
-        let mut seen: BTreeMap<String, Vec<Service>> = BTreeMap::new();
-        for (label, ids) in &touching {
-            for id in ids {
-                seen.entry(id.clone()).or_default().push(label.clone());
+        // Splits: an incident whose active services now lie in several neighbourhoods stays with
+        // the one holding its earliest onset and lets go of the others.
+        let mut candidates: BTreeSet<String> = BTreeSet::new();
+        for label in &touched {
+            for s in self.groups.get(label).into_iter().flatten() {
+                if let Some(id) = self.owner.get(s) {
+                    candidates.insert(id.clone());
+                }
             }
         }
-        let mut split_from: BTreeMap<Service, String> = BTreeMap::new();
-        for (id, labels) in seen.iter().filter(|(_, l)| l.len() > 1) {
+        for s in &moved {
+            if let Some(id) = self.owner.get(s) {
+                candidates.insert(id.clone());
+            }
+        }
+        let mut released: BTreeMap<Service, String> = BTreeMap::new();
+        for id in &candidates {
+            let Some(active) = self.active.get(id) else {
+                continue;
+            };
+            let labels: BTreeSet<&Service> =
+                active.iter().filter_map(|s| self.labels.get(s)).collect();
+            if labels.len() < 2 {
+                continue;
+            }
             let incident = &self.open[id];
             let keep = labels
                 .iter()
                 .min_by_key(|l| {
-                    groups[*l]
+                    self.groups[**l]
                         .iter()
                         .filter_map(|s| incident.members.get(s).map(|m| (m.onset, s.clone())))
                         .min()
                 })
-                .cloned();
+                .map(|l| (*l).clone());
             for label in labels {
                 if Some(label) != keep.as_ref() {
-                    touching.get_mut(label).map(|ids| ids.remove(id));
-                    split_from.insert(label.clone(), id.clone());
+                    released.insert(label.clone(), id.clone());
                 }
             }
         }
+        touched.extend(released.keys().cloned());
 
-        let mut new_owner: BTreeMap<Service, String> = BTreeMap::new();
-        for (label, members) in &groups {
-            let ids = &touching[label];
+        for label in touched {
+            let Some(members) = self.groups.get(&label).cloned() else {
+                continue;
+            };
+            let from = released.get(&label).cloned();
+            let ids: BTreeSet<String> = members
+                .iter()
+                .filter_map(|s| self.owner.get(s).cloned())
+                .filter(|id| Some(id) != from.as_ref())
+                .collect();
             let id = match ids.len() {
                 0 => {
-                    let from = split_from.get(label).cloned();
-                    if from.is_none() && !self.enough_evidence(members) {
+                    if from.is_none() && !self.enough_evidence(&members, t) {
                         continue; // not yet an incident: a lone weak anomaly is noise until it has company
                     }
-                    let id = incident_id(t, label);
+                    let id = incident_id(t, &label);
                     let mut incident = Open {
                         id: id.clone(),
                         created_at: t,
@@ -355,17 +400,17 @@ impl Tracker {
                         split_from: from.clone(),
                     };
                     if let Some(parent) = from.as_ref().and_then(|p| self.open.get_mut(p)) {
-                        for s in members {
+                        for s in &members {
                             if let Some(m) = parent.members.remove(s) {
                                 incident.members.insert(s.clone(), m);
                             }
-                            let moved: Vec<_> = parent
+                            let moving: Vec<_> = parent
                                 .support
                                 .keys()
                                 .filter(|k| k.0 == *s)
                                 .cloned()
                                 .collect();
-                            for k in moved {
+                            for k in moving {
                                 if let Some(v) = parent.support.remove(&k) {
                                     incident.support.insert(k, v);
                                 }
@@ -373,22 +418,22 @@ impl Tracker {
                         }
                         notes.insert(
                             parent.id.clone(),
-                            format!("split: {} left for {id}", join(members)),
+                            format!("split: {} left for {id}", join(&members)),
                         );
                         notes.insert(
                             id.clone(),
                             format!("split from {} (the edge between them is gone)", parent.id),
                         );
-                    }
-                    if from.is_none() {
+                    } else {
                         // Seed it with its services' earlier anomalies (those at t join below).
-                        for s in members {
+                        for s in &members {
+                            let window = self.config.window_ms;
                             for support in self
                                 .recent
                                 .get(s)
                                 .into_iter()
                                 .flatten()
-                                .filter(|a| a.timestamp < t)
+                                .filter(|a| a.timestamp < t && a.timestamp + window > t)
                             {
                                 let m = incident.members.entry(s.clone()).or_insert(Member {
                                     onset: support.timestamp,
@@ -408,7 +453,7 @@ impl Tracker {
                     self.open.insert(id.clone(), incident);
                     id
                 }
-                1 => ids.iter().next().cloned().unwrap_or_default(),
+                1 => ids.into_iter().next().unwrap_or_default(),
                 _ => {
                     let survivor = ids
                         .iter()
@@ -416,32 +461,42 @@ impl Tracker {
                         .cloned()
                         .unwrap_or_default();
                     for other in ids.iter().filter(|id| **id != survivor) {
-                        if let Some(gone) = self.open.remove(other) {
-                            let survivor_entry =
-                                self.open.get_mut(&survivor).expect("survivor is open");
-                            for (s, m) in gone.members.iter() {
-                                let e = survivor_entry
-                                    .members
-                                    .entry(s.clone())
-                                    .or_insert_with(|| m.clone());
-                                e.onset = e.onset.min(m.onset);
-                                e.strongest = e.strongest.max(m.strongest);
-                            }
-                            survivor_entry.support.extend(gone.support.clone());
-                            notes.insert(survivor.clone(), format!("merged {} into it", gone.id));
-                            let mut last = self.publish(&gone, t, Status::Resolved);
-                            last.merged_into = Some(survivor.clone());
-                            last.change = format!(
-                                "merged into {survivor}: a new anomaly or edge connected them"
-                            );
-                            versions.insert(gone.id.clone(), last);
+                        let Some(gone) = self.open.remove(other) else {
+                            continue;
+                        };
+                        self.cancel_timer(&gone);
+                        for s in self.active.remove(other).into_iter().flatten() {
+                            self.owner.insert(s.clone(), survivor.clone());
+                            self.active.entry(survivor.clone()).or_default().insert(s);
                         }
+                        let entry = self.open.get_mut(&survivor).expect("survivor is open");
+                        for (s, m) in gone.members.iter() {
+                            let e = entry.members.entry(s.clone()).or_insert_with(|| m.clone());
+                            e.onset = e.onset.min(m.onset);
+                            e.strongest = e.strongest.max(m.strongest);
+                        }
+                        entry.support.extend(gone.support.clone());
+                        notes.insert(survivor.clone(), format!("merged {} into it", gone.id));
+                        let mut last = self.publish(&gone, t, Status::Resolved);
+                        last.merged_into = Some(survivor.clone());
+                        last.change =
+                            format!("merged into {survivor}: a new anomaly or edge connected them");
+                        versions.insert(gone.id.clone(), last);
                     }
                     survivor
                 }
             };
-            for s in members {
-                new_owner.insert(s.clone(), id.clone());
+            looked_at.insert(id.clone());
+            for s in &members {
+                if let Some(old) = self.owner.insert(s.clone(), id.clone()) {
+                    if old != id {
+                        if let Some(active) = self.active.get_mut(&old) {
+                            active.remove(s);
+                        }
+                        looked_at.insert(old.clone());
+                    }
+                }
+                self.active.entry(id.clone()).or_default().insert(s.clone());
                 let incident = self.open.get_mut(&id).expect("owned incident is open");
                 if !incident.members.contains_key(s) {
                     incident.members.insert(
@@ -456,7 +511,6 @@ impl Tracker {
                 }
             }
         }
-        self.owner = new_owner;
 
         // Anomalies join the incident that owns their service.
         for a in &changes.anomalies {
@@ -467,7 +521,7 @@ impl Tracker {
                 continue;
             };
             dirty.insert(id.clone());
-            let score = (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32;
+            let support = support_of(a);
             let m = incident
                 .members
                 .entry(a.series.service.clone())
@@ -476,18 +530,11 @@ impl Tracker {
                 m.onset = a.timestamp;
             }
             m.onset = m.onset.min(a.timestamp);
-            m.strongest = m.strongest.max(score);
+            m.strongest = m.strongest.max(support.score_milli);
             m.count += 1;
             let key = (a.series.service.clone(), a.series.metric_name.clone());
-            let support = Support {
-                anomaly_id: a.anomaly_id(),
-                service: a.series.service.clone(),
-                metric_name: a.series.metric_name.clone(),
-                timestamp: a.timestamp,
-                score_milli: score,
-            };
             let keep = incident.support.get(&key).is_none_or(|old| {
-                (score, std::cmp::Reverse(a.timestamp))
+                (support.score_milli, std::cmp::Reverse(a.timestamp))
                     > (old.score_milli, std::cmp::Reverse(old.timestamp))
             });
             if keep {
@@ -495,20 +542,33 @@ impl Tracker {
             }
         }
 
-        // Quiet incidents: start, stop or end the quiet period.
-        let active: BTreeSet<&String> = self.owner.values().collect();
-        let mut resolved = Vec::new();
-        for (id, incident) in self.open.iter_mut() {
-            if active.contains(id) {
-                incident.quiet_since = None;
-            } else {
-                let since = *incident.quiet_since.get_or_insert(t);
-                if t >= since + self.config.quiet_ms {
-                    resolved.push(id.clone());
+        // Quiet periods: start one for an incident that lost its last active service, stop one
+        // for an incident active again, and resolve those that are due.
+        looked_at.extend(candidates);
+        for id in looked_at {
+            let quiet = self.active.get(&id).is_none_or(|a| a.is_empty());
+            let Some(incident) = self.open.get_mut(&id) else {
+                continue;
+            };
+            match (quiet, incident.quiet_since) {
+                (true, None) => {
+                    incident.quiet_since = Some(t);
+                    self.timers.insert((t + self.config.quiet_ms, id.clone()));
                 }
+                (false, Some(since)) => {
+                    incident.quiet_since = None;
+                    self.timers
+                        .remove(&(since + self.config.quiet_ms, id.clone()));
+                }
+                _ => {}
             }
         }
-        for id in resolved {
+        self.active.retain(|_, a| !a.is_empty());
+        while let Some((due, id)) = self.timers.first().cloned() {
+            if due > t {
+                break;
+            }
+            self.timers.pop_first();
             if let Some(incident) = self.open.remove(&id) {
                 let mut last = self.publish(&incident, t, Status::Resolved);
                 last.change = format!(
@@ -520,18 +580,14 @@ impl Tracker {
         }
 
         // Publish every open incident whose services, first cause or severity changed.
-        // Only incidents that gained services or anomalies, or that the topology or a deploy may
-        // rank differently, can have changed.
-        if !changes.edges.is_empty() || !changes.deploys.is_empty() {
+        if topology_changed {
             dirty.extend(self.open.keys().cloned());
         }
         dirty.extend(notes.keys().cloned());
-        let ids: Vec<String> = dirty
-            .into_iter()
-            .filter(|id| self.open.contains_key(id))
-            .collect();
-        for id in ids {
-            let incident = &self.open[&id];
+        for id in dirty {
+            let Some(incident) = self.open.get(&id) else {
+                continue;
+            };
             let (draft, top) = (
                 self.publish(incident, t, Status::Updated),
                 incident.published.clone(),
@@ -555,13 +611,10 @@ impl Tracker {
             };
             version.change = notes.remove(&id).unwrap_or_else(|| match &top {
                 None => format!("opened: {}", join(&now.0)),
-                Some((before, cause, _)) if *before != now.0 => {
+                Some((before, _, _)) if *before != now.0 => {
                     let added: Vec<&Service> =
                         now.0.iter().filter(|s| !before.contains(s)).collect();
-                    format!(
-                        "services added: {}",
-                        added.iter().map(|s| &***s).collect::<Vec<_>>().join(", ")
-                    )
+                    format!("services added: {}", join(added))
                 }
                 Some((_, cause, _)) if *cause != now.1 => "the first cause changed".to_string(),
                 _ => "severity changed".to_string(),
@@ -572,9 +625,30 @@ impl Tracker {
         versions.into_values().collect()
     }
 
-    /// Whether a neighbourhood's recent anomalies are enough to open an incident.
-    fn enough_evidence(&self, members: &BTreeSet<Service>) -> bool {
-        let anomalies = members.iter().filter_map(|s| self.recent.get(s)).flatten();
+    fn leave_group(&mut self, label: &Service, service: &Service) {
+        if let Some(group) = self.groups.get_mut(label) {
+            group.remove(service);
+            if group.is_empty() {
+                self.groups.remove(label);
+            }
+        }
+    }
+
+    fn cancel_timer(&mut self, incident: &Open) {
+        if let Some(since) = incident.quiet_since {
+            self.timers
+                .remove(&(since + self.config.quiet_ms, incident.id.clone()));
+        }
+    }
+
+    /// Whether a neighbourhood's anomalies in the window before `t` are enough to open an incident.
+    fn enough_evidence(&self, members: &BTreeSet<Service>, t: Time) -> bool {
+        let window = self.config.window_ms;
+        let anomalies = members
+            .iter()
+            .filter_map(|s| self.recent.get(s))
+            .flatten()
+            .filter(|a| a.timestamp + window > t);
         let (count, strongest) =
             anomalies.fold((0u64, 0u32), |(n, m), a| (n + 1, m.max(a.score_milli)));
         count >= self.config.min_anomalies || strongest >= self.config.strong_score_milli
