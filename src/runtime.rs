@@ -26,7 +26,7 @@ use crate::sink::{
     write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, LineWriter,
     Outcome, SourceCounts,
 };
-use crate::source::{plan_partitions, InputSource, Partition};
+use crate::source::{plan_partitions, InputSource, LineInfo, Partition};
 
 /// The input that carries dead letters and counts into the dataflow.
 type DiagnosticInput = InputHandle<Time, CapacityContainerBuilder<Vec<Diagnostic>>>;
@@ -314,10 +314,7 @@ impl<'a> Feed<'a> {
                 }
                 self.counts.read += 1;
                 let decoded = if info.oversized {
-                    Err(Invalid::new(
-                        Reason::Oversized,
-                        format!("line is longer than input.max_line_bytes ({max_line} bytes)"),
-                    ))
+                    Err(oversized(max_line))
                 } else {
                     self.decoder.decode(&line)
                 };
@@ -329,15 +326,8 @@ impl<'a> Feed<'a> {
                         self.counts.valid += 1;
                     }
                     Err(invalid) => {
-                        self.counts.count_dead(invalid.reason);
-                        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
-                            source: self.source_name.clone(),
-                            line: info.number,
-                            offset: info.offset,
-                            invalid,
-                            raw: std::mem::take(&mut line),
-                            truncated: info.oversized,
-                        }));
+                        let source = self.source_name.clone();
+                        self.refuse(inputs, &source, info, invalid, &mut line)
                     }
                 }
                 since_step += 1;
@@ -356,6 +346,26 @@ impl<'a> Feed<'a> {
 
     fn read_error(&self, source: std::io::Error) -> JobError {
         read_error(&self.source_name, source)
+    }
+
+    /// Counts a refused line and sends it to the dead-letter output.
+    fn refuse(
+        &mut self,
+        inputs: &mut Inputs,
+        source: &str,
+        info: LineInfo,
+        invalid: Invalid,
+        line: &mut Vec<u8>,
+    ) {
+        self.counts.count_dead(invalid.reason);
+        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
+            source: source.to_owned(),
+            line: info.number,
+            offset: info.offset,
+            invalid,
+            raw: std::mem::take(line),
+            truncated: info.oversized,
+        }));
     }
 
     /// Applies the lateness rule of partition `k` to a decoded sample.
@@ -469,10 +479,7 @@ impl<'a> Feed<'a> {
                 }
                 self.counts.read += 1;
                 let result = if info.oversized {
-                    Err(Invalid::new(
-                        Reason::Oversized,
-                        format!("line is longer than input.max_line_bytes ({max_line} bytes)"),
-                    ))
+                    Err(oversized(max_line))
                 } else if is_edges {
                     decode_edge(&line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp, 1))
                 } else {
@@ -481,22 +488,19 @@ impl<'a> Feed<'a> {
                 };
                 match result {
                     Ok(()) => self.counts.valid += 1,
-                    Err(invalid) => {
-                        self.counts.count_dead(invalid.reason);
-                        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
-                            source: name.clone(),
-                            line: info.number,
-                            offset: info.offset,
-                            invalid,
-                            raw: std::mem::take(&mut line),
-                            truncated: info.oversized,
-                        }));
-                    }
+                    Err(invalid) => self.refuse(inputs, &name, info, invalid, &mut line),
                 }
             }
         }
         Ok(())
     }
+}
+
+fn oversized(max_line: usize) -> Invalid {
+    Invalid::new(
+        Reason::Oversized,
+        format!("line is longer than input.max_line_bytes ({max_line} bytes)"),
+    )
 }
 
 fn read_error(source_name: &str, source: std::io::Error) -> JobError {
