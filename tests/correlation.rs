@@ -294,3 +294,49 @@ fn incidents_are_the_same_at_one_and_four_workers() {
     );
     assert_eq!(one, four);
 }
+
+#[test]
+fn a_static_yaml_topology_reads_like_the_jsonl_one() {
+    let dir = scratch("correlation-yaml");
+    let s = samples(&[("api", &[10]), ("db", &[10]), ("web", &[10])]);
+    let jsonl = incidents(
+        &dir,
+        &s,
+        &(edge("api", "db", None, "add") + &edge("web", "api", None, "add")),
+        "",
+        "1",
+    );
+    std::fs::write(dir.join("topology.yaml"), "edges:\n  - caller: api\n    callee: db\n  - {caller: web, callee: api, namespace: shop}\n").unwrap();
+    std::fs::write(dir.join("samples.jsonl"), &s).unwrap();
+    let out = dir.join("yaml-incidents.jsonl");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.yaml"),
+        "--incidents-out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(json_lines(&out), jsonl);
+    assert_eq!(ids(&jsonl).len(), 1);
+
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "edges:\n  - caller: api\n    calee: db\n",
+    )
+    .unwrap();
+    let failed = incidentflow()
+        .args([
+            "run",
+            "--input",
+            &p("samples.jsonl"),
+            "--topology",
+            &p("bad.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("bad.yaml") && err.contains("calee"), "{err}");
+}

@@ -159,35 +159,102 @@ impl Incident {
     /// The incident version as one line of JSON (the output contract).
     pub fn to_json(&self) -> String {
         let milli = |m: u32| m as f64 / 1000.0;
-        let v = serde_json::json!({
-            "schema_version": crate::records::SCHEMA_VERSION,
-            "incident_id": self.incident_id,
-            "status": self.status,
-            "version": self.version,
-            "created_at": format_rfc3339(self.created_at),
-            "updated_at": format_rfc3339(self.updated_at),
-            "severity": self.severity,
-            "services": self.services,
-            "event_count": self.event_count,
-            "change": self.change,
-            "merged_into": self.merged_into,
-            "split_from": self.split_from,
-            "hypothesis": {
-                "ranked_causes": self.ranked_causes.iter().map(|c| serde_json::json!({
-                    "service": c.service, "score": milli(c.score_milli), "reasons": c.reasons,
-                })).collect::<Vec<_>>(),
-                "confidence": milli(self.confidence_milli),
+        let out = IncidentJson {
+            schema_version: crate::records::SCHEMA_VERSION,
+            incident_id: &self.incident_id,
+            status: self.status,
+            version: self.version,
+            created_at: format_rfc3339(self.created_at),
+            updated_at: format_rfc3339(self.updated_at),
+            severity: self.severity,
+            services: &self.services,
+            event_count: self.event_count,
+            change: &self.change,
+            merged_into: self.merged_into.as_deref(),
+            split_from: self.split_from.as_deref(),
+            hypothesis: HypothesisJson {
+                ranked_causes: self
+                    .ranked_causes
+                    .iter()
+                    .map(|c| CauseJson {
+                        service: &c.service,
+                        score: milli(c.score_milli),
+                        reasons: &c.reasons,
+                    })
+                    .collect(),
+                confidence: milli(self.confidence_milli),
             },
-            "anomalies": self.anomalies.iter().map(|a| serde_json::json!({
-                "anomaly_id": a.anomaly_id, "service": a.service, "metric_name": a.metric_name,
-                "timestamp": format_rfc3339(a.timestamp), "anomaly_score": milli(a.score_milli),
-            })).collect::<Vec<_>>(),
-            "deploys": self.deploys.iter().map(|(s, v, t)| serde_json::json!({
-                "service": s, "version": v, "timestamp": format_rfc3339(*t),
-            })).collect::<Vec<_>>(),
-        });
-        v.to_string()
+            anomalies: self
+                .anomalies
+                .iter()
+                .map(|a| SupportJson {
+                    anomaly_id: &a.anomaly_id,
+                    service: &a.service,
+                    metric_name: &a.metric_name,
+                    timestamp: format_rfc3339(a.timestamp),
+                    anomaly_score: milli(a.score_milli),
+                })
+                .collect(),
+            deploys: self
+                .deploys
+                .iter()
+                .map(|(service, version, t)| DeployJson {
+                    service,
+                    version,
+                    timestamp: format_rfc3339(*t),
+                })
+                .collect(),
+        };
+        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+}
+
+#[derive(Serialize)]
+struct IncidentJson<'a> {
+    schema_version: u32,
+    incident_id: &'a str,
+    status: Status,
+    version: u64,
+    created_at: String,
+    updated_at: String,
+    severity: Severity,
+    services: &'a [Service],
+    event_count: u64,
+    change: &'a str,
+    merged_into: Option<&'a str>,
+    split_from: Option<&'a str>,
+    hypothesis: HypothesisJson<'a>,
+    anomalies: Vec<SupportJson<'a>>,
+    deploys: Vec<DeployJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct HypothesisJson<'a> {
+    ranked_causes: Vec<CauseJson<'a>>,
+    confidence: f64,
+}
+
+#[derive(Serialize)]
+struct CauseJson<'a> {
+    service: &'a str,
+    score: f64,
+    reasons: &'a [String],
+}
+
+#[derive(Serialize)]
+struct SupportJson<'a> {
+    anomaly_id: &'a str,
+    service: &'a str,
+    metric_name: &'a str,
+    timestamp: String,
+    anomaly_score: f64,
+}
+
+#[derive(Serialize)]
+struct DeployJson<'a> {
+    service: &'a str,
+    version: &'a str,
+    timestamp: String,
 }
 
 /// What the tracker knows of a member service.
