@@ -19,8 +19,9 @@
 //!   incident `split_from` it.
 //! * An incident with no active service for `quiet_ms` is resolved.
 //! * Causes: every member scores up to 1 from its position in the call graph (none of the services
-//!   it calls is anomalous: 0.35), its onset (the earliest: 0.3, later ones less), the strength of
-//!   its strongest anomaly (0.2 x score) and a deploy within `deploy_lookback_ms` before its onset
+//!   it calls was anomalous at the same time and about as strongly: 0.35), its onset (the first
+//!   strong anomaly, else the first: the earliest gets 0.3, later ones less), the strength of its
+//!   strongest anomaly (0.2 x score) and a deploy within `deploy_lookback_ms` before its onset
 //!   (0.15). Confidence grows with the margin between the first two causes and the evidence; a
 //!   lone service is at most 0.35.
 //! * Severity: critical, high, medium or low from the number of services and the strongest score.
@@ -260,9 +261,57 @@ struct DeployJson<'a> {
 /// What the tracker knows of a member service.
 #[derive(Clone, Debug, Default)]
 struct Member {
+    /// First anomaly.
     onset: Time,
+    /// Last anomaly.
+    last: Time,
+    /// First anomaly at or above the strong score, if any: a weak blip before the real trouble
+    /// does not make a service the earliest.
+    strong_onset: Option<Time>,
     strongest: u32,
     count: u64,
+}
+
+impl Member {
+    fn new(t: Time) -> Self {
+        Member {
+            onset: t,
+            last: t,
+            strong_onset: None,
+            strongest: 0,
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, t: Time, score: u32, strong: u32) {
+        if self.count == 0 {
+            self.onset = t;
+            self.last = t;
+        }
+        self.onset = self.onset.min(t);
+        self.last = self.last.max(t);
+        if score >= strong {
+            self.strong_onset = Some(self.strong_onset.map_or(t, |s| s.min(t)));
+        }
+        self.strongest = self.strongest.max(score);
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &Member) {
+        self.onset = self.onset.min(other.onset);
+        self.last = self.last.max(other.last);
+        self.strong_onset = match (self.strong_onset, other.strong_onset) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.strongest = self.strongest.max(other.strongest);
+        self.count += other.count;
+    }
+
+    /// The onset the ranking uses: the first strong anomaly, else the first.
+    fn ranked_onset(&self) -> Time {
+        self.strong_onset.unwrap_or(self.onset)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -502,14 +551,12 @@ impl Tracker {
                                 .flatten()
                                 .filter(|a| a.timestamp < t && a.timestamp + window > t)
                             {
-                                let m = incident.members.entry(s.clone()).or_insert(Member {
-                                    onset: support.timestamp,
-                                    strongest: 0,
-                                    count: 0,
-                                });
-                                m.onset = m.onset.min(support.timestamp);
-                                m.strongest = m.strongest.max(support.score_milli);
-                                m.count += 1;
+                                let strong = self.config.strong_score_milli;
+                                incident
+                                    .members
+                                    .entry(s.clone())
+                                    .or_insert_with(|| Member::new(support.timestamp))
+                                    .add(support.timestamp, support.score_milli, strong);
                                 incident.support.insert(
                                     (s.clone(), support.metric_name.clone()),
                                     support.clone(),
@@ -538,9 +585,12 @@ impl Tracker {
                         }
                         let entry = self.open.get_mut(&survivor).expect("survivor is open");
                         for (s, m) in gone.members.iter() {
-                            let e = entry.members.entry(s.clone()).or_insert_with(|| m.clone());
-                            e.onset = e.onset.min(m.onset);
-                            e.strongest = e.strongest.max(m.strongest);
+                            match entry.members.get_mut(s) {
+                                Some(e) => e.merge(m),
+                                None => {
+                                    entry.members.insert(s.clone(), m.clone());
+                                }
+                            }
                         }
                         entry.support.extend(gone.support.clone());
                         notes.insert(survivor.clone(), format!("merged {} into it", gone.id));
@@ -566,14 +616,7 @@ impl Tracker {
                 self.active.entry(id.clone()).or_default().insert(s.clone());
                 let incident = self.open.get_mut(&id).expect("owned incident is open");
                 if !incident.members.contains_key(s) {
-                    incident.members.insert(
-                        s.clone(),
-                        Member {
-                            onset: t,
-                            strongest: 0,
-                            count: 0,
-                        },
-                    );
+                    incident.members.insert(s.clone(), Member::new(t));
                     dirty.insert(id.clone());
                 }
             }
@@ -589,16 +632,12 @@ impl Tracker {
             };
             dirty.insert(id.clone());
             let support = support_of(a);
-            let m = incident
+            let strong = self.config.strong_score_milli;
+            incident
                 .members
                 .entry(a.series.service.clone())
-                .or_default();
-            if m.count == 0 {
-                m.onset = a.timestamp;
-            }
-            m.onset = m.onset.min(a.timestamp);
-            m.strongest = m.strongest.max(support.score_milli);
-            m.count += 1;
+                .or_insert_with(|| Member::new(a.timestamp))
+                .add(a.timestamp, support.score_milli, strong);
             let key = (a.series.service.clone(), a.series.metric_name.clone());
             let keep = incident.support.get(&key).is_none_or(|old| {
                 (support.score_milli, std::cmp::Reverse(a.timestamp))
@@ -787,7 +826,12 @@ impl Tracker {
 
     fn rank(&self, incident: &Open) -> (Vec<Cause>, u32) {
         let members = &incident.members;
-        let first = members.values().map(|m| m.onset).min().unwrap_or(0);
+        let first = members
+            .values()
+            .map(Member::ranked_onset)
+            .min()
+            .unwrap_or(0);
+        let window = self.config.window_ms;
         let mut causes: Vec<(u32, Time, Cause)> = Vec::new();
         for (s, m) in members {
             let mut score = 0.0;
@@ -801,7 +845,15 @@ impl Tracker {
             let sick: Vec<&Service> = calls
                 .iter()
                 .copied()
-                .filter(|c| members.contains_key(*c))
+                .filter(|c| {
+                    // A dependency explains a service's trouble when it was anomalous at the same
+                    // time and about as strongly; a weak blip elsewhere in the incident does not.
+                    members.get(*c).is_some_and(|d| {
+                        d.onset <= m.last + window
+                            && d.last + window >= m.onset
+                            && d.strongest * 5 >= m.strongest * 4
+                    })
+                })
                 .collect();
             if sick.is_empty() {
                 score += 0.35;
@@ -816,10 +868,11 @@ impl Tracker {
                     sick.iter().map(|x| &***x).collect::<Vec<_>>().join(", ")
                 ));
             }
-            let behind = m.onset.saturating_sub(first);
+            let onset = m.ranked_onset();
+            let behind = onset.saturating_sub(first);
             if behind == 0 {
                 score += 0.3;
-                reasons.push(format!("earliest anomaly ({})", format_clock(m.onset)));
+                reasons.push(format!("earliest anomaly ({})", format_clock(onset)));
             } else {
                 score += 0.3
                     * (1.0 - behind as f64 / self.config.window_ms.max(1) as f64).max(0.0)
