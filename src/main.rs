@@ -300,7 +300,11 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         dead_letter_to: &dead_letter_path.to_string_lossy(),
         workers: total_workers,
     };
-    if args.incidents_out.is_none() && !outcome.incidents.is_empty() {
+    // The digests go to standard output unless an output already streams there.
+    let stdout_taken = [&args.anomalies_out, &args.incidents_out]
+        .iter()
+        .any(|o| o.as_deref() == Some("-"));
+    if !stdout_taken && args.incidents_out.is_none() && !outcome.incidents.is_empty() {
         let versions: Vec<serde_json::Value> = outcome
             .incidents
             .iter()
@@ -309,7 +313,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         print!("{}", review::render(&versions));
         println!();
     }
-    if args.anomalies_out.is_none() {
+    if !stdout_taken && args.anomalies_out.is_none() {
         print!("{}", anomaly_digest(&outcome));
     }
     eprint!("{}", report.human());

@@ -340,3 +340,30 @@ fn a_static_yaml_topology_reads_like_the_jsonl_one() {
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains("bad.yaml") && err.contains("calee"), "{err}");
 }
+
+#[test]
+fn incidents_on_stdout_are_only_json() {
+    let dir = scratch("correlation-stdout");
+    std::fs::write(
+        dir.join("samples.jsonl"),
+        samples(&[("api", &[10]), ("db", &[10])]),
+    )
+    .unwrap();
+    std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let out = run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.jsonl"),
+        "--incidents-out",
+        "-",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+        assert!(v["incident_id"].is_string());
+    }
+}

@@ -237,6 +237,7 @@ fn run_job(
     dir: &Path,
     tag: &str,
     workers: usize,
+    extra: &[String],
 ) -> Result<Measured, String> {
     let summary = dir.join(format!("summary-{tag}-w{workers}.json"));
     let anomalies = dir.join(format!("anomalies-{tag}-w{workers}.jsonl"));
@@ -250,6 +251,7 @@ fn run_job(
         .arg(&summary)
         .arg("--dead-letter")
         .arg(dir.join("dead-letter.jsonl"))
+        .args(extra)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", job.display()))?;
     let wall = started.elapsed().as_secs_f64();
@@ -310,7 +312,7 @@ fn throughput(
     let mut rows = Vec::new();
     for workers in [1usize, 2] {
         eprintln!("[{tag}] incidentflow --workers {workers}...");
-        let m = best(o.runs, || run_job(job, input, &o.dir, tag, workers))?;
+        let m = best(o.runs, || run_job(job, input, &o.dir, tag, workers, &[]))?;
         if sorted_lines(&o.dir.join(format!("anomalies-{tag}-w{workers}.jsonl")))?
             != sorted_lines(&input.with_extension("reference.jsonl"))?
         {
@@ -361,11 +363,22 @@ fn throughput(
 /// fixed schedule (sample i is due at start + i / rate, whether or not the job keeps up), and each
 /// anomaly read from the job's stdout is timed from its sample's due time (so a stalled job is
 /// charged for the wait: no coordinated omission).
+/// What the latency run times on the job's stdout.
+#[derive(Clone, Copy)]
+enum Timed<'a> {
+    /// Each anomaly, from its own sample.
+    Anomalies,
+    /// Each incident version opened or updated by an anomaly, from the first sample emitted with
+    /// that version's time (no version can come before it); with this topology.
+    Incidents(&'a Path),
+}
+
 fn latency(
     job: &Path,
     lines: Vec<String>,
     rate: u64,
     workers: usize,
+    timed: Timed,
 ) -> Result<(String, serde_json::Value), String> {
     use std::collections::hash_map::DefaultHasher;
     use std::hash::{Hash, Hasher};
@@ -373,21 +386,26 @@ fn latency(
     use std::sync::mpsc;
     use std::time::Duration;
 
-    fn key(service: &str, metric: &str, timestamp: &str) -> u64 {
+    let by_sample = matches!(timed, Timed::Anomalies);
+    // A sample's key: its series and time for anomalies, its time alone for incident versions.
+    let key = move |v: &serde_json::Value, time_field: &str| -> u64 {
         let mut h = DefaultHasher::new();
-        (service, metric, timestamp).hash(&mut h);
+        if by_sample {
+            (v["service"].as_str(), v["metric_name"].as_str()).hash(&mut h);
+        }
+        v[time_field].as_str().unwrap_or("").hash(&mut h);
         h.finish()
-    }
-    let mut child = Command::new(job)
-        .args([
-            "run",
-            "--input",
-            "-",
-            "--anomalies-out",
-            "-",
-            "--workers",
-            &workers.to_string(),
-        ])
+    };
+    let mut command = Command::new(job);
+    command.args(["run", "--input", "-", "--workers", &workers.to_string()]);
+    match timed {
+        Timed::Anomalies => command.args(["--anomalies-out", "-"]),
+        Timed::Incidents(topology) => command
+            .arg("--topology")
+            .arg(topology)
+            .args(["--incidents-out", "-"]),
+    };
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -414,14 +432,7 @@ fn latency(
                 }
             }
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-            pending.push((
-                key(
-                    v["service"].as_str().unwrap_or(""),
-                    v["metric_name"].as_str().unwrap_or(""),
-                    v["timestamp"].as_str().unwrap_or(""),
-                ),
-                due,
-            ));
+            pending.push((key(&v, "timestamp"), due));
             out.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
             out.write_all(b"\n").map_err(|e| e.to_string())?;
         }
@@ -431,20 +442,30 @@ fn latency(
         }
         Ok(())
     });
+    let what = if by_sample {
+        "its anomaly"
+    } else {
+        "the incident version it opened or updated"
+    };
     let mut due: HashMap<u64, Instant> = HashMap::new();
+    let first_due = |due: &mut HashMap<u64, Instant>, batch: Vec<(u64, Instant)>| {
+        for (k, d) in batch {
+            due.entry(k).or_insert(d); // the first sample with that key
+        }
+    };
     let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| e.to_string())?;
     let mut unmatched = 0u64;
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
         let arrived = Instant::now();
-        due.extend(due_rx.try_iter());
+        first_due(&mut due, due_rx.try_iter().collect());
         let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-        let k = key(
-            v["service"].as_str().unwrap_or(""),
-            v["metric_name"].as_str().unwrap_or(""),
-            v["timestamp"].as_str().unwrap_or(""),
-        );
+        let k = match timed {
+            Timed::Anomalies => key(&v, "timestamp"),
+            Timed::Incidents(_) if v["status"] == "resolved" => continue, // made by a timer, not a sample
+            Timed::Incidents(_) => key(&v, "updated_at"),
+        };
         match due.get(&k) {
             Some(d) => histogram
                 .saturating_record(arrived.saturating_duration_since(*d).as_micros() as u64),
@@ -461,10 +482,10 @@ fn latency(
     let offered = total as f64 / (Instant::now() - start).as_secs_f64();
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     let md = format!(
-        "Latency from a sample's scheduled emission to its anomaly on the job's stdout, open loop at {rate} samples/s offered ({} samples, {} anomalies timed, {} workers): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms.\n",
+        "Latency from a sample's scheduled emission to {what} on the job's stdout, open loop at {rate} samples/s offered ({} samples, {} outputs timed, {} workers): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms.\n",
         total, histogram.len(), workers, ms(0.5), ms(0.99), ms(0.999), histogram.max() as f64 / 1000.0
     );
-    let json = serde_json::json!({"offered_rate": rate, "achieved_rate": offered, "samples": total, "anomalies_timed": histogram.len(), "unmatched": unmatched, "workers": workers,
+    let json = serde_json::json!({"offered_rate": rate, "achieved_rate": offered, "samples": total, "timed": what, "outputs_timed": histogram.len(), "unmatched": unmatched, "workers": workers,
         "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0});
     Ok((md, json))
 }
@@ -540,13 +561,46 @@ fn bench(o: &Options) -> Result<(), String> {
         scenario.series() as u64,
     )?;
     md += &b;
+    // Correlation on: the same scenario with its topology and deploys, incidents written.
+    let topology = scenario_dir.join("topology.jsonl");
+    let deploys = scenario_dir.join("deploys.jsonl");
+    for (path, lines) in [
+        (&topology, scenario.edges().collect::<Vec<_>>()),
+        (&deploys, scenario.deploy_lines().collect()),
+    ] {
+        std::fs::write(path, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+    }
+    let extra: Vec<String> = vec![
+        "--topology".into(),
+        topology.display().to_string(),
+        "--deploys".into(),
+        deploys.display().to_string(),
+        "--incidents-out".into(),
+        o.dir.join("incidents-scenario.jsonl").display().to_string(),
+    ];
+    eprintln!(
+        "[{}] incidentflow --workers 1 with incidents...",
+        o.scenario
+    );
+    let samples = count_lines(&scenario_input)?;
+    let with_incidents = best(o.runs, || {
+        run_job(&job, &scenario_input, &o.dir, "incidents", 1, &extra)
+    })?;
+    let incidents = count_lines(&o.dir.join("incidents-scenario.jsonl"))?;
+    md += &format!(
+        "With correlation on (topology, deploys, incidents written), 1 worker: {:.2} s, {:.0} samples/s, {} incident versions, peak RSS {:.0} MB.\n\n",
+        with_incidents.wall, samples as f64 / with_incidents.wall, incidents, with_incidents.rss as f64 / 1e6
+    );
+    let correlation_json = serde_json::json!({"workers": 1, "wall_s": with_incidents.wall, "samples_per_s": samples as f64 / with_incidents.wall, "incident_versions": incidents, "peak_rss_bytes": with_incidents.rss});
     eprintln!("latency at {} samples/s...", o.rate);
     let lines: Vec<String> = scenario.samples().collect();
-    let (c, c_json) = latency(&job, lines, o.rate, 1)?;
+    let (c, c_json) = latency(&job, lines.clone(), o.rate, 1, Timed::Anomalies)?;
     md += &c;
+    let (d, d_json) = latency(&job, lines, o.rate, 1, Timed::Incidents(&topology))?;
+    md += &d;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
-    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "latency": c_json});
+    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "correlation": correlation_json, "latency": c_json, "incident_latency": d_json});
     std::fs::write(
         o.dir.join("results.json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),
