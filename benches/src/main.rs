@@ -561,42 +561,60 @@ fn bench(o: &Options) -> Result<(), String> {
         scenario.series() as u64,
     )?;
     md += &b;
-    // Correlation on: the same scenario with its topology and deploys, incidents written.
-    let topology = scenario_dir.join("topology.jsonl");
-    let deploys = scenario_dir.join("deploys.jsonl");
-    for (path, lines) in [
-        (&topology, scenario.edges().collect::<Vec<_>>()),
-        (&deploys, scenario.deploy_lines().collect()),
-    ] {
-        std::fs::write(path, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+    eprintln!("latency at {} samples/s...", o.rate);
+    let lines: Vec<String> = scenario.samples().collect();
+    let (c, c_json) = latency(&job, lines, o.rate, 1, Timed::Anomalies)?;
+    md += &c;
+
+    // Correlation on: the medium scenario (300 services) with its topology and deploys. (On the
+    // large scenario the neighbourhood stage does not yet scale: see the README's limits.)
+    let medium =
+        Scenario::new(ScenarioConfig::named("medium", o.seed).ok_or("no medium scenario")?);
+    let medium_dir = o.dir.join(format!("medium-seed{}", o.seed));
+    std::fs::create_dir_all(&medium_dir).map_err(|e| e.to_string())?;
+    let files = [
+        ("samples.jsonl", medium.samples().collect::<Vec<_>>()),
+        ("topology.jsonl", medium.edges().collect()),
+        ("deploys.jsonl", medium.deploy_lines().collect()),
+    ];
+    for (name, lines) in &files {
+        std::fs::write(medium_dir.join(name), lines.join("\n") + "\n")
+            .map_err(|e| e.to_string())?;
     }
+    let (medium_input, topology) = (
+        medium_dir.join("samples.jsonl"),
+        medium_dir.join("topology.jsonl"),
+    );
     let extra: Vec<String> = vec![
         "--topology".into(),
         topology.display().to_string(),
         "--deploys".into(),
-        deploys.display().to_string(),
+        medium_dir.join("deploys.jsonl").display().to_string(),
         "--incidents-out".into(),
-        o.dir.join("incidents-scenario.jsonl").display().to_string(),
+        o.dir.join("incidents-medium.jsonl").display().to_string(),
     ];
-    eprintln!(
-        "[{}] incidentflow --workers 1 with incidents...",
-        o.scenario
-    );
-    let samples = count_lines(&scenario_input)?;
-    let with_incidents = best(o.runs, || {
-        run_job(&job, &scenario_input, &o.dir, "incidents", 1, &extra)
+    let samples = files[0].1.len() as f64;
+    eprintln!("[medium] incidentflow --workers 1 without and with incidents...");
+    let without = best(o.runs, || {
+        run_job(&job, &medium_input, &o.dir, "medium", 1, &[])
     })?;
-    let incidents = count_lines(&o.dir.join("incidents-scenario.jsonl"))?;
+    let with = best(o.runs, || {
+        run_job(&job, &medium_input, &o.dir, "medium-incidents", 1, &extra)
+    })?;
+    let versions = count_lines(&o.dir.join("incidents-medium.jsonl"))?;
     md += &format!(
-        "With correlation on (topology, deploys, incidents written), 1 worker: {:.2} s, {:.0} samples/s, {} incident versions, peak RSS {:.0} MB.\n\n",
-        with_incidents.wall, samples as f64 / with_incidents.wall, incidents, with_incidents.rss as f64 / 1e6
+        "\n**Correlation** on the medium scenario (seed {}: {} samples, 300 services), 1 worker: {:.0} samples/s with incidents ({} incident versions) against {:.0} samples/s without ({:.2}x).\n\n",
+        o.seed, samples, samples / with.wall, versions, samples / without.wall, without.wall / with.wall
     );
-    let correlation_json = serde_json::json!({"workers": 1, "wall_s": with_incidents.wall, "samples_per_s": samples as f64 / with_incidents.wall, "incident_versions": incidents, "peak_rss_bytes": with_incidents.rss});
-    eprintln!("latency at {} samples/s...", o.rate);
-    let lines: Vec<String> = scenario.samples().collect();
-    let (c, c_json) = latency(&job, lines.clone(), o.rate, 1, Timed::Anomalies)?;
-    md += &c;
-    let (d, d_json) = latency(&job, lines, o.rate, 1, Timed::Incidents(&topology))?;
+    let correlation_json = serde_json::json!({"scenario": "medium", "samples": samples, "without_samples_per_s": samples / without.wall, "with_samples_per_s": samples / with.wall, "incident_versions": versions});
+    eprintln!("incident latency at {} samples/s...", o.rate);
+    let (d, d_json) = latency(
+        &job,
+        files[0].1.clone(),
+        o.rate,
+        1,
+        Timed::Incidents(&topology),
+    )?;
     md += &d;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
