@@ -273,6 +273,11 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     }
     let total_workers = cluster.workers * cluster.processes;
     let started = Instant::now();
+    let demo_topology = if demo && args.topology.is_none() {
+        topology.clone()
+    } else {
+        None
+    };
     let outcome = runtime::run(
         RunSpec {
             correlate: topology.is_some() || deploys.is_some() || args.incidents_out.is_some(),
@@ -283,7 +288,11 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             deploys,
         },
         outputs,
-    )?;
+    );
+    if let Some(path) = demo_topology {
+        let _ = std::fs::remove_file(path); // the demo's own temporary file
+    }
+    let outcome = outcome?;
     let elapsed = started.elapsed();
     if !leader {
         eprintln!(
