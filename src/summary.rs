@@ -11,6 +11,9 @@ use serde_json::json;
 
 use crate::sink::Outcome;
 
+/// How many services the digest's first line names.
+const LISTED_SERVICES: usize = 8;
+
 /// How many series the human summary lists.
 const LISTED: usize = 15;
 
@@ -163,14 +166,20 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
             .or_default()
             .push(a);
     }
-    let mut services: Vec<&str> = by_series.keys().map(|k| k.1).collect();
-    services.dedup();
+    let services: std::collections::BTreeSet<&str> = by_series.keys().map(|k| k.1).collect();
+    let named: Vec<&str> = services.iter().copied().take(LISTED_SERVICES).collect();
+    let more = match services.len().saturating_sub(named.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
     let _ = writeln!(
         s,
-        "Found {} in {} on {}:",
+        "Found {} in {} on {} service{}: {}{more}",
         plural(outcome.anomalies, "anomaly"),
         plural(by_series.len() as u64, "series"),
-        services.join(", ")
+        services.len(),
+        if services.len() == 1 { "" } else { "s" },
+        named.join(", ")
     );
     let mut rows: Vec<_> = by_series.iter().collect();
     rows.sort_by_key(|(key, list)| (list[0].timestamp, *key));

@@ -1005,15 +1005,17 @@ pub fn track_incidents<'s>(
                     });
                     let frontier = frontier.frontier();
                     let complete = |t: &Time| frontier.first().is_none_or(|f| t < f);
-                    loop {
-                        let next_input = pending.keys().next().copied();
-                        let next_due = tracker.next_due();
-                        let next = match (next_input, next_due) {
-                            (Some(a), Some(b)) => a.min(b),
-                            (Some(a), None) => a,
-                            (None, Some(b)) => b,
-                            (None, None) => break,
-                        };
+                    // The next time with something to do: input to apply or a quiet period ending.
+                    let next_time = |pending: &BTreeMap<Time, _>, tracker: &Tracker| {
+                        pending
+                            .keys()
+                            .next()
+                            .copied()
+                            .into_iter()
+                            .chain(tracker.next_due())
+                            .min()
+                    };
+                    while let Some(next) = next_time(&pending, &tracker) {
                         if !complete(&next) {
                             break;
                         }
@@ -1031,7 +1033,6 @@ pub fn track_incidents<'s>(
                             }
                         }
                         // Retractions first, so that a relabelled service ends with its new label.
-                        labels.sort_by_key(|(_, diff)| *diff);
                         differential_dataflow::consolidation::consolidate(&mut labels);
                         labels.sort_by_key(|(_, diff)| *diff);
                         changes.labels = labels;
@@ -1048,11 +1049,7 @@ pub fn track_incidents<'s>(
                         }
                     }
                     // Hold a capability no later than the next thing to do.
-                    let next = [pending.keys().next().copied(), tracker.next_due()]
-                        .into_iter()
-                        .flatten()
-                        .min();
-                    match (next, held.as_mut()) {
+                    match (next_time(&pending, &tracker), held.as_mut()) {
                         (Some(n), Some(cap)) => {
                             let target = frontier.first().map_or(n, |f| (*f).min(n));
                             if target > *cap.time() {
