@@ -58,7 +58,7 @@ pub struct CorrelationSection {
     pub deploy_lookback: Millis,
     /// A neighbourhood opens an incident once it holds this many anomalies in the window...
     pub min_anomalies: u64,
-    /// ...or one anomaly with at least this score.
+    /// ...and one of them scores at least this.
     pub strong_score: f64,
 }
 
@@ -68,8 +68,8 @@ impl Default for CorrelationSection {
             window: Millis(5 * 60_000),
             quiet_period: Millis(5 * 60_000),
             deploy_lookback: Millis(15 * 60_000),
-            min_anomalies: 2,
-            strong_score: 0.8,
+            min_anomalies: 1,
+            strong_score: 0.65,
         }
     }
 }
@@ -88,7 +88,7 @@ impl Default for BaselineConfig {
     fn default() -> Self {
         BaselineConfig {
             window: Millis(30 * 60 * 1000),
-            min_points: 5,
+            min_points: 20,
         }
     }
 }
@@ -103,7 +103,7 @@ pub struct ZScoreSection {
 
 impl Default for ZScoreSection {
     fn default() -> Self {
-        ZScoreSection { threshold: 3.0 }
+        ZScoreSection { threshold: 4.0 }
     }
 }
 
@@ -243,9 +243,9 @@ mod tests {
 
     #[test]
     fn values_are_read() {
-        let c = JobConfig::parse("[baseline]\nwindow = \"1h\"\nmin_points = 10\n[zscore]\nthreshold = 4.5\n[time]\nallowed_lateness = \"2m\"\n").unwrap();
+        let c = JobConfig::parse("[baseline]\nwindow = \"1h\"\nmin_points = 12\n[zscore]\nthreshold = 4.5\n[time]\nallowed_lateness = \"2m\"\n").unwrap();
         assert_eq!(c.baseline.window, Millis(3_600_000));
-        assert_eq!(c.zscore_config().min_points, 10);
+        assert_eq!(c.zscore_config().min_points, 12);
         assert_eq!(c.zscore.threshold, 4.5);
         assert_eq!(c.time.allowed_lateness, Millis(120_000));
     }

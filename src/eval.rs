@@ -10,6 +10,9 @@
 //! * Incidents are read as versions and grouped by `incident_id` (the newest version gives the
 //!   services and causes; the span runs from `created_at` to the last `updated_at`). An incident
 //!   **matches** a fault when the spans overlap (with the grace) and it contains the root service.
+//!   An incident the job resolved as `merged_into` another counts as that one (the job corrected
+//!   the duplicate itself; the survivor's span starts at the earlier of the two), and the report
+//!   says how many merged.
 //!   Incident precision = incidents matching a fault / incidents; recall = faults matched by an
 //!   incident / faults; duplicates = incidents matching a fault beyond the first; compression =
 //!   anomalies / incidents; root cause top-1 / top-3 = the fault's first matching incident ranks
@@ -69,6 +72,8 @@ pub struct IncidentVersion {
     pub services: Vec<String>,
     /// Ranked causes, most likely first.
     pub causes: Vec<String>,
+    /// The incident this one was merged into, if it was.
+    pub merged_into: Option<String>,
 }
 
 /// Per-fault results.
@@ -131,8 +136,10 @@ pub struct AnomalyFigures {
 /// Incident-level figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct IncidentFigures {
-    /// Distinct incidents.
+    /// Distinct incidents (merged ones counted as their survivor).
     pub total: u64,
+    /// Incidents resolved as merged into another.
+    pub merged: u64,
     /// Incidents matching a fault.
     pub matching: u64,
     /// matching / total.
@@ -262,6 +269,35 @@ pub fn evaluate(
                 entry.0 = v.clone();
             }
         }
+        // Merged incidents fold into the incident that survived them.
+        let survivor = |id: &str| -> String {
+            let mut id = id.to_string();
+            for _ in 0..latest.len() {
+                match latest
+                    .get(id.as_str())
+                    .and_then(|l| l.0.merged_into.clone())
+                {
+                    Some(next) if latest.contains_key(next.as_str()) => id = next,
+                    _ => break,
+                }
+            }
+            id
+        };
+        let mut merged = 0u64;
+        let mut folded: BTreeMap<String, (IncidentVersion, Time, Time)> = BTreeMap::new();
+        for (id, (_, from, to)) in &latest {
+            let target = survivor(id);
+            if target != *id {
+                merged += 1;
+            }
+            let (newest, target_from, target_to) = &latest[target.as_str()];
+            let entry = folded
+                .entry(target.clone())
+                .or_insert_with(|| (newest.clone(), *target_from, *target_to));
+            entry.1 = entry.1.min(*from);
+            entry.2 = entry.2.max(*to);
+        }
+        let latest = folded;
         let mut matching = 0u64;
         let mut first: Vec<Option<(Time, &IncidentVersion)>> = vec![None; truth.len()];
         for (incident, from, to) in latest.values() {
@@ -305,6 +341,7 @@ pub fn evaluate(
         let total = latest.len() as u64;
         IncidentFigures {
             total,
+            merged,
             matching,
             precision: ratio(matching, total),
             recall: ratio(found, truth.len() as u64),
@@ -365,8 +402,8 @@ pub fn render(report: &EvalReport) -> String {
     if let Some(i) = &report.incidents {
         let _ = writeln!(
             s,
-            "incidents: {} ({} matching a fault)",
-            i.total, i.matching
+            "incidents: {} ({} matching a fault; {} more were merged into them)",
+            i.total, i.matching, i.merged
         );
         let _ = writeln!(
             s,
@@ -494,6 +531,7 @@ pub fn run(
                         created_at: field_time(&v, "created_at", path, line)?,
                         updated_at: field_time(&v, "updated_at", path, line)?,
                         services: strings(&v["services"]),
+                        merged_into: v["merged_into"].as_str().map(str::to_string),
                         causes: v["hypothesis"]["ranked_causes"]
                             .as_array()
                             .map(|a| {
@@ -567,6 +605,7 @@ mod tests {
             updated_at: to,
             services: services.iter().map(|s| s.to_string()).collect(),
             causes: causes.iter().map(|s| s.to_string()).collect(),
+            merged_into: None,
         }
     }
 
@@ -668,5 +707,41 @@ mod tests {
         assert_eq!(i.root_cause_top3, 1.0);
         assert_eq!(r.per_fault[0].root_rank, Some(2));
         assert_eq!(r.per_fault[0].incidents, 2);
+    }
+
+    #[test]
+    fn an_incident_merged_into_another_counts_as_the_survivor() {
+        let mut absorbed = incident("i2", 2, T + 610_000, T + 700_000, &["db"], &["db"]);
+        absorbed.merged_into = Some("i1".into());
+        let incidents = vec![
+            incident("i2", 1, T + 610_000, T + 610_000, &["db"], &["db"]),
+            absorbed,
+            incident(
+                "i1",
+                3,
+                T + 650_000,
+                T + 900_000,
+                &["api", "db"],
+                &["db", "api"],
+            ),
+        ];
+        let r = evaluate(&truth(), None, Some(&incidents), 300_000).unwrap();
+        let i = r.incidents.unwrap();
+        assert_eq!((i.total, i.merged, i.duplicates), (1, 1, 0));
+        assert_eq!(i.matching, 1);
+        assert_eq!(r.per_fault[0].root_rank, Some(1), "ranked by the survivor");
+        // Without the merge the same versions are two incidents for one fault.
+        let unmerged: Vec<_> = incidents
+            .into_iter()
+            .map(|mut v| {
+                v.merged_into = None;
+                v
+            })
+            .collect();
+        let i = evaluate(&truth(), None, Some(&unmerged), 300_000)
+            .unwrap()
+            .incidents
+            .unwrap();
+        assert_eq!((i.total, i.merged, i.duplicates), (2, 0, 1));
     }
 }

@@ -55,7 +55,11 @@ fn every_invalid_line_is_dead_lettered_with_its_reason_and_the_counts_add_up() {
     }
     let input = dir.join("mixed.jsonl");
     std::fs::write(&input, &file).unwrap();
-    std::fs::write(dir.join("job.toml"), "[input]\nmax_line_bytes = 4096\n").unwrap();
+    std::fs::write(
+        dir.join("job.toml"),
+        "[input]\nmax_line_bytes = 4096\n[baseline]\nmin_points = 5\n",
+    )
+    .unwrap();
 
     let (anomalies, dead, summary_path) = (
         dir.join("anomalies.jsonl"),

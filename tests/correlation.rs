@@ -32,6 +32,13 @@ fn samples(spikes: &[(&str, &[u64])]) -> String {
     out
 }
 
+/// The fixtures are 20 minutes long: score a series from its 5th sample, not the default 20th.
+fn job(dir: &Path) -> String {
+    let path = dir.join("job.toml");
+    std::fs::write(&path, "[baseline]\nmin_points = 5\n").unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 fn edge(caller: &str, callee: &str, at: Option<u64>, op: &str) -> String {
     match at {
         None => format!("{{\"caller\":\"{caller}\",\"callee\":\"{callee}\"}}\n"),
@@ -53,6 +60,8 @@ fn incidents(
     let out = dir.join(format!("incidents-{workers}.jsonl"));
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     run_ok(&[
+        "--config",
+        &job(dir),
         "--input",
         &p("samples.jsonl"),
         "--topology",
@@ -311,6 +320,8 @@ fn a_static_yaml_topology_reads_like_the_jsonl_one() {
     let out = dir.join("yaml-incidents.jsonl");
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     run_ok(&[
+        "--config",
+        &job(&dir),
         "--input",
         &p("samples.jsonl"),
         "--topology",
@@ -352,6 +363,8 @@ fn incidents_on_stdout_are_only_json() {
     std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let out = run_ok(&[
+        "--config",
+        &job(&dir),
         "--input",
         &p("samples.jsonl"),
         "--topology",

@@ -8,9 +8,13 @@ mod common;
 
 use common::*;
 
+/// Twenty steady minutes (the default `min_points`) of each service, then a spike.
+const API_STEADY: [f64; 10] = [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43, 0.41, 0.42];
+const DB_STEADY: [f64; 10] = [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31, 0.29, 0.30];
+
 fn fixture() -> String {
-    let api = [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43, 1.86];
-    let db = [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31, 0.81];
+    let api = [&API_STEADY[..], &API_STEADY, &[1.86]].concat();
+    let db = [&DB_STEADY[..], &DB_STEADY, &[0.81]].concat();
     let mut text = String::new();
     for i in 0..api.len() {
         let ts = T0 + i as u64 * 60_000;
@@ -45,17 +49,12 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
     let anomalies = json_lines(&out);
     assert_eq!(anomalies.len(), 2, "{anomalies:#?}");
     let expectations = [
-        (
-            "payment-api",
-            1.86,
-            [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43],
-            T0 + 8 * 60_000,
-        ),
+        ("payment-api", 1.86, API_STEADY.repeat(2), T0 + 20 * 60_000),
         (
             "payments-db",
             0.81,
-            [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31],
-            T0 + 8 * 60_000 + 5_000,
+            DB_STEADY.repeat(2),
+            T0 + 20 * 60_000 + 5_000,
         ),
     ];
     for (a, (service, value, baseline, ts)) in anomalies.iter().zip(expectations) {
@@ -69,10 +68,10 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
         assert_eq!(a["detector"], "zscore");
         assert_eq!(a["schema_version"], 1);
         assert!((a["expected"].as_f64().unwrap() - mean).abs() < 1e-12);
-        assert!((a["upper_bound"].as_f64().unwrap() - (mean + 3.0 * sd)).abs() < 1e-12);
-        assert!((a["lower_bound"].as_f64().unwrap() - (mean - 3.0 * sd)).abs() < 1e-12);
+        assert!((a["upper_bound"].as_f64().unwrap() - (mean + 4.0 * sd)).abs() < 1e-12);
+        assert!((a["lower_bound"].as_f64().unwrap() - (mean - 4.0 * sd)).abs() < 1e-12);
         let ev = &a["evidence"];
-        assert_eq!(ev["baseline_points"], 8);
+        assert_eq!(ev["baseline_points"], 20);
         assert_eq!(ev["direction"], "up");
         assert_eq!(ev["flat_baseline"], false);
         assert!(
@@ -82,7 +81,7 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
         );
         assert!((ev["baseline_stddev"].as_f64().unwrap() - sd).abs() < 1e-12);
         let score = a["anomaly_score"].as_f64().unwrap();
-        assert!((score - z / (z + 3.0)).abs() < 1e-12 && score < 1.0);
+        assert!((score - z / (z + 4.0)).abs() < 1e-12 && score < 1.0);
         assert_eq!(a["window"]["duration_ms"], 1_800_000);
         assert_eq!(a["window"]["end"], rfc3339(ts));
         assert!(a["anomaly_id"].as_str().unwrap().starts_with("an-"));

@@ -23,7 +23,9 @@ fn the_binary_matches_a_naive_recomputation() {
     std::fs::write(&input, &text).unwrap();
     std::fs::write(
         dir.join("job.toml"),
-        "[baseline]\nwindow = \"15m\"\n[time]\nallowed_lateness = \"30s\"\n",
+        // A short warm-up and a low threshold: the file is short, and more anomalies make a
+        // stronger comparison.
+        "[baseline]\nwindow = \"15m\"\nmin_points = 5\n[zscore]\nthreshold = 3.0\n[time]\nallowed_lateness = \"30s\"\n",
     )
     .unwrap();
     let out = dir.join("anomalies.jsonl");
@@ -54,7 +56,8 @@ fn the_binary_matches_a_naive_recomputation() {
     }
     let config = ZScoreConfig {
         window_ms: 15 * 60_000,
-        ..ZScoreConfig::default()
+        min_points: 5,
+        threshold: 3.0,
     };
     let mut expected = Vec::new();
     for samples in by_series.values() {

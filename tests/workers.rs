@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use common::*;
 
-const JOB: &str = "[baseline]\nwindow = \"10m\"\n[time]\nallowed_lateness = \"30s\"\n[input]\npartition_bytes = 16384\n";
+const JOB: &str = "[baseline]\nwindow = \"10m\"\nmin_points = 5\n[zscore]\nthreshold = 3.0\n[time]\nallowed_lateness = \"30s\"\n[input]\npartition_bytes = 16384\n";
 
 fn args<'a>(dir: &'a Path, tag: &str, input: &'a Path) -> Vec<String> {
     vec![

@@ -8,19 +8,24 @@
 //!
 //! The rules:
 //! * A neighbourhood owned by no open incident opens one once it holds `min_anomalies` anomalies
-//!   in the window or one scoring at least `strong_score` (a lone weak blip is noise until it has
-//!   company): `incident_id` = `inc-` + a hash of the time and the neighbourhood's label, so the
+//!   in the window and at least one of them is strong (scores at least `strong_score`, 0.65 by
+//!   default: |z| 7.4 at the default threshold 4). Weak anomalies (|z| just above the threshold)
+//!   are what noise produces, and across hundreds of series they meet a neighbour's within
+//!   minutes; they join an open incident but do not open one:
+//!   `incident_id` = `inc-` + a hash of the time and the neighbourhood's label, so the
 //!   same input gives the same id everywhere.
 //! * A neighbourhood touching one open incident updates it when it gains services.
 //! * A neighbourhood touching several open incidents (a new anomaly or a new edge joined them)
 //!   merges them: the oldest keeps its id, the others are resolved as `merged_into` it.
-//! * An open incident whose active services now lie in several neighbourhoods (an edge was
-//!   removed) splits: it keeps the part with its earliest anomaly, each other part opens a new
-//!   incident `split_from` it.
+//! * An open incident whose active services now lie in several neighbourhoods because an edge
+//!   between two of them was removed splits: it keeps the part with its earliest anomaly, each
+//!   other part opens a new incident `split_from` it. An anomaly ageing out of the window does not
+//!   split an incident; its parts stay one problem while they are active.
 //! * An incident with no active service for `quiet_ms` is resolved.
 //! * Causes: every member scores up to 1 from its position in the call graph (none of the services
 //!   it calls was anomalous at the same time and about as strongly: 0.35), its onset (the first
-//!   strong anomaly, else the first: the earliest gets 0.3, later ones less), the strength of its
+//!   strong anomaly: the earliest gets 0.3, later ones less, a member with only weak anomalies
+//!   none unless no member has a strong one), the strength of its
 //!   strongest anomaly (0.2 x score) and a deploy within `deploy_lookback_ms` before its onset
 //!   (0.15). Confidence grows with the margin between the first two causes and the evidence; a
 //!   lone service is at most 0.35.
@@ -53,7 +58,7 @@ pub struct CorrelationConfig {
     pub deploy_lookback_ms: u64,
     /// A neighbourhood opens an incident once it holds this many anomalies in the window...
     pub min_anomalies: u64,
-    /// ...or one anomaly scoring at least this (in thousandths).
+    /// ...and one of them scores at least this (in thousandths).
     pub strong_score_milli: u32,
 }
 
@@ -63,8 +68,8 @@ impl Default for CorrelationConfig {
             window_ms: 5 * 60_000,
             quiet_ms: 5 * 60_000,
             deploy_lookback_ms: 15 * 60_000,
-            min_anomalies: 2,
-            strong_score_milli: 800,
+            min_anomalies: 1,
+            strong_score_milli: 650,
         }
     }
 }
@@ -446,8 +451,16 @@ impl Tracker {
         let mut notes: BTreeMap<String, String> = BTreeMap::new();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
 
-        // Splits: an incident whose active services now lie in several neighbourhoods stays with
-        // the one holding its earliest onset and lets go of the others.
+        // Splits: when an edge between two of an incident's active services is removed and its
+        // active services now lie in several neighbourhoods, it stays with the one holding its
+        // earliest onset and lets go of the others. An anomaly that merely ages out of the window
+        // does not split an incident: the problem is the same one while its parts stay active.
+        let removed: Vec<(&Service, &Service)> = changes
+            .edges
+            .iter()
+            .filter(|e| !e.add)
+            .map(|e| (&e.caller, &e.callee))
+            .collect();
         let mut candidates: BTreeSet<String> = BTreeSet::new();
         for label in &touched {
             for s in self.groups.get(label).into_iter().flatten() {
@@ -466,6 +479,12 @@ impl Tracker {
             let Some(active) = self.active.get(id) else {
                 continue;
             };
+            if !removed
+                .iter()
+                .any(|(a, b)| active.contains(*a) && active.contains(*b))
+            {
+                continue;
+            }
             let labels: BTreeSet<&Service> =
                 active.iter().filter_map(|s| self.labels.get(s)).collect();
             if labels.len() < 2 {
@@ -757,7 +776,7 @@ impl Tracker {
             .filter(|a| a.timestamp + window > t);
         let (count, strongest) =
             anomalies.fold((0u64, 0u32), |(n, m), a| (n + 1, m.max(a.score_milli)));
-        count >= self.config.min_anomalies || strongest >= self.config.strong_score_milli
+        count >= self.config.min_anomalies && strongest >= self.config.strong_score_milli
     }
 
     /// The incident as a version at `t` (version and change filled in by the caller).
@@ -826,8 +845,12 @@ impl Tracker {
 
     fn rank(&self, incident: &Open) -> (Vec<Cause>, u32) {
         let members = &incident.members;
+        // Onset order counts strong anomalies when there are any: a weak blip minutes before the
+        // problem is the noise every series has, not its start.
+        let any_strong = members.values().any(|m| m.strong_onset.is_some());
         let first = members
             .values()
+            .filter(|m| !any_strong || m.strong_onset.is_some())
             .map(Member::ranked_onset)
             .min()
             .unwrap_or(0);
@@ -870,7 +893,12 @@ impl Tracker {
             }
             let onset = m.ranked_onset();
             let behind = onset.saturating_sub(first);
-            if behind == 0 {
+            if any_strong && m.strong_onset.is_none() {
+                reasons.push(format!(
+                    "only weak anomalies (first at {})",
+                    format_clock(m.onset)
+                ));
+            } else if behind == 0 {
                 score += 0.3;
                 reasons.push(format!("earliest anomaly ({})", format_clock(onset)));
             } else {
@@ -1095,7 +1123,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_weak_anomaly_waits_for_company_and_then_brings_its_evidence() {
+    fn weak_anomalies_wait_for_a_strong_one_and_then_bring_their_evidence() {
         let mut tracker = Tracker::new(CorrelationConfig::default());
         let weak = tracker.step(
             1000,
@@ -1106,10 +1134,21 @@ mod tests {
             },
         );
         assert!(weak.is_empty(), "one weak anomaly opens nothing");
+        let another = tracker.step(
+            31_000,
+            Changes {
+                anomalies: vec![anomaly("api", "errors", 31_000, 0.64)],
+                ..Default::default()
+            },
+        );
+        assert!(
+            another.is_empty(),
+            "weak anomalies alone are what noise makes"
+        );
         let second = tracker.step(
             61_000,
             Changes {
-                anomalies: vec![anomaly("api", "latency", 61_000, 0.6)],
+                anomalies: vec![anomaly("api", "latency", 61_000, 0.66)],
                 ..Default::default()
             },
         );
@@ -1120,12 +1159,12 @@ mod tests {
                 second[0].event_count,
                 second[0].created_at
             ),
-            (Status::Open, 2, 61_000)
+            (Status::Open, 3, 61_000)
         );
         assert_eq!(
             second[0].anomalies.len(),
-            2,
-            "the earlier anomaly is part of the evidence"
+            3,
+            "the earlier anomalies are part of the evidence"
         );
         let strong = tracker.step(
             62_000,

@@ -115,7 +115,7 @@ pub struct ScenarioConfig {
 impl ScenarioConfig {
     /// A named scenario: `small` (10 services, 6 h at 30 s, 4 faults: for tests), `medium`
     /// (300 services, 6 h at 60 s, 16 faults) or `large` (15,000 services = 105,000 series,
-    /// 20 min at 60 s, 6 faults: for benchmarks).
+    /// 1 h at 60 s, 6 faults: for benchmarks).
     pub fn named(name: &str, seed: u64) -> Option<ScenarioConfig> {
         let base = ScenarioConfig {
             seed,
@@ -138,7 +138,7 @@ impl ScenarioConfig {
             "large" => ScenarioConfig {
                 services: 15_000,
                 namespaces: 5,
-                duration: 20 * 60_000,
+                duration: 60 * 60_000,
                 interval: 60_000,
                 faults: 6,
                 ..base
@@ -181,12 +181,14 @@ impl Scenario {
         let lag = config.interval;
         for k in 0..config.faults {
             let kind = KINDS[k % KINDS.len()];
-            // Faults start in the later three quarters, once baselines exist; every second one
-            // overlaps the previous in time, somewhere else in the graph.
+            // Faults start once baselines exist (after a fifth of the run and at least 25
+            // samples of every series: the job scores a series from its 20th sample) and before
+            // the last quarter; every second one overlaps the previous in time, somewhere else in
+            // the graph.
             let span = config.duration * 3 / 4;
-            let mut start_ms = config.start
-                + config.duration / 5
-                + rng.below(span.saturating_sub(config.duration / 5).max(1));
+            let warm_up = (config.duration / 5).max(config.interval * 25);
+            let mut start_ms =
+                config.start + warm_up + rng.below(span.saturating_sub(warm_up).max(1));
             if k % 2 == 1 {
                 if let Some(prev) = faults.last() {
                     start_ms = prev.start_ms + (prev.end_ms - prev.start_ms) / 2;
