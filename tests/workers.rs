@@ -1,5 +1,5 @@
 //! Equality across shapes: `--workers 1`, `--workers 4` and 2 processes x 2 workers on 127.0.0.1
-//! produce byte-identical anomaly files, the same dead letters and the same counts.
+//! produce byte-identical anomaly and incident files, the same dead letters and the same counts.
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
 
@@ -34,7 +34,34 @@ fn args<'a>(dir: &'a Path, tag: &str, input: &'a Path) -> Vec<String> {
             .to_str()
             .unwrap()
             .into(),
+        "--topology".into(),
+        dir.join("topology.jsonl").to_str().unwrap().into(),
+        "--incidents-out".into(),
+        dir.join(format!("incidents-{tag}.jsonl"))
+            .to_str()
+            .unwrap()
+            .into(),
     ]
+}
+
+/// The input's services `svc-0`..`svc-49` as a binary tree of calls, with an edge that comes
+/// late and one that goes, so that incidents merge and split while the shapes are compared.
+fn topology() -> String {
+    let mut text = String::new();
+    for k in 0..50u64 {
+        for child in [2 * k + 1, 2 * k + 2].into_iter().filter(|c| *c < 50) {
+            text += &format!("{{\"caller\":\"svc-{k}\",\"callee\":\"svc-{child}\"}}\n");
+        }
+    }
+    text += &format!(
+        "{{\"timestamp\":\"{}\",\"caller\":\"svc-7\",\"callee\":\"svc-40\"}}\n",
+        rfc3339(T0 + 20 * 60_000)
+    );
+    text += &format!(
+        "{{\"timestamp\":\"{}\",\"caller\":\"svc-0\",\"callee\":\"svc-1\",\"op\":\"remove\"}}\n",
+        rfc3339(T0 + 30 * 60_000)
+    );
+    text
 }
 
 fn counts(dir: &Path, tag: &str) -> (u64, u64, u64, u64) {
@@ -47,6 +74,7 @@ fn counts(dir: &Path, tag: &str) -> (u64, u64, u64, u64) {
 fn one_four_and_two_by_two_workers_give_the_same_output() {
     let dir = scratch("workers");
     std::fs::write(dir.join("job.toml"), JOB).unwrap();
+    std::fs::write(dir.join("topology.jsonl"), topology()).unwrap();
     let input = dir.join("messy.jsonl");
     std::fs::write(&input, messy_input(7, 150, 40)).unwrap();
 
@@ -107,7 +135,24 @@ fn one_four_and_two_by_two_workers_give_the_same_output() {
         "the input should hold anomalies, got {anomalies}"
     );
     assert!(dead > 5 && read == valid + dead, "{read} {valid} {dead}");
+    let incidents = std::fs::read(dir.join("incidents-w1.jsonl")).unwrap();
+    let versions = lines(&dir.join("incidents-w1.jsonl"));
+    let ids: std::collections::BTreeSet<String> = versions
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["incident_id"].to_string())
+        .collect();
+    assert!(
+        ids.len() >= 3 && versions.len() > ids.len(),
+        "the input should open and update incidents: {} versions of {} incidents",
+        versions.len(),
+        ids.len()
+    );
     for tag in ["w4", "p2"] {
+        assert_eq!(
+            std::fs::read(dir.join(format!("incidents-{tag}.jsonl"))).unwrap(),
+            incidents,
+            "incidents of {tag} differ"
+        );
         assert_eq!(
             std::fs::read(dir.join(format!("anomalies-{tag}.jsonl"))).unwrap(),
             reference,

@@ -22,6 +22,10 @@
 //!   other part opens a new incident `split_from` it. An anomaly ageing out of the window does not
 //!   split an incident; its parts stay one problem while they are active.
 //! * An incident with no active service for `quiet_ms` is resolved.
+//! * Opening, merging, splitting and resolving are published at once; other changes (services
+//!   added, the first cause or the severity changed) at most once per `update_interval_ms` of
+//!   event time per incident, so an anomaly storm of thousands of services gives a version every
+//!   half minute, not one per anomaly.
 //! * Causes: every member scores up to 1 from its position in the call graph (none of the services
 //!   it calls was anomalous at the same time and about as strongly: 0.35), its onset (the first
 //!   strong anomaly: the earliest gets 0.3, later ones less, a member with only weak anomalies
@@ -54,6 +58,8 @@ pub struct CorrelationConfig {
     pub window_ms: u64,
     /// How long an incident stays open with no active service.
     pub quiet_ms: u64,
+    /// The least event time between two `updated` versions of an incident.
+    pub update_interval_ms: u64,
     /// How long before a service's onset a deploy of it counts as evidence.
     pub deploy_lookback_ms: u64,
     /// A neighbourhood opens an incident once it holds this many anomalies in the window...
@@ -67,6 +73,7 @@ impl Default for CorrelationConfig {
         CorrelationConfig {
             window_ms: 5 * 60_000,
             quiet_ms: 5 * 60_000,
+            update_interval_ms: 30_000,
             deploy_lookback_ms: 15 * 60_000,
             min_anomalies: 1,
             strong_score_milli: 650,
@@ -328,6 +335,8 @@ struct Open {
     support: BTreeMap<(Service, Arc<str>), Support>,
     quiet_since: Option<Time>,
     published: Option<(Vec<Service>, Option<Service>, Severity)>,
+    /// When the last version was published.
+    published_at: Time,
     split_from: Option<String>,
 }
 
@@ -348,6 +357,8 @@ pub struct Tracker {
     active: BTreeMap<String, BTreeSet<Service>>,
     /// Quiet incidents by the time they resolve.
     timers: BTreeSet<(Time, String)>,
+    /// Incidents with a change held back by the update interval, by when it may be published.
+    held_updates: BTreeSet<(Time, String)>,
 }
 
 /// What changed at one time.
@@ -374,7 +385,9 @@ impl Tracker {
 
     /// The earliest time at which a quiet incident resolves, if any.
     pub fn next_due(&self) -> Option<Time> {
-        self.timers.first().map(|(t, _)| *t)
+        let quiet = self.timers.first().map(|(t, _)| *t);
+        let update = self.held_updates.first().map(|(t, _)| *t);
+        quiet.into_iter().chain(update).min()
     }
 
     /// Applies what changed at `t` (every earlier time already applied) and returns the incident
@@ -384,8 +397,14 @@ impl Tracker {
         // Neighbourhood membership, kept incrementally. Retractions come first in `labels`.
         let mut touched: BTreeSet<Service> = BTreeSet::new();
         let mut moved: BTreeSet<Service> = BTreeSet::new();
+        // The services that joined each neighbourhood at `t`.
+        let mut arrivals: BTreeMap<Service, Vec<Service>> = BTreeMap::new();
         for ((service, label), diff) in changes.labels {
             if diff > 0 {
+                arrivals
+                    .entry(label.clone())
+                    .or_default()
+                    .push(service.clone());
                 if let Some(old) = self.labels.insert(service.clone(), label.clone()) {
                     self.leave_group(&old, &service);
                     touched.insert(old);
@@ -462,16 +481,11 @@ impl Tracker {
             .map(|e| (&e.caller, &e.callee))
             .collect();
         let mut candidates: BTreeSet<String> = BTreeSet::new();
-        for label in &touched {
-            for s in self.groups.get(label).into_iter().flatten() {
-                if let Some(id) = self.owner.get(s) {
+        for (a, b) in &removed {
+            for s in [a, b] {
+                if let Some(id) = self.owner.get(*s) {
                     candidates.insert(id.clone());
                 }
-            }
-        }
-        for s in &moved {
-            if let Some(id) = self.owner.get(s) {
-                candidates.insert(id.clone());
             }
         }
         let mut released: BTreeMap<Service, String> = BTreeMap::new();
@@ -508,20 +522,51 @@ impl Tracker {
         }
         touched.extend(released.keys().cloned());
 
+        // Services with a strong anomaly at `t`: only they (or arrivals bringing one) can give an
+        // unowned neighbourhood what it lacked to open.
+        let strong_now: BTreeSet<Service> = changes
+            .anomalies
+            .iter()
+            .filter(|a| support_of(a).score_milli >= self.config.strong_score_milli)
+            .map(|a| a.series.service.clone())
+            .collect();
         for label in touched {
-            let Some(members) = self.groups.get(&label).cloned() else {
+            let Some(group) = self.groups.get(&label) else {
                 continue;
             };
             let from = released.get(&label).cloned();
-            let ids: BTreeSet<String> = members
+            // Once a time is applied a neighbourhood is owned by one incident or by none, so one
+            // service that was already in it speaks for all of them; the services that arrived
+            // at `t` may bring other incidents. This keeps the work proportional to the change,
+            // not to the size of the neighbourhood.
+            let arrived: Vec<Service> = arrivals
+                .get(&label)
+                .into_iter()
+                .flatten()
+                .filter(|s| group.contains(*s))
+                .cloned()
+                .collect();
+            let settled = group.iter().find(|s| !moved.contains(*s)).cloned();
+            let settled_owner = settled.as_ref().and_then(|s| self.owner.get(s).cloned());
+            let ids: BTreeSet<String> = arrived
                 .iter()
                 .filter_map(|s| self.owner.get(s).cloned())
+                .chain(settled_owner.clone())
                 .filter(|id| Some(id) != from.as_ref())
                 .collect();
             let id = match ids.len() {
                 0 => {
+                    let fresh = self.config.min_anomalies > 1
+                        || strong_now
+                            .iter()
+                            .any(|s| self.labels.get(s) == Some(&label))
+                        || arrived.iter().any(|s| self.has_strong_recent(s, t));
+                    if from.is_none() && !fresh {
+                        continue; // nothing new that could open it
+                    }
+                    let members = self.groups.get(&label).cloned().unwrap_or_default();
                     if from.is_none() && !self.enough_evidence(&members, t) {
-                        continue; // not yet an incident: a lone weak anomaly is noise until it has company
+                        continue; // not yet an incident: weak anomalies are noise until a strong one
                     }
                     let id = incident_id(t, &label);
                     let mut incident = Open {
@@ -532,6 +577,7 @@ impl Tracker {
                         support: BTreeMap::new(),
                         quiet_since: None,
                         published: None,
+                        published_at: t,
                         split_from: from.clone(),
                     };
                     if let Some(parent) = from.as_ref().and_then(|p| self.open.get_mut(p)) {
@@ -623,7 +669,17 @@ impl Tracker {
                 }
             };
             looked_at.insert(id.clone());
-            for s in &members {
+            let assign: Vec<Service> = if settled.is_some() && settled_owner.as_ref() != Some(&id) {
+                self.groups
+                    .get(&label)
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect()
+            } else {
+                arrived
+            };
+            for s in &assign {
                 if let Some(old) = self.owner.insert(s.clone(), id.clone()) {
                     if old != id {
                         if let Some(active) = self.active.get_mut(&old) {
@@ -709,10 +765,23 @@ impl Tracker {
             dirty.extend(self.open.keys().cloned());
         }
         dirty.extend(notes.keys().cloned());
+        while let Some((due, id)) = self.held_updates.first().cloned() {
+            if due > t {
+                break;
+            }
+            self.held_updates.pop_first();
+            dirty.insert(id);
+        }
+        let interval = self.config.update_interval_ms;
         for id in dirty {
             let Some(incident) = self.open.get(&id) else {
                 continue;
             };
+            let due = incident.published_at + interval;
+            if incident.version > 0 && !notes.contains_key(&id) && t < due {
+                self.held_updates.insert((due, id)); // published when the interval is over
+                continue;
+            }
             let (draft, top) = (
                 self.publish(incident, t, Status::Updated),
                 incident.published.clone(),
@@ -727,6 +796,7 @@ impl Tracker {
             }
             let incident = self.open.get_mut(&id).expect("listed");
             incident.version += 1;
+            incident.published_at = t;
             let mut version = draft;
             version.version = incident.version;
             version.status = if incident.version == 1 {
@@ -764,6 +834,16 @@ impl Tracker {
             self.timers
                 .remove(&(since + self.config.quiet_ms, incident.id.clone()));
         }
+    }
+
+    /// Whether `service` had a strong anomaly in the window before `t`.
+    fn has_strong_recent(&self, service: &Service, t: Time) -> bool {
+        let window = self.config.window_ms;
+        self.recent.get(service).is_some_and(|list| {
+            list.iter().any(|a| {
+                a.timestamp + window > t && a.score_milli >= self.config.strong_score_milli
+            })
+        })
     }
 
     /// Whether a neighbourhood's anomalies in the window before `t` are enough to open an incident.

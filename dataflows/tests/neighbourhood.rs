@@ -245,3 +245,42 @@ fn random_graphs_match_union_find() {
         }
     }
 }
+
+#[test]
+fn busy_random_graphs_with_many_changes_at_once_match_union_find() {
+    // Forty services, hundreds of anomalies and edge changes on a coarse clock, so that many
+    // services join, leave and relink at the same time: merges, splits, leaves that do and do not
+    // hold their group together, and groups losing their least name.
+    let names: Vec<&'static str> = (0..40)
+        .map(|i| &*Box::leak(format!("s{i:02}").into_boxed_str()))
+        .collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for _ in 0..3 {
+        let anomalies: Vec<(&'static str, Time)> = (0..400)
+            .map(|_| (names[next(40) as usize], next(100) * 10))
+            .collect();
+        let mut edges: Vec<(&'static str, &'static str, Time, isize)> = Vec::new();
+        for _ in 0..70 {
+            let (a, b) = (names[next(40) as usize], names[next(40) as usize]);
+            let from = next(80) * 10;
+            edges.push((a, b, from, 1));
+            if next(2) == 0 {
+                edges.push((a, b, from + 10 + next(40) * 10, -1));
+            }
+        }
+        let updates = run(anomalies.clone(), edges.clone(), 60);
+        for t in (0..1200).step_by(10) {
+            assert_eq!(
+                labels_at(&updates, t),
+                naive(&anomalies, &edges, 60, t),
+                "at {t}"
+            );
+        }
+    }
+}
