@@ -56,6 +56,8 @@ pub struct CorrelationSection {
     pub quiet_period: Millis,
     /// The least event time between two `updated` versions of one incident.
     pub update_interval: Millis,
+    /// Whether a service with no anomaly may link two anomalous services it has edges to.
+    pub silent_intermediates: bool,
     /// How long before a service's first anomaly a deploy of it counts as evidence.
     pub deploy_lookback: Millis,
     /// A neighbourhood opens an incident once it holds this many anomalies in the window...
@@ -70,6 +72,7 @@ impl Default for CorrelationSection {
             window: Millis(5 * 60_000),
             quiet_period: Millis(5 * 60_000),
             update_interval: Millis(30_000),
+            silent_intermediates: false,
             deploy_lookback: Millis(15 * 60_000),
             min_anomalies: 1,
             strong_score: 0.65,
@@ -217,6 +220,7 @@ impl JobConfig {
             window_ms: self.correlation.window.0,
             quiet_ms: self.correlation.quiet_period.0,
             update_interval_ms: self.correlation.update_interval.0,
+            silent_intermediates: self.correlation.silent_intermediates,
             deploy_lookback_ms: self.correlation.deploy_lookback.0,
             min_anomalies: self.correlation.min_anomalies.max(1),
             strong_score_milli: (self.correlation.strong_score.clamp(0.0, 1.0) * 1000.0).round()

@@ -58,6 +58,19 @@ pub fn render(versions: &[Value]) -> String {
             services.len(),
             services.join(", ")
         );
+        let silent: std::collections::BTreeSet<&str> = list
+            .iter()
+            .flat_map(|v| v["silent_services"].as_array().into_iter().flatten())
+            .filter_map(|x| x.as_str())
+            .collect();
+        if !silent.is_empty() {
+            let names: Vec<&str> = silent.into_iter().collect();
+            let _ = writeln!(
+                s,
+                "  linked through (no anomaly of their own): {}",
+                names.join(", ")
+            );
+        }
         let _ = writeln!(s, "  anomalies: {}", last["event_count"]);
         let causes = last["hypothesis"]["ranked_causes"]
             .as_array()

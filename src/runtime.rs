@@ -147,7 +147,7 @@ fn run_worker(
                 .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
                 .as_collection();
             let active = active_services(anomalies.clone(), correlation.window_ms);
-            let labels = neighbourhoods(active, pairs);
+            let labels = neighbourhoods(active, pairs, correlation.silent_intermediates);
             let incidents = track_incidents(
                 labels,
                 anomalies.clone(),

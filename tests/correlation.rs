@@ -34,8 +34,13 @@ fn samples(spikes: &[(&str, &[u64])]) -> String {
 
 /// The fixtures are 20 minutes long: score a series from its 5th sample, not the default 20th.
 fn job(dir: &Path) -> String {
+    job_with(dir, "")
+}
+
+/// [`job`] with more settings (TOML appended).
+fn job_with(dir: &Path, extra: &str) -> String {
     let path = dir.join("job.toml");
-    std::fs::write(&path, "[baseline]\nmin_points = 5\n").unwrap();
+    std::fs::write(&path, format!("[baseline]\nmin_points = 5\n{extra}")).unwrap();
     path.to_str().unwrap().to_string()
 }
 
@@ -54,6 +59,18 @@ fn incidents(
     deploys: &str,
     workers: &str,
 ) -> Vec<Value> {
+    incidents_with(dir, samples, topology, deploys, workers, "")
+}
+
+/// [`incidents`] with more job settings.
+fn incidents_with(
+    dir: &Path,
+    samples: &str,
+    topology: &str,
+    deploys: &str,
+    workers: &str,
+    config: &str,
+) -> Vec<Value> {
     std::fs::write(dir.join("samples.jsonl"), samples).unwrap();
     std::fs::write(dir.join("topology.jsonl"), topology).unwrap();
     std::fs::write(dir.join("deploys.jsonl"), deploys).unwrap();
@@ -61,7 +78,7 @@ fn incidents(
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     run_ok(&[
         "--config",
-        &job(dir),
+        &job_with(dir, config),
         "--input",
         &p("samples.jsonl"),
         "--topology",
@@ -379,4 +396,31 @@ fn incidents_on_stdout_are_only_json() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
         assert!(v["incident_id"].is_string());
     }
+}
+
+#[test]
+fn a_silent_intermediate_links_two_anomalous_services_only_when_configured() {
+    let dir = scratch("correlation-silent");
+    // api -> cache -> db: cache has no anomaly.
+    let s = samples(&[("api", &[10]), ("db", &[10]), ("cache", &[])]);
+    let topology = edge("api", "cache", None, "add") + &edge("cache", "db", None, "add");
+    let off = incidents(&dir, &s, &topology, "", "1");
+    assert_eq!(ids(&off).len(), 2, "off by default: {off:#?}");
+    assert!(off.iter().all(|v| v.get("silent_services").is_none()));
+    let on = incidents_with(
+        &dir,
+        &s,
+        &topology,
+        "",
+        "1",
+        "[correlation]\nsilent_intermediates = true\n",
+    );
+    assert_eq!(ids(&on).len(), 1, "{on:#?}");
+    assert_eq!(
+        services(&on[0]),
+        ["api", "db"],
+        "the silent service is no member"
+    );
+    assert_eq!(on[0]["silent_services"], serde_json::json!(["cache"]));
+    assert!(!causes(&on[0]).contains(&"cache".to_string()));
 }

@@ -3,7 +3,9 @@
 //! binary with 1 and 2 workers and the same work as a plain single-threaded loop (the job's
 //! decoder, per-series ring buffers, the job's score) as the reference, and checks that all three
 //! find the same anomalies. Then it measures end-to-end latency under an open-loop load of
-//! `--rate` samples/s written into the job's stdin. It prints and writes the figures
+//! `--rate` samples/s written into the job's stdin. With correlation on (the scenario's topology
+//! and deploys), it measures the scenario's throughput again and the latency from a sample to the
+//! incident version it opened or updated. It prints and writes the figures
 //! (`bench-data/results.md`, `bench-data/results.json`).
 //!
 //! ```text
@@ -40,7 +42,7 @@ struct Options {
 
 fn parse_options() -> Result<Options, String> {
     let mut o = Options {
-        samples: 1_000_000,
+        samples: 3_000_000,
         series: 100_000,
         runs: 3,
         dir: PathBuf::from("bench-data"),
@@ -92,8 +94,9 @@ fn main() {
 }
 
 /// The benchmark input: `series` series sampled every 60 s, spread over the minute (with up to
-/// 1.8 s of jitter, so that the file is not perfectly sorted but nothing is late), `samples / series` samples each, so every sample is
-/// scored once five baseline points exist; one sample in a thousand is a spike.
+/// 1.8 s of jitter, so that the file is not perfectly sorted but nothing is late), `samples /
+/// series` samples each, scored from the 20th (the default `min_points`); one sample in a
+/// thousand after that is a spike.
 fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
     let per_series = samples / series;
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
@@ -109,7 +112,7 @@ fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
             let metric = metrics[(s % metrics.len() as u64) as usize];
             let level = 1.0 + (s % 97) as f64;
             let mut value = level * (1.0 + ((rng % 1000) as f64 / 1000.0 - 0.5) * 0.1);
-            if rng % 1000 == 7 && step >= 5 {
+            if rng % 1000 == 7 && step >= 20 {
                 value *= 5.0;
             }
             let ts = start + step * 60_000 + s * 60_000 / series + (s % 7) * 300;
@@ -309,6 +312,11 @@ fn throughput(
     let bytes = std::fs::metadata(input).map_err(|e| e.to_string())?.len();
     eprintln!("[{tag}] reference (plain single-threaded loop)...");
     let reference = best(o.runs, || run_reference(exe, input))?;
+    if reference.anomalies == 0 {
+        return Err(format!(
+            "[{tag}] the reference found no anomaly: the input does not exercise the detector"
+        ));
+    }
     let mut rows = Vec::new();
     for workers in [1usize, 2] {
         eprintln!("[{tag}] incidentflow --workers {workers}...");
@@ -510,7 +518,12 @@ fn bench(o: &Options) -> Result<(), String> {
             .ok_or_else(|| format!("unknown scenario {}", o.scenario))?,
     );
     let scenario_input = scenario_dir.join("samples.jsonl");
-    if !scenario_input.exists() {
+    // Generated once per scenario definition: a change to the load generator's scenario
+    // regenerates it.
+    let stamp = scenario_dir.join("scenario.txt");
+    let definition = format!("{:?}\n", scenario.config);
+    let fresh = std::fs::read_to_string(&stamp).is_ok_and(|s| s == definition);
+    if !scenario_input.exists() || !fresh {
         eprintln!(
             "generating the {} scenario into {}...",
             o.scenario,
@@ -525,6 +538,14 @@ fn bench(o: &Options) -> Result<(), String> {
             writeln!(w, "{line}").map_err(|e| e.to_string())?;
         }
         w.flush().map_err(|e| e.to_string())?;
+        for (name, lines) in [
+            ("topology.jsonl", scenario.edges().collect::<Vec<_>>()),
+            ("deploys.jsonl", scenario.deploy_lines().collect()),
+        ] {
+            std::fs::write(scenario_dir.join(name), lines.join("\n") + "\n")
+                .map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&stamp, &definition).map_err(|e| e.to_string())?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -563,58 +584,42 @@ fn bench(o: &Options) -> Result<(), String> {
     md += &b;
     eprintln!("latency at {} samples/s...", o.rate);
     let lines: Vec<String> = scenario.samples().collect();
-    let (c, c_json) = latency(&job, lines, o.rate, 1, Timed::Anomalies)?;
+    let (c, c_json) = latency(&job, lines.clone(), o.rate, 1, Timed::Anomalies)?;
     md += &c;
 
-    // Correlation on: the medium scenario (300 services) with its topology and deploys. (On the
-    // large scenario the neighbourhood stage does not yet scale: see the README's limits.)
-    let medium =
-        Scenario::new(ScenarioConfig::named("medium", o.seed).ok_or("no medium scenario")?);
-    let medium_dir = o.dir.join(format!("medium-seed{}", o.seed));
-    std::fs::create_dir_all(&medium_dir).map_err(|e| e.to_string())?;
-    let files = [
-        ("samples.jsonl", medium.samples().collect::<Vec<_>>()),
-        ("topology.jsonl", medium.edges().collect()),
-        ("deploys.jsonl", medium.deploy_lines().collect()),
-    ];
-    for (name, lines) in &files {
-        std::fs::write(medium_dir.join(name), lines.join("\n") + "\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let (medium_input, topology) = (
-        medium_dir.join("samples.jsonl"),
-        medium_dir.join("topology.jsonl"),
-    );
+    // Correlation on: the same scenario with its topology and deploys.
+    let topology = scenario_dir.join("topology.jsonl");
     let extra: Vec<String> = vec![
         "--topology".into(),
         topology.display().to_string(),
         "--deploys".into(),
-        medium_dir.join("deploys.jsonl").display().to_string(),
+        scenario_dir.join("deploys.jsonl").display().to_string(),
         "--incidents-out".into(),
-        o.dir.join("incidents-medium.jsonl").display().to_string(),
+        o.dir
+            .join(format!("incidents-{}.jsonl", o.scenario))
+            .display()
+            .to_string(),
     ];
-    let samples = files[0].1.len() as f64;
-    eprintln!("[medium] incidentflow --workers 1 without and with incidents...");
-    let without = best(o.runs, || {
-        run_job(&job, &medium_input, &o.dir, "medium", 1, &[])
-    })?;
-    let with = best(o.runs, || {
-        run_job(&job, &medium_input, &o.dir, "medium-incidents", 1, &extra)
-    })?;
-    let versions = count_lines(&o.dir.join("incidents-medium.jsonl"))?;
-    md += &format!(
-        "\n**Correlation** on the medium scenario (seed {}: {} samples, 300 services), 1 worker: {:.0} samples/s with incidents ({} incident versions) against {:.0} samples/s without ({:.2}x).\n\n",
-        o.seed, samples, samples / with.wall, versions, samples / without.wall, without.wall / with.wall
+    let samples = lines.len() as f64;
+    eprintln!(
+        "[{}] incidentflow --workers 1 without and with incidents...",
+        o.scenario
     );
-    let correlation_json = serde_json::json!({"scenario": "medium", "samples": samples, "without_samples_per_s": samples / without.wall, "with_samples_per_s": samples / with.wall, "incident_versions": versions});
+    let without = best(o.runs, || {
+        run_job(&job, &scenario_input, &o.dir, &o.scenario, 1, &[])
+    })?;
+    let tag = format!("{}-incidents", o.scenario);
+    let with = best(o.runs, || {
+        run_job(&job, &scenario_input, &o.dir, &tag, 1, &extra)
+    })?;
+    let versions = count_lines(&o.dir.join(format!("incidents-{}.jsonl", o.scenario)))?;
+    md += &format!(
+        "\n**Correlation** on the {} scenario (seed {}: {} samples, {} series), 1 worker: {:.0} samples/s with incidents ({} incident versions) against {:.0} samples/s without ({:.2}x); peak memory {:.0} MB with, {:.0} MB without.\n\n",
+        o.scenario, o.seed, samples, scenario.series(), samples / with.wall, versions, samples / without.wall, without.wall / with.wall, with.rss as f64 / 1e6, without.rss as f64 / 1e6
+    );
+    let correlation_json = serde_json::json!({"scenario": o.scenario, "samples": samples, "without_samples_per_s": samples / without.wall, "with_samples_per_s": samples / with.wall, "incident_versions": versions, "with_peak_rss_bytes": with.rss, "without_peak_rss_bytes": without.rss});
     eprintln!("incident latency at {} samples/s...", o.rate);
-    let (d, d_json) = latency(
-        &job,
-        files[0].1.clone(),
-        o.rate,
-        1,
-        Timed::Incidents(&topology),
-    )?;
+    let (d, d_json) = latency(&job, lines, o.rate, 1, Timed::Incidents(&topology))?;
     md += &d;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;

@@ -60,6 +60,8 @@ pub struct CorrelationConfig {
     pub quiet_ms: u64,
     /// The least event time between two `updated` versions of an incident.
     pub update_interval_ms: u64,
+    /// Whether a service with no anomaly may link two anomalous ones (and is then listed).
+    pub silent_intermediates: bool,
     /// How long before a service's onset a deploy of it counts as evidence.
     pub deploy_lookback_ms: u64,
     /// A neighbourhood opens an incident once it holds this many anomalies in the window...
@@ -74,6 +76,7 @@ impl Default for CorrelationConfig {
             window_ms: 5 * 60_000,
             quiet_ms: 5 * 60_000,
             update_interval_ms: 30_000,
+            silent_intermediates: false,
             deploy_lookback_ms: 15 * 60_000,
             min_anomalies: 1,
             strong_score_milli: 650,
@@ -150,6 +153,9 @@ pub struct Incident {
     pub severity: Severity,
     /// Every service it has held, by name.
     pub services: Vec<Service>,
+    /// With silent intermediates on: services with no anomaly that link two of its active
+    /// services now (not members, not causes).
+    pub silent_services: Vec<Service>,
     /// Anomalies it has gathered.
     pub event_count: u64,
     /// The anomalies behind it (the strongest per service and metric, at most 50).
@@ -181,6 +187,7 @@ impl Incident {
             updated_at: format_rfc3339(self.updated_at),
             severity: self.severity,
             services: &self.services,
+            silent_services: &self.silent_services,
             event_count: self.event_count,
             change: &self.change,
             merged_into: self.merged_into.as_deref(),
@@ -232,6 +239,8 @@ struct IncidentJson<'a> {
     updated_at: String,
     severity: Severity,
     services: &'a [Service],
+    #[serde(skip_serializing_if = "<[Service]>::is_empty")]
+    silent_services: &'a [Service],
     event_count: u64,
     change: &'a str,
     merged_into: Option<&'a str>,
@@ -346,6 +355,8 @@ pub struct Tracker {
     config: CorrelationConfig,
     labels: BTreeMap<Service, Service>,
     edges: BTreeMap<(Service, Service), i64>,
+    /// The same edges by callee: (callee, caller).
+    callers: BTreeMap<(Service, Service), i64>,
     deploys: BTreeMap<Service, Vec<(Time, Arc<str>)>>,
     open: BTreeMap<String, Open>,
     owner: BTreeMap<Service, String>,
@@ -435,13 +446,20 @@ impl Tracker {
             }
         }
         let topology_changed = !changes.edges.is_empty() || !changes.deploys.is_empty();
+        // Net counts per edge, as the neighbourhoods keep them: present while above zero.
         for e in &changes.edges {
+            let diff = if e.add { 1 } else { -1 };
             *self
                 .edges
                 .entry((e.caller.clone(), e.callee.clone()))
-                .or_default() += if e.add { 1 } else { -1 };
+                .or_default() += diff;
+            *self
+                .callers
+                .entry((e.callee.clone(), e.caller.clone()))
+                .or_default() += diff;
         }
-        self.edges.retain(|_, n| *n > 0);
+        self.edges.retain(|_, n| *n != 0);
+        self.callers.retain(|_, n| *n != 0);
         for d in &changes.deploys {
             let list = self.deploys.entry(d.service.clone()).or_default();
             list.push((d.timestamp, d.version.clone()));
@@ -900,6 +918,7 @@ impl Tracker {
             updated_at: t,
             severity,
             services,
+            silent_services: self.silent_links(incident),
             event_count: incident.members.values().map(|m| m.count).sum(),
             anomalies,
             deploys: self.recent_deploys(incident),
@@ -909,6 +928,42 @@ impl Tracker {
             merged_into: None,
             split_from: incident.split_from.clone(),
         }
+    }
+
+    /// The services with no anomaly that have edges to two or more of the incident's active
+    /// services, when silent intermediates are on.
+    fn silent_links(&self, incident: &Open) -> Vec<Service> {
+        if !self.config.silent_intermediates {
+            return Vec::new();
+        }
+        let Some(active) = self.active.get(&incident.id) else {
+            return Vec::new();
+        };
+        let mut reached: BTreeMap<&Service, usize> = BTreeMap::new();
+        for m in active {
+            let callees = self
+                .edges
+                .range((m.clone(), Service::from(""))..)
+                .take_while(|((caller, _), _)| caller == m)
+                .filter(|(_, n)| **n > 0)
+                .map(|((_, callee), _)| callee);
+            let callers = self
+                .callers
+                .range((m.clone(), Service::from(""))..)
+                .take_while(|((callee, _), _)| callee == m)
+                .filter(|(_, n)| **n > 0)
+                .map(|((_, caller), _)| caller);
+            let mut near: BTreeSet<&Service> = callees.chain(callers).collect();
+            near.retain(|n| !self.labels.contains_key(*n));
+            for n in near {
+                *reached.entry(n).or_default() += 1;
+            }
+        }
+        reached
+            .into_iter()
+            .filter(|(_, n)| *n >= 2)
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     fn recent_deploys(&self, incident: &Open) -> Vec<(Service, Arc<str>, Time)> {
@@ -943,6 +998,7 @@ impl Tracker {
                 .edges
                 .range((s.clone(), Service::from(""))..)
                 .take_while(|((caller, _), _)| caller == s)
+                .filter(|(_, n)| **n > 0)
                 .map(|((_, callee), _)| callee)
                 .collect();
             let sick: Vec<&Service> = calls

@@ -60,9 +60,13 @@ pub fn active_services<'s>(
 
 /// Every active service with the label of its neighbourhood (the least name in it), given the
 /// active services and the topology's `(caller, callee)` edges. Runs [`Components`] on worker 0.
+///
+/// With `silent_intermediates`, two active services that both have an edge to the same service
+/// with no anomaly (one silent hop, not a chain of them) are in the same neighbourhood too.
 pub fn neighbourhoods<'s>(
     active: VecCollection<'s, Time, Service>,
     edges: VecCollection<'s, Time, (Service, Service)>,
+    silent_intermediates: bool,
 ) -> VecCollection<'s, Time, (Service, Service)> {
     let scope = active.inner.scope();
     let streams = vec![
@@ -76,7 +80,7 @@ pub fn neighbourhoods<'s>(
             Exchange::new(|_: &(Change, Time, isize)| 0u64),
             "Neighbourhoods",
             |_capability, _info| {
-                let mut components = Components::default();
+                let mut components = Components::new(silent_intermediates);
                 let mut pending: BTreeMap<Time, Pending> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
@@ -131,6 +135,8 @@ enum Change {
 /// Connected components of the active services, kept incrementally.
 #[derive(Default, Debug)]
 pub struct Components {
+    /// Whether one service with no anomaly may link two active ones.
+    silent_intermediates: bool,
     /// Undirected adjacency with the net count of each edge (present when above zero).
     neighbours: HashMap<Service, HashMap<Service, i64>>,
     active: HashSet<Service>,
@@ -140,6 +146,14 @@ pub struct Components {
 }
 
 impl Components {
+    /// Components over direct edges, or also over one silent service when `silent_intermediates`.
+    pub fn new(silent_intermediates: bool) -> Self {
+        Components {
+            silent_intermediates,
+            ..Default::default()
+        }
+    }
+
     /// Applies what changed at one time (active services and edges, as differences) and returns
     /// the label updates `((service, label), diff)`, retractions first.
     pub fn apply(
@@ -168,7 +182,7 @@ impl Components {
             if dirty.contains(&label) {
                 continue; // walked below anyway
             }
-            let neighbours: Vec<Service> = self.active_neighbours(s).cloned().collect();
+            let neighbours = self.links(s);
             if !self.still_connected(&neighbours) {
                 dirty.insert(label); // it held the group together: walk what is left
             } else if label == *s {
@@ -190,20 +204,43 @@ impl Components {
                     self.neighbours.remove(x);
                 }
             }
-            let now = self.present(a, b);
-            let (Some(la), Some(lb)) = (self.label.get(a).cloned(), self.label.get(b).cloned())
-            else {
-                continue; // an end is not active: no group changes
-            };
-            if now && !was {
-                self.merge(&la, &lb, &mut before, &mut dirty);
-            } else if was
-                && !now
-                && la == lb
-                && !dirty.contains(&la)
-                && !self.still_connected(&[a.clone(), b.clone()])
-            {
-                dirty.insert(la);
+            if was == self.present(a, b) {
+                continue;
+            }
+            // The active services whose links this edge made or broke: its active ends, and
+            // with silent intermediates, the active neighbours of an end with no anomaly.
+            let mut touching: Vec<Service> = Vec::new();
+            for (x, y) in [(a, b), (b, a)] {
+                if self.active.contains(x) {
+                    touching.push(x.clone());
+                } else if self.silent_intermediates && self.active.contains(y) {
+                    touching.extend(self.active_neighbours(x).cloned());
+                }
+            }
+            let mut by_label: BTreeMap<Service, Vec<Service>> = BTreeMap::new();
+            for s in touching {
+                if let Some(label) = self.label.get(&s) {
+                    by_label.entry(label.clone()).or_default().push(s);
+                }
+            }
+            if !was {
+                // One service of each group stands for it (labels change as groups merge).
+                let stand_ins: Vec<Service> =
+                    by_label.into_values().map(|s| s[0].clone()).collect();
+                for other in stand_ins.iter().skip(1) {
+                    if let (Some(x), Some(y)) = (
+                        self.label.get(&stand_ins[0]).cloned(),
+                        self.label.get(other).cloned(),
+                    ) {
+                        self.merge(&x, &y, &mut before, &mut dirty);
+                    }
+                }
+            } else {
+                for (label, seeds) in by_label {
+                    if !dirty.contains(&label) && !self.still_connected(&seeds) {
+                        dirty.insert(label);
+                    }
+                }
             }
         }
         for (s, _) in active.iter().filter(|(_, d)| *d > 0) {
@@ -214,7 +251,8 @@ impl Components {
             self.label.insert(s.clone(), s.clone());
             self.members.insert(s.clone(), BTreeSet::from([s.clone()]));
             let labels: BTreeSet<Service> = self
-                .active_neighbours(s)
+                .links(s)
+                .iter()
                 .filter_map(|n| self.label.get(n).cloned())
                 .collect();
             for other in labels {
@@ -249,9 +287,9 @@ impl Components {
                     self.members.remove(&old);
                 }
                 let next: Vec<Service> = self
-                    .active_neighbours(&s)
-                    .filter(|n| !seen.contains(*n))
-                    .cloned()
+                    .links(&s)
+                    .into_iter()
+                    .filter(|n| !seen.contains(n))
                     .collect();
                 for n in next {
                     seen.insert(n.clone());
@@ -355,7 +393,7 @@ impl Components {
                 let Some(s) = queues[i].pop_front() else {
                     return false; // this search saw all it can reach and met no other
                 };
-                for next in self.active_neighbours(&s) {
+                for next in &self.links(&s) {
                     match claimed.get(next) {
                         None => {
                             claimed.insert(next.clone(), i);
@@ -400,6 +438,26 @@ impl Components {
             .get(a)
             .and_then(|m| m.get(b))
             .is_some_and(|n| *n > 0)
+    }
+
+    /// The active services `s` is linked to: those it has an edge to, and with silent
+    /// intermediates, those that have an edge to a service with no anomaly that `s` has one to.
+    fn links(&self, s: &Service) -> Vec<Service> {
+        let mut out: Vec<Service> = self.active_neighbours(s).cloned().collect();
+        if self.silent_intermediates {
+            let silent = self
+                .neighbours
+                .get(s)
+                .into_iter()
+                .flatten()
+                .filter(|(n, count)| **count > 0 && !self.active.contains(*n));
+            for (w, _) in silent {
+                out.extend(self.active_neighbours(w).filter(|x| *x != s).cloned());
+            }
+            out.sort();
+            out.dedup();
+        }
+        out
     }
 
     /// The active services with an edge to `s`.

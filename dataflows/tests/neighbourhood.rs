@@ -43,6 +43,16 @@ fn run(
     edges: Vec<(&'static str, &'static str, Time, isize)>,
     window: u64,
 ) -> Updates {
+    run_with(anomalies, edges, window, false)
+}
+
+/// [`run`], choosing whether silent intermediates link.
+fn run_with(
+    anomalies: Vec<(&'static str, Time)>,
+    edges: Vec<(&'static str, &'static str, Time, isize)>,
+    window: u64,
+    silent: bool,
+) -> Updates {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
     timely::execute_directly(move |worker| {
@@ -51,7 +61,7 @@ fn run(
             let mut a_in = InputSession::<Time, Anomaly, isize>::new();
             let mut e_in = InputSession::<Time, (Service, Service), isize>::new();
             let active = active_services(a_in.to_collection(scope), window);
-            neighbourhoods(active, e_in.to_collection(scope))
+            neighbourhoods(active, e_in.to_collection(scope), silent)
                 .inspect(move |(d, t, r)| sink.lock().unwrap().push((d.clone(), *t, *r)));
             (a_in, e_in)
         });
@@ -91,6 +101,18 @@ fn naive(
     window: u64,
     t: Time,
 ) -> BTreeMap<String, String> {
+    naive_with(anomalies, edges, window, t, false)
+}
+
+/// [`naive`], where with `silent` two active services with an edge each to the same inactive
+/// service are linked too.
+fn naive_with(
+    anomalies: &[(&str, Time)],
+    edges: &[(&str, &str, Time, isize)],
+    window: u64,
+    t: Time,
+    silent: bool,
+) -> BTreeMap<String, String> {
     let active: BTreeSet<&str> = anomalies
         .iter()
         .filter(|(_, at)| *at <= t && t < at + window)
@@ -102,11 +124,26 @@ fn naive(
             *count.entry((a, b)).or_default() += r;
         }
     }
+    let mut links: Vec<(&str, &str)> = count
+        .iter()
+        .filter(|(_, r)| **r > 0)
+        .map(|((a, b), _)| (*a, *b))
+        .collect();
+    if silent {
+        let present = links.clone();
+        for (a, w) in present.iter().flat_map(|(x, y)| [(*x, *y), (*y, *x)]) {
+            for (c, v) in present.iter().flat_map(|(x, y)| [(*x, *y), (*y, *x)]) {
+                if c == w && v != a && !active.contains(w) {
+                    links.push((a, v));
+                }
+            }
+        }
+    }
     let mut label: BTreeMap<&str, &str> = active.iter().map(|s| (*s, *s)).collect();
     loop {
         let mut changed = false;
-        for ((a, b), r) in &count {
-            if *r > 0 && active.contains(a) && active.contains(b) {
+        for (a, b) in &links {
+            if a != b && active.contains(a) && active.contains(b) {
                 let m = label[a].min(label[b]);
                 for x in [*a, *b] {
                     if label[x] != m {
@@ -279,6 +316,74 @@ fn busy_random_graphs_with_many_changes_at_once_match_union_find() {
             assert_eq!(
                 labels_at(&updates, t),
                 naive(&anomalies, &edges, 60, t),
+                "at {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn silent_intermediates_link_only_when_asked_and_only_one_hop() {
+    // api and db both call cache, which has no anomaly; web -> queue -> worker is two silent
+    // hops away from nothing. Off, api and db are apart; on, they are one group.
+    let anomalies = vec![("api", 100), ("db", 110), ("web", 120), ("worker", 130)];
+    let edges = vec![
+        ("api", "cache", 0, 1),
+        ("db", "cache", 0, 1),
+        ("web", "queue", 0, 1),
+        ("queue", "broker", 0, 1),
+        ("broker", "worker", 0, 1),
+        ("db", "cache", 200, -1), // the silent link goes at 200
+    ];
+    let off = run_with(anomalies.clone(), edges.clone(), 300, false);
+    let on = run_with(anomalies.clone(), edges.clone(), 300, true);
+    assert_eq!(labels_at(&off, 150)["db"], "db");
+    assert_eq!(labels_at(&on, 150)["db"], "api");
+    assert_eq!(
+        labels_at(&on, 150)["worker"],
+        "worker",
+        "two silent hops do not link"
+    );
+    assert_eq!(labels_at(&on, 210)["db"], "db");
+    for t in (0..500).step_by(5) {
+        assert_eq!(
+            labels_at(&on, t),
+            naive_with(&anomalies, &edges, 300, t, true),
+            "at {t}"
+        );
+    }
+}
+
+#[test]
+fn busy_random_graphs_with_silent_intermediates_match_union_find() {
+    let names: Vec<&'static str> = (0..30)
+        .map(|i| &*Box::leak(format!("s{i:02}").into_boxed_str()))
+        .collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for _ in 0..3 {
+        let anomalies: Vec<(&'static str, Time)> = (0..150)
+            .map(|_| (names[next(30) as usize], next(100) * 10))
+            .collect();
+        let mut edges: Vec<(&'static str, &'static str, Time, isize)> = Vec::new();
+        for _ in 0..40 {
+            let (a, b) = (names[next(30) as usize], names[next(30) as usize]);
+            let from = next(80) * 10;
+            edges.push((a, b, from, 1));
+            if next(2) == 0 {
+                edges.push((a, b, from + 10 + next(40) * 10, -1));
+            }
+        }
+        let updates = run_with(anomalies.clone(), edges.clone(), 60, true);
+        for t in (0..1200).step_by(10) {
+            assert_eq!(
+                labels_at(&updates, t),
+                naive_with(&anomalies, &edges, 60, t, true),
                 "at {t}"
             );
         }
