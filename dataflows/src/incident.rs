@@ -707,9 +707,29 @@ impl Tracker {
                     }
                 }
                 self.active.entry(id.clone()).or_default().insert(s.clone());
+                let window = self.config.window_ms;
+                let strong = self.config.strong_score_milli;
+                let earlier: Vec<Support> = self
+                    .recent
+                    .get(s)
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| a.timestamp < t && a.timestamp + window > t)
+                    .cloned()
+                    .collect();
                 let incident = self.open.get_mut(&id).expect("owned incident is open");
                 if !incident.members.contains_key(s) {
-                    incident.members.insert(s.clone(), Member::new(t));
+                    // A service that joins brings its anomalies still in the window (those at
+                    // `t` join below), so its onset and strength are its own, not the join's.
+                    let mut member = Member::new(t);
+                    for support in earlier {
+                        member.add(support.timestamp, support.score_milli, strong);
+                        incident
+                            .support
+                            .entry((s.clone(), support.metric_name.clone()))
+                            .or_insert(support);
+                    }
+                    incident.members.insert(s.clone(), member);
                     dirty.insert(id.clone());
                 }
             }
