@@ -44,6 +44,43 @@ pub struct JobConfig {
     pub input: InputConfig,
     /// How anomalies become incidents.
     pub correlation: CorrelationSection,
+    /// The Kafka brokers and topics used when an input or output is `kafka`.
+    pub kafka: KafkaSection,
+}
+
+/// `[kafka]`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Bootstrap servers, `host:port[,host:port...]` (`--kafka-brokers` overrides).
+    pub brokers: String,
+    /// Samples in.
+    pub samples_topic: String,
+    /// Topology edges in.
+    pub topology_topic: String,
+    /// Deploy events in.
+    pub deploys_topic: String,
+    /// Anomalies out (key: the series).
+    pub anomalies_topic: String,
+    /// Incident versions out (key: the incident id).
+    pub incidents_topic: String,
+    /// A partition with no record for this long (wall clock) stops holding event time back: its
+    /// watermark then follows the clock, and records that come later than that are late.
+    pub idle_timeout: Millis,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: "127.0.0.1:9092".into(),
+            samples_topic: "raw.metrics".into(),
+            topology_topic: "raw.topology".into(),
+            deploys_topic: "raw.deploys".into(),
+            anomalies_topic: "aiops.anomalies".into(),
+            incidents_topic: "aiops.incidents".into(),
+            idle_timeout: Millis(5_000),
+        }
+    }
 }
 
 /// `[correlation]`

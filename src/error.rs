@@ -39,4 +39,7 @@ pub enum JobError {
     /// A worker thread stopped abnormally.
     #[error("a worker failed: {0}")]
     Worker(String),
+    /// Kafka cannot be reached or refused a request.
+    #[error("kafka: {0}")]
+    Kafka(String),
 }

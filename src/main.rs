@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod error;
 mod eval;
+mod kafka;
 mod review;
 mod runtime;
 mod sink;
@@ -21,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::runtime::{Cluster, Outputs, RunSpec};
-use crate::sink::{open_output, DeadLetterOutput};
+use crate::sink::{open_output, DeadLetterOutput, RecordOutput};
 use crate::source::InputSource;
 use crate::summary::{anomaly_digest, Report};
 
@@ -68,11 +69,12 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Samples as JSON Lines: a file, or - for standard input. Omit to run the embedded demo.
-    #[arg(long, value_name = "FILE|-")]
+    /// Samples as JSON Lines: a file, - for standard input, or kafka for the samples topic. Omit
+    /// to run the embedded demo.
+    #[arg(long, value_name = "FILE|-|kafka")]
     input: Option<String>,
-    /// Write anomalies as JSON Lines to FILE (- for standard output).
-    #[arg(long, value_name = "FILE|-")]
+    /// Write anomalies as JSON Lines to FILE (- for standard output, kafka for the anomalies topic).
+    #[arg(long, value_name = "FILE|-|kafka")]
     anomalies_out: Option<String>,
     /// Write refused records here [default: ./dead-letter.jsonl, created only when needed].
     #[arg(long, value_name = "FILE")]
@@ -92,18 +94,28 @@ struct RunArgs {
     /// File with one host:port per process, in process-index order.
     #[arg(long, value_name = "FILE")]
     hostfile: Option<PathBuf>,
-    /// The service topology: an edge stream or a static edge list (JSON Lines).
-    #[arg(long, value_name = "FILE")]
+    /// The service topology: an edge stream or a static edge list (JSON Lines or YAML), or kafka
+    /// for the topology topic.
+    #[arg(long, value_name = "FILE|kafka")]
     topology: Option<PathBuf>,
-    /// Deploy events (JSON Lines).
-    #[arg(long, value_name = "FILE")]
+    /// Deploy events (JSON Lines), or kafka for the deploys topic.
+    #[arg(long, value_name = "FILE|kafka")]
     deploys: Option<PathBuf>,
-    /// Write every incident version as JSON Lines to FILE (- for standard output).
-    #[arg(long, value_name = "FILE|-")]
+    /// Write every incident version as JSON Lines to FILE (- for standard output, kafka for the
+    /// incidents topic).
+    #[arg(long, value_name = "FILE|-|kafka")]
     incidents_out: Option<String>,
     /// Also write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary_out: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,...) for inputs and outputs named `kafka` [default:
+    /// the job file's kafka.brokers].
+    #[arg(long, value_name = "HOSTS")]
+    kafka_brokers: Option<String>,
+    /// Stop when the Kafka inputs reach the offsets that were their ends when the job started
+    /// (without it the job follows the topics until it is stopped).
+    #[arg(long)]
+    until_end: bool,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +132,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A file, standard output (`-`) or the Kafka topic (`kafka`).
+fn record_output(
+    target: &str,
+    what: &'static str,
+    topic: &str,
+    kafka: &config::KafkaSection,
+) -> Result<RecordOutput, JobError> {
+    if target == "kafka" {
+        return Ok(RecordOutput::Kafka(kafka::TopicSink::open(
+            &kafka.brokers,
+            topic,
+        )?));
+    }
+    open_output(target)
+        .map(RecordOutput::Lines)
+        .map_err(|source| JobError::Output {
+            what,
+            name: target.to_owned(),
+            source,
+        })
 }
 
 fn eval_command(args: EvalArgs) -> Result<(), JobError> {
@@ -188,10 +222,14 @@ fn cluster(args: &RunArgs) -> Result<Cluster, JobError> {
 }
 
 fn run(args: RunArgs) -> Result<(), JobError> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => JobConfig::load(path)?,
         None => JobConfig::default(),
     };
+    if let Some(brokers) = &args.kafka_brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    let kafka = config.kafka.clone();
     let cluster = cluster(&args)?;
     let demo = args.input.is_none();
     let input = match args.input.as_deref() {
@@ -200,6 +238,9 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             InputSource::Embedded { name, bytes }
         }
         Some("-") => InputSource::Stdin,
+        Some("kafka") => InputSource::Kafka {
+            topic: kafka.samples_topic.clone(),
+        },
         Some(path) => {
             let path = PathBuf::from(path);
             std::fs::metadata(&path).map_err(|source| JobError::Input {
@@ -217,11 +258,12 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
     let outputs = if leader {
         let anomalies = match &args.anomalies_out {
-            Some(target) => Some(open_output(target).map_err(|source| JobError::Output {
-                what: "anomalies",
-                name: target.clone(),
-                source,
-            })?),
+            Some(target) => Some(record_output(
+                target,
+                "anomalies",
+                &kafka.anomalies_topic,
+                &kafka,
+            )?),
             None => None,
         };
         let dead_letter = match &args.dead_letter {
@@ -236,11 +278,12 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             None => DeadLetterOutput::Lazy(dead_letter_path.clone()),
         };
         let incidents = match &args.incidents_out {
-            Some(target) => Some(open_output(target).map_err(|source| JobError::Output {
-                what: "incidents",
-                name: target.clone(),
-                source,
-            })?),
+            Some(target) => Some(record_output(
+                target,
+                "incidents",
+                &kafka.incidents_topic,
+                &kafka,
+            )?),
             None => None,
         };
         Outputs {
@@ -256,7 +299,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         }
     };
     for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
-        if let Some(path) = path {
+        if let Some(path) = path.as_ref().filter(|p| !runtime::is_kafka(p)) {
             std::fs::metadata(path).map_err(|source| JobError::Input {
                 what,
                 name: path.display().to_string(),
@@ -286,6 +329,8 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             cluster,
             topology,
             deploys,
+            kafka,
+            until_end: args.until_end,
         },
         outputs,
     );

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
 use differential_dataflow::AsCollection;
@@ -23,8 +24,8 @@ use timely::worker::Worker;
 use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::sink::{
-    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, LineWriter,
-    Outcome, SourceCounts,
+    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, Outcome,
+    RecordOutput, SourceCounts,
 };
 use crate::source::{plan_partitions, InputSource, LineInfo, Partition};
 
@@ -82,16 +83,25 @@ pub struct RunSpec {
     /// Whether to correlate anomalies into incidents (asked for by a topology, deploys or an
     /// incidents output).
     pub correlate: bool,
+    /// Brokers and topics, for inputs named `kafka`.
+    pub kafka: crate::config::KafkaSection,
+    /// Kafka inputs stop at the offsets that were their ends when the job started.
+    pub until_end: bool,
+}
+
+/// Whether an event file argument names the Kafka topic instead of a file.
+pub fn is_kafka(path: &std::path::Path) -> bool {
+    path.as_os_str() == "kafka"
 }
 
 /// The outputs, handed to worker 0 of process 0.
 pub struct Outputs {
     /// Where anomalies go (None: only counted and summarised).
-    pub anomalies: Option<LineWriter>,
+    pub anomalies: Option<RecordOutput>,
     /// Where dead letters go.
     pub dead_letter: Option<DeadLetterOutput>,
     /// Where incident versions go (None: only summarised).
-    pub incidents: Option<LineWriter>,
+    pub incidents: Option<RecordOutput>,
 }
 
 /// Runs the job to the end of its input and returns what it found.
@@ -238,6 +248,8 @@ struct PartitionState {
     newest: Option<Time>,
     /// No valid record is left in it.
     finished: bool,
+    /// A Kafka partition: when its last record arrived (wall clock), for the idle timeout.
+    last_record: Option<Instant>,
 }
 
 /// A worker's share of the input, fed into the dataflow in event time.
@@ -274,6 +286,7 @@ impl<'a> Feed<'a> {
                 partition,
                 newest: None,
                 finished: false,
+                last_record: None,
             })
             .collect();
         let tick = spec.config.time.tick.0.max(1);
@@ -295,6 +308,9 @@ impl<'a> Feed<'a> {
         inputs: &mut Inputs,
         probe: &ProbeHandle<Time>,
     ) -> Result<(), JobError> {
+        if let InputSource::Kafka { topic } = &self.spec.input {
+            return self.run_kafka(worker, inputs, probe, topic);
+        }
         self.peek_all()?;
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut line = Vec::with_capacity(4096);
@@ -346,6 +362,131 @@ impl<'a> Feed<'a> {
 
     fn read_error(&self, source: std::io::Error) -> JobError {
         read_error(&self.source_name, source)
+    }
+
+    /// Reads this worker's partitions of the samples topic, interleaved as they arrive, each
+    /// with its own watermark, until they reach their ends (`--until-end`) or for ever.
+    fn run_kafka(
+        &mut self,
+        worker: &mut Worker,
+        inputs: &mut Inputs,
+        probe: &ProbeHandle<Time>,
+        topic: &str,
+    ) -> Result<(), JobError> {
+        let brokers = self.spec.kafka.brokers.clone();
+        let consumer = crate::kafka::PartitionConsumer::open(
+            &brokers,
+            topic,
+            worker.peers(),
+            worker.index(),
+            self.spec.until_end,
+        )?;
+        self.owned = consumer
+            .partitions
+            .iter()
+            .map(|(p, end)| PartitionState {
+                partition: Partition {
+                    index: *p as usize,
+                    start: 0,
+                    end: 0,
+                    first_line: 1,
+                },
+                newest: None,
+                finished: *end == Some(0),
+                last_record: Some(Instant::now()),
+            })
+            .collect();
+        let names: Vec<String> = consumer
+            .partitions
+            .iter()
+            .map(|(p, _)| format!("kafka:{topic}[{p}]"))
+            .collect();
+        let max_line = self.spec.config.input.max_line_bytes as usize;
+        let mut since_step = 0usize;
+        let mut last_warning: Option<Instant> = None;
+        while !self.owned.iter().all(|s| s.finished) {
+            let mut quiet = false;
+            let mut problem = None;
+            consumer.poll(Duration::from_millis(50), |polled| match polled {
+                crate::kafka::Polled::Message {
+                    partition,
+                    offset,
+                    payload,
+                } => {
+                    let Some(k) = consumer
+                        .partitions
+                        .iter()
+                        .position(|(p, _)| *p == partition)
+                    else {
+                        return;
+                    };
+                    for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        self.counts.read += 1;
+                        since_step += 1;
+                        let too_long = line.len() > max_line;
+                        let decoded = if too_long {
+                            Err(oversized(max_line))
+                        } else {
+                            self.decoder.decode(line)
+                        };
+                        match decoded.and_then(|s| self.admit(k, s, &inputs.time())) {
+                            Ok(sample) => {
+                                let time = sample.timestamp;
+                                inputs.samples.update_at(sample, time, 1);
+                                self.counts.valid += 1;
+                            }
+                            Err(invalid) => {
+                                let info = LineInfo {
+                                    offset: offset.max(0) as u64,
+                                    number: i as u64 + 1,
+                                    oversized: too_long,
+                                };
+                                let mut raw = line[..line.len().min(max_line)].to_vec();
+                                self.refuse(inputs, &names[k], info, invalid, &mut raw);
+                            }
+                        }
+                    }
+                    let state = &mut self.owned[k];
+                    state.last_record = Some(Instant::now());
+                    if matches!(consumer.partitions[k].1, Some(end) if offset + 1 >= end) {
+                        state.finished = true;
+                    }
+                }
+                crate::kafka::Polled::End(partition) => {
+                    quiet = true;
+                    if self.spec.until_end {
+                        if let Some(k) = consumer
+                            .partitions
+                            .iter()
+                            .position(|(p, _)| *p == partition)
+                        {
+                            self.owned[k].finished = true;
+                        }
+                    }
+                }
+                crate::kafka::Polled::Nothing => quiet = true,
+                crate::kafka::Polled::Error(e) => {
+                    quiet = true;
+                    problem = Some(e);
+                }
+            });
+            if let Some(e) = problem {
+                // librdkafka reconnects by itself; say so now and then, not on every poll.
+                if last_warning.is_none_or(|w| w.elapsed() > Duration::from_secs(10)) {
+                    eprintln!("incidentflow: kafka {brokers}: {e} (retrying)");
+                    last_warning = Some(Instant::now());
+                }
+            }
+            if quiet || since_step >= 16384 {
+                since_step = 0;
+                self.advance(worker, inputs, probe);
+            }
+        }
+        self.advance(worker, inputs, probe);
+        Ok(())
     }
 
     /// Counts a refused line and sends it to the dead-letter output.
@@ -428,8 +569,21 @@ impl<'a> Feed<'a> {
     /// record is still unknown (standard input before its first record) or when all are finished.
     fn low_watermark(&self) -> Option<Time> {
         let mut low: Option<Time> = None;
+        let idle_timeout = Duration::from_millis(self.spec.config.kafka.idle_timeout.0);
         for state in self.owned.iter().filter(|s| !s.finished) {
-            let watermark = state.newest?.saturating_sub(self.lateness);
+            // A live Kafka partition quiet for the idle timeout stops holding time back: its
+            // watermark follows the clock from there (or it is ignored if it never had a record).
+            let idle = match state.last_record {
+                Some(at) if !self.spec.until_end => at.elapsed().checked_sub(idle_timeout),
+                _ => None,
+            };
+            let watermark = match (state.newest, idle) {
+                (None, Some(_)) => continue,
+                (Some(newest), Some(idle)) => newest
+                    .saturating_sub(self.lateness)
+                    .saturating_add(idle.as_millis() as Time),
+                (newest, None) => newest?.saturating_sub(self.lateness),
+            };
             low = Some(low.map_or(watermark, |l| l.min(watermark)));
         }
         // With every partition finished there is nothing to advance to: closing the input does it.
@@ -455,6 +609,32 @@ impl<'a> Feed<'a> {
         let max_line = self.spec.config.input.max_line_bytes as usize;
         for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
             let Some(path) = path else { continue };
+            if is_kafka(path) {
+                let kafka = &self.spec.kafka;
+                let topic = if is_edges {
+                    &kafka.topology_topic
+                } else {
+                    &kafka.deploys_topic
+                };
+                for (partition, offset, payload) in
+                    crate::kafka::read_to_end(&kafka.brokers, topic)?
+                {
+                    let name = format!("kafka:{topic}[{partition}]");
+                    for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let info = LineInfo {
+                            offset: offset.max(0) as u64,
+                            number: i as u64 + 1,
+                            oversized: line.len() > max_line,
+                        };
+                        let mut raw = line[..line.len().min(max_line)].to_vec();
+                        self.load_event(inputs, is_edges, &name, info, &mut raw, max_line);
+                    }
+                }
+                continue;
+            }
             let source = InputSource::Path(path.clone());
             let name = source.name();
             let what = if is_edges { "topology" } else { "deploys" };
@@ -485,22 +665,34 @@ impl<'a> Feed<'a> {
                 if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                self.counts.read += 1;
-                let result = if info.oversized {
-                    Err(oversized(max_line))
-                } else if is_edges {
-                    decode_edge(&line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp, 1))
-                } else {
-                    decode_deploy(&line)
-                        .map(|d| inputs.deploys.update_at(d.clone(), d.timestamp, 1))
-                };
-                match result {
-                    Ok(()) => self.counts.valid += 1,
-                    Err(invalid) => self.refuse(inputs, &name, info, invalid, &mut line),
-                }
+                self.load_event(inputs, is_edges, &name, info, &mut line, max_line);
             }
         }
         Ok(())
+    }
+
+    /// One line of the topology or deploys: into the dataflow at its time, or dead-lettered.
+    fn load_event(
+        &mut self,
+        inputs: &mut Inputs,
+        is_edges: bool,
+        name: &str,
+        info: LineInfo,
+        line: &mut Vec<u8>,
+        max_line: usize,
+    ) {
+        self.counts.read += 1;
+        let result = if info.oversized {
+            Err(oversized(max_line))
+        } else if is_edges {
+            decode_edge(line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp, 1))
+        } else {
+            decode_deploy(line).map(|d| inputs.deploys.update_at(d.clone(), d.timestamp, 1))
+        };
+        match result {
+            Ok(()) => self.counts.valid += 1,
+            Err(invalid) => self.refuse(inputs, name, info, invalid, line),
+        }
     }
 }
 

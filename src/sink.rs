@@ -87,6 +87,46 @@ pub struct Outcome {
 /// A line-oriented output: a file or standard output.
 pub type LineWriter = Box<dyn Write + Send>;
 
+/// Where anomalies or incident versions go: lines (a file or standard output) or a Kafka topic,
+/// keyed.
+pub enum RecordOutput {
+    /// JSON Lines.
+    Lines(LineWriter),
+    /// A topic; every record with its key.
+    Kafka(crate::kafka::TopicSink),
+}
+
+impl RecordOutput {
+    fn write(&mut self, records: &[(String, String)]) -> Result<(), String> {
+        match self {
+            RecordOutput::Lines(w) => {
+                let mut text = String::new();
+                for (_, json) in records {
+                    text.push_str(json);
+                    text.push('\n');
+                }
+                w.write_all(text.as_bytes())
+                    .and_then(|_| w.flush())
+                    .map_err(|e| e.to_string())
+            }
+            RecordOutput::Kafka(sink) => {
+                for (key, json) in records {
+                    sink.send(key, json)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes everything written durable (Kafka: waits for every delivery).
+    fn finish(&mut self) -> Result<(), String> {
+        match self {
+            RecordOutput::Lines(w) => w.flush().map_err(|e| e.to_string()),
+            RecordOutput::Kafka(sink) => sink.flush(),
+        }
+    }
+}
+
 /// Opens `-` as standard output, anything else as a new file.
 pub fn open_output(target: &str) -> io::Result<LineWriter> {
     if target == "-" {
@@ -118,6 +158,8 @@ pub trait OutputRecord:
     fn order(&self, other: &Self) -> std::cmp::Ordering;
     /// The JSON line.
     fn to_json(&self) -> String;
+    /// The Kafka key: the series for an anomaly, the incident id for an incident.
+    fn key(&self) -> String;
     /// Notes written records in the outcome.
     fn record(outcome: &mut Outcome, written: Vec<Self>);
 }
@@ -136,6 +178,10 @@ impl OutputRecord for Anomaly {
     fn to_json(&self) -> String {
         Anomaly::to_json(self)
     }
+    fn key(&self) -> String {
+        let s = &self.series;
+        format!("{}/{}/{}", s.namespace, s.service, s.metric_name)
+    }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.anomalies += written.len() as u64;
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
@@ -151,6 +197,9 @@ impl OutputRecord for Incident {
     fn to_json(&self) -> String {
         Incident::to_json(self)
     }
+    fn key(&self) -> String {
+        self.incident_id.clone()
+    }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.incident_versions += written.len() as u64;
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
@@ -161,7 +210,7 @@ impl OutputRecord for Incident {
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_anomalies(
     stream: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
-    out: Option<LineWriter>,
+    out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
 ) {
     write_in_time_order(stream, out, outcome)
@@ -170,7 +219,7 @@ pub fn write_anomalies(
 /// Writes incident versions (made on worker 0) in time order as times complete.
 pub fn write_incidents(
     stream: Stream<'_, Time, Vec<(Incident, Time, isize)>>,
-    out: Option<LineWriter>,
+    out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
 ) {
     write_in_time_order(stream, out, outcome)
@@ -180,7 +229,7 @@ pub fn write_incidents(
 /// records in their fixed order, flushing at once: they are few, and their readers want them now.
 fn write_in_time_order<D: OutputRecord>(
     stream: Stream<'_, Time, Vec<(D, Time, isize)>>,
-    mut out: Option<LineWriter>,
+    mut out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
@@ -193,7 +242,7 @@ fn write_in_time_order<D: OutputRecord>(
                     pending.entry(time).or_default().push((record, copies));
                 }
             });
-            let mut lines = String::new();
+            let mut lines: Vec<(String, String)> = Vec::new();
             let mut written = Vec::new();
             while let Some(entry) = pending.first_entry() {
                 if frontier.less_equal(entry.key()) {
@@ -203,23 +252,29 @@ fn write_in_time_order<D: OutputRecord>(
                 batch.sort_by(|a, b| a.0.order(&b.0));
                 for (record, copies) in batch {
                     for _ in 0..copies.max(0) {
-                        lines.push_str(&record.to_json());
-                        lines.push('\n');
+                        lines.push((record.key(), record.to_json()));
                         written.push(record.clone());
                     }
                 }
             }
-            if written.is_empty() {
+            let finished = frontier.is_empty();
+            if written.is_empty() && !finished {
                 return;
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
             D::record(&mut outcome, written);
             if let Some(w) = out.as_mut() {
-                if let Err(e) = w.write_all(lines.as_bytes()).and_then(|_| w.flush()) {
+                let result = w
+                    .write(&lines)
+                    .and_then(|_| if finished { w.finish() } else { Ok(()) });
+                if let Err(e) = result {
                     outcome
                         .error
                         .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
                     out = None;
+                }
+                if finished {
+                    out = None; // flushed and closed
                 }
             }
         },

@@ -19,6 +19,8 @@ pub enum InputSource {
     Stdin,
     /// Bytes held in memory (the embedded demo scenario).
     Embedded { name: String, bytes: Arc<[u8]> },
+    /// The samples topic (`--input kafka`): read by the Kafka feed, not in byte partitions.
+    Kafka { topic: String },
 }
 
 impl InputSource {
@@ -28,6 +30,7 @@ impl InputSource {
             InputSource::Path(p) => p.display().to_string(),
             InputSource::Stdin => "stdin".into(),
             InputSource::Embedded { name, .. } => name.clone(),
+            InputSource::Kafka { topic } => format!("kafka:{topic}"),
         }
     }
 
@@ -44,6 +47,9 @@ impl InputSource {
                 let mut c = io::Cursor::new(bytes.clone());
                 c.set_position(start);
                 Box::new(c)
+            }
+            InputSource::Kafka { .. } => {
+                return Err(io::Error::other("a Kafka topic is not read as bytes"))
             }
         })
     }
@@ -90,6 +96,7 @@ pub fn plan_partitions(source: &InputSource, partition_bytes: u64) -> io::Result
         }
         InputSource::Path(p) => std::fs::metadata(p)?.len(),
         InputSource::Embedded { bytes, .. } => bytes.len() as u64,
+        InputSource::Kafka { .. } => return Ok(Vec::new()),
     };
     let mut starts = vec![(0u64, 1u64)];
     let mut reader = source.open_at(0)?;

@@ -7,6 +7,7 @@
 //! | [`topology`] | the layered call graph and its changes over time |
 //! | [`scenario`] | faults, deploys and the metric series, and the named scenarios |
 
+pub mod kafka;
 pub mod rng;
 pub mod scenario;
 pub mod topology;

@@ -43,6 +43,23 @@ struct Args {
     /// Emit this many samples per second of wall time (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Produce the scenario to Kafka instead (samples, topology and deploys to their topics,
+    /// created when missing).
+    #[arg(long, value_name = "HOSTS", conflicts_with_all = ["out", "stdout"])]
+    kafka: Option<String>,
+    /// Partitions of the samples topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Samples per Kafka message (JSON Lines); 1 gives one sample per message, keyed by series.
+    #[arg(long, default_value_t = 200)]
+    batch: usize,
+    /// Topic names.
+    #[arg(long, default_value = "raw.metrics")]
+    samples_topic: String,
+    #[arg(long, default_value = "raw.topology")]
+    topology_topic: String,
+    #[arg(long, default_value = "raw.deploys")]
+    deploys_topic: String,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +102,28 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
 
 fn run(args: &Args) -> io::Result<()> {
     let scenario = Scenario::new(config(args)?);
+    if let Some(brokers) = &args.kafka {
+        let target = incidentflow_loadgen::kafka::KafkaTarget {
+            brokers: brokers.clone(),
+            samples_topic: args.samples_topic.clone(),
+            topology_topic: args.topology_topic.clone(),
+            deploys_topic: args.deploys_topic.clone(),
+            partitions: args.partitions.max(1),
+            batch: args.batch.max(1),
+        };
+        let started = Instant::now();
+        let samples = incidentflow_loadgen::kafka::produce_scenario(&scenario, &target, args.rate)
+            .map_err(io::Error::other)?;
+        eprintln!(
+            "incidentflow-loadgen: produced {samples} samples ({} series), {} edges and {} deploys to {} in {:.1}s",
+            scenario.series(),
+            scenario.edges().count(),
+            scenario.deploys.len(),
+            brokers,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     match (&args.out, args.stdout) {
         (Some(dir), _) => write_dir(&scenario, dir, args.rate),
         (None, true) => {

@@ -169,3 +169,133 @@ pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
     }
     text
 }
+
+/// A real Kafka broker for a test: tansu with SQLite storage in a scratch directory, on a free
+/// loopback port, stopped (killed) when dropped. `./scripts/test` installs tansu when missing.
+pub struct Broker {
+    child: std::process::Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+    /// Its working directory (the SQLite file lives there).
+    pub dir: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start(name: &str) -> Broker {
+        let dir = scratch(&format!("broker-{name}"));
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let log = std::fs::File::create(dir.join("broker.log")).expect("broker log");
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (run ./scripts/test, which installs it)");
+        let broker = Broker {
+            child,
+            address,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&broker.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen on {} within 30 s",
+                broker.address
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tansu binary: on the PATH, or where `cargo install` puts it.
+fn tansu() -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("tansu"))
+            .find(|p| p.is_file())
+    }) {
+        return path;
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    home.join("bin").join("tansu")
+}
+
+/// Every (key, value) of a topic up to its end, in partition and offset order.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "incidentflow-test")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let timeout = std::time::Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut list = rdkafka::TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .expect("watermarks");
+        ends.push(high);
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut out: Vec<(i32, i64, String, String)> = Vec::new();
+    let mut left: usize = ends.iter().filter(|e| **e > 0).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut done = vec![false; partitions as usize];
+    for (p, e) in ends.iter().enumerate() {
+        done[p] = *e == 0;
+    }
+    while left > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} timed out"
+        );
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
+            let p = m.partition() as usize;
+            out.push((
+                m.partition(),
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+            if !done[p] && m.offset() + 1 >= ends[p] {
+                done[p] = true;
+                left -= 1;
+            }
+        }
+    }
+    out.sort_by_key(|(p, o, _, _)| (*p, *o));
+    out.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+}

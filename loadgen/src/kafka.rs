@@ -1,0 +1,283 @@
+//! The Kafka driver: a scenario's samples, topology and deploys produced to topics, as fast as
+//! possible or at a target rate.
+//!
+//! A sample goes to the partition given by a hash of its series key (namespace/service/metric),
+//! so a series always lands on the same partition and keeps its order there. Samples are batched
+//! per partition, `batch` JSON lines to a message (the job reads a message as JSON Lines); with
+//! `batch = 1` each message is one sample keyed by its series.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::scenario::Scenario;
+
+/// Where and how to produce.
+#[derive(Clone, Debug)]
+pub struct KafkaTarget {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Samples topic.
+    pub samples_topic: String,
+    /// Topology topic.
+    pub topology_topic: String,
+    /// Deploys topic.
+    pub deploys_topic: String,
+    /// Partitions of the samples topic when this driver creates it.
+    pub partitions: i32,
+    /// Samples per message.
+    pub batch: usize,
+}
+
+impl KafkaTarget {
+    /// The job's default topics on `brokers`, 4 partitions, 200 samples per message.
+    pub fn new(brokers: &str) -> Self {
+        KafkaTarget {
+            brokers: brokers.to_owned(),
+            samples_topic: "raw.metrics".into(),
+            topology_topic: "raw.topology".into(),
+            deploys_topic: "raw.deploys".into(),
+            partitions: 4,
+            batch: 200,
+        }
+    }
+}
+
+/// Creates `topics` (name, partitions) unless they exist.
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("cannot reach {brokers}: {e}"))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures_executor::block_on(admin.create_topics(&new, &options))
+        .map_err(|e| format!("cannot create topics on {brokers}: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("cannot create topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a: a stable hash of a series key, the same in every run and on every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The series key of a sample line (namespace/service/metric_name).
+fn series_key(line: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow)]
+        namespace: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        service: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        metric_name: std::borrow::Cow<'a, str>,
+    }
+    match serde_json::from_str::<Key<'_>>(line) {
+        Ok(k) => format!("{}/{}/{}", k.namespace, k.service, k.metric_name),
+        Err(_) => String::new(), // not a sample: any partition will do
+    }
+}
+
+/// A producer that counts what it sends and waits when librdkafka's queue is full.
+struct Sender {
+    producer: BaseProducer,
+    messages: u64,
+}
+
+impl Sender {
+    fn new(brokers: &str) -> Result<Self, String> {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("message.timeout.ms", "300000")
+            .create()
+            .map_err(|e| format!("cannot create a producer for {brokers}: {e}"))?;
+        Ok(Sender {
+            producer,
+            messages: 0,
+        })
+    }
+
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), String> {
+        let mut record = BaseRecord::to(topic).payload(value);
+        if !key.is_empty() {
+            record = record.key(key);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(20));
+                }
+                Err((e, _)) => return Err(format!("cannot produce to {topic}: {e}")),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.messages += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.producer
+            .flush(Duration::from_secs(300))
+            .map_err(|e| format!("cannot deliver: {e}"))
+    }
+}
+
+/// Produces the scenario: topology and deploys first (one message per event), then the samples
+/// at `rate` samples per second (0: as fast as possible). Creates the topics when missing.
+/// Returns the number of samples produced.
+pub fn produce_scenario(
+    scenario: &Scenario,
+    target: &KafkaTarget,
+    rate: u64,
+) -> Result<u64, String> {
+    create_topics(
+        &target.brokers,
+        &[
+            (&target.samples_topic, target.partitions),
+            (&target.topology_topic, 1),
+            (&target.deploys_topic, 1),
+            // The job's output topics, so that a first run can write to them.
+            ("aiops.anomalies", target.partitions),
+            ("aiops.incidents", target.partitions),
+        ],
+    )?;
+    let mut sender = Sender::new(&target.brokers)?;
+    for line in scenario.edges() {
+        sender.send(&target.topology_topic, Some(0), "", line.as_bytes())?;
+    }
+    for line in scenario.deploy_lines() {
+        sender.send(&target.deploys_topic, Some(0), "", line.as_bytes())?;
+    }
+    let samples = produce_samples(&mut sender, scenario.samples(), target, rate)?;
+    sender.flush()?;
+    Ok(samples)
+}
+
+/// Produces sample lines to the samples topic, batched per partition.
+pub fn produce_lines(
+    target: &KafkaTarget,
+    lines: impl Iterator<Item = String>,
+    rate: u64,
+) -> Result<(), String> {
+    let mut sender = Sender::new(&target.brokers)?;
+    produce_samples(&mut sender, lines, target, rate)?;
+    sender.flush()
+}
+
+/// Produces raw payloads (one message each) to `topic`'s `partition`: for tests that need
+/// records the driver would not write, invalid ones among them.
+pub fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    payloads: &[Vec<u8>],
+) -> Result<(), String> {
+    let mut sender = Sender::new(brokers)?;
+    for payload in payloads {
+        sender.send(topic, Some(partition), "", payload)?;
+    }
+    sender.flush()
+}
+
+fn produce_samples(
+    sender: &mut Sender,
+    lines: impl Iterator<Item = String>,
+    target: &KafkaTarget,
+    rate: u64,
+) -> Result<u64, String> {
+    let partitions = target.partitions.max(1) as usize;
+    let batch = target.batch.max(1);
+    let mut pending: Vec<(String, Vec<u8>, usize)> =
+        vec![(String::new(), Vec::new(), 0); partitions];
+    let start = Instant::now();
+    let topic = &target.samples_topic;
+    let mut count = 0u64;
+    for (i, line) in lines.enumerate() {
+        count += 1;
+        if rate > 0 && i % 256 == 0 {
+            // Open loop: sample i is due at start + i / rate; what is held back goes out first.
+            for (p, (key, buffer, n)) in pending.iter_mut().enumerate() {
+                if *n > 0 {
+                    sender.send(topic, Some(p as i32), key, buffer)?;
+                    buffer.clear();
+                    *n = 0;
+                }
+            }
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let key = series_key(&line);
+        let p = (fnv1a(key.as_bytes()) % partitions as u64) as usize;
+        let (batch_key, buffer, n) = &mut pending[p];
+        if *n == 0 {
+            *batch_key = if batch == 1 { key } else { String::new() };
+        }
+        buffer.extend_from_slice(line.as_bytes());
+        buffer.push(b'\n');
+        *n += 1;
+        if *n >= batch {
+            sender.send(topic, Some(p as i32), batch_key, buffer)?;
+            buffer.clear();
+            *n = 0;
+        }
+    }
+    let mut produced = 0u64;
+    for (p, (key, buffer, n)) in pending.iter_mut().enumerate() {
+        if *n > 0 {
+            sender.send(topic, Some(p as i32), key, buffer)?;
+        }
+    }
+    produced += count;
+    Ok(produced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_always_hashes_to_the_same_key() {
+        let a =
+            r#"{"timestamp":1,"namespace":"shop","service":"api","metric_name":"cpu","value":1}"#;
+        let b =
+            r#"{"value":2,"metric_name":"cpu","service":"api","namespace":"shop","timestamp":2}"#;
+        assert_eq!(series_key(a), "shop/api/cpu");
+        assert_eq!(series_key(a), series_key(b));
+        assert_eq!(fnv1a(b"shop/api/cpu"), fnv1a(b"shop/api/cpu"));
+        assert_ne!(fnv1a(b"shop/api/cpu"), fnv1a(b"shop/api/mem"));
+        assert_eq!(series_key("not json"), "");
+    }
+}

@@ -1,0 +1,317 @@
+//! Kafka: the sample topic's partitions for each worker, bounded reads of the topology and
+//! deploy topics, and the keyed producers of the anomaly and incident topics.
+//!
+//! * Partition p of the samples topic belongs to worker p mod (all workers of all processes): a
+//!   pure function, never consumer-group rebalancing, so a replay re-shards identically and the
+//!   output is the same at every worker count. Each worker `assign`s its partitions itself.
+//! * A message holds one record or a batch of records as JSON Lines; a record's position is its
+//!   topic, partition, offset and line within the message.
+//! * Outputs are keyed (anomalies by series, incidents by incident id: a compacted topic keeps
+//!   the newest version) and produced by an idempotent producer (`acks=all`); librdkafka retries
+//!   delivery, and what still fails is counted and stops the job with an error.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::JobError;
+
+/// How long metadata and watermark requests may take before the job gives up with an error.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The partitions of a topic with `partitions` partitions that worker `index` of `peers` owns.
+pub fn owned_partitions(partitions: i32, peers: usize, index: usize) -> Vec<i32> {
+    (0..partitions)
+        .filter(|p| (*p as usize) % peers.max(1) == index)
+        .collect()
+}
+
+fn kafka_error(brokers: &str, what: &str, e: impl std::fmt::Display) -> JobError {
+    JobError::Kafka(format!("{what} ({brokers}): {e}"))
+}
+
+/// Settings every client shares.
+fn client_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", "incidentflow")
+        .set("log_level", "3"); // errors only: the job reports what matters itself
+    c
+}
+
+/// A consumer of the partitions one worker owns, from the beginning (or up to where a bounded run
+/// ends: the high watermark when it started).
+pub struct PartitionConsumer {
+    consumer: BaseConsumer,
+    /// Owned partitions and, in a bounded run, the offset at which each ends.
+    pub partitions: Vec<(i32, Option<i64>)>,
+}
+
+impl PartitionConsumer {
+    /// Assigns this worker's partitions of `topic`.
+    pub fn open(
+        brokers: &str,
+        topic: &str,
+        peers: usize,
+        index: usize,
+        bounded: bool,
+    ) -> Result<Self, JobError> {
+        let consumer: BaseConsumer = client_config(brokers)
+            .set("group.id", "incidentflow")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
+        let count = partition_count(&consumer, brokers, topic)?;
+        let mut list = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        for p in owned_partitions(count, peers, index) {
+            let end = if bounded {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+                    .map_err(|e| kafka_error(brokers, "cannot read the watermarks", e))?;
+                Some(high)
+            } else {
+                None
+            };
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
+            partitions.push((p, end));
+        }
+        consumer
+            .assign(&list)
+            .map_err(|e| kafka_error(brokers, "cannot assign the partitions", e))?;
+        Ok(PartitionConsumer {
+            consumer,
+            partitions,
+        })
+    }
+
+    /// The next message, end of a partition, error or nothing within `timeout`.
+    pub fn poll(&self, timeout: Duration, mut on: impl FnMut(Polled<'_>)) {
+        match self.consumer.poll(timeout) {
+            None => on(Polled::Nothing),
+            Some(Ok(m)) => on(Polled::Message {
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or_default(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => on(Polled::End(p)),
+            Some(Err(e)) => on(Polled::Error(e.to_string())),
+        }
+    }
+}
+
+/// What a poll gave.
+pub enum Polled<'a> {
+    /// A message.
+    Message {
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// Its value.
+        payload: &'a [u8],
+    },
+    /// The consumer reached the end of a partition (for now).
+    End(i32),
+    /// Nothing arrived in time.
+    Nothing,
+    /// A client error (the broker away, say): librdkafka reconnects by itself.
+    Error(String),
+}
+
+fn partition_count(consumer: &BaseConsumer, brokers: &str, topic: &str) -> Result<i32, JobError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| kafka_error(brokers, &format!("cannot read the metadata of {topic}"), e))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0);
+    if count == 0 {
+        return Err(JobError::Kafka(format!(
+            "topic {topic} has no partitions on {brokers} (does it exist?)"
+        )));
+    }
+    Ok(count)
+}
+
+/// Every message of `topic` up to its high watermarks when called, as (partition, offset,
+/// value), by partition and offset. For the topology and deploy topics, which are small.
+pub fn read_to_end(brokers: &str, topic: &str) -> Result<Vec<(i32, i64, Vec<u8>)>, JobError> {
+    let source = PartitionConsumer::open(brokers, topic, 1, 0, true)?;
+    let mut open: Vec<(i32, i64)> = source
+        .partitions
+        .iter()
+        .filter_map(|(p, end)| end.filter(|e| *e > 0).map(|e| (*p, e)))
+        .collect();
+    let mut out = Vec::new();
+    let mut errors = 0u32;
+    while !open.is_empty() {
+        let mut failed = None;
+        source.poll(Duration::from_millis(200), |polled| match polled {
+            Polled::Message {
+                partition,
+                offset,
+                payload,
+            } => {
+                out.push((partition, offset, payload.to_vec()));
+                open.retain(|(p, end)| !(*p == partition && offset + 1 >= *end));
+            }
+            Polled::Error(e) => failed = Some(e),
+            Polled::End(_) | Polled::Nothing => {}
+        });
+        if let Some(e) = failed {
+            errors += 1;
+            if errors > 150 {
+                return Err(kafka_error(brokers, &format!("cannot read {topic}"), e));
+            }
+        }
+    }
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    Ok(out)
+}
+
+/// Counts deliveries that failed for good.
+#[derive(Clone, Default)]
+pub struct DeliveryCounter {
+    failed: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A keyed, idempotent producer to one topic.
+pub struct TopicSink {
+    producer: BaseProducer<DeliveryCounter>,
+    counter: DeliveryCounter,
+    topic: String,
+    brokers: String,
+}
+
+impl TopicSink {
+    /// A producer to `topic`.
+    pub fn open(brokers: &str, topic: &str) -> Result<Self, JobError> {
+        let counter = DeliveryCounter::default();
+        let producer: BaseProducer<DeliveryCounter> = client_config(brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "300000")
+            .create_with_context(counter.clone())
+            .map_err(|e| kafka_error(brokers, "cannot create a producer", e))?;
+        // Fail now, not after the run: the output topic must exist (the job does not create
+        // topics; `incidentflow-loadgen --kafka` creates the default ones).
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|e| {
+                kafka_error(brokers, &format!("cannot read the metadata of {topic}"), e)
+            })?;
+        let exists = metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if !exists {
+            return Err(JobError::Kafka(format!(
+                "output topic {topic} does not exist on {brokers}: create it first"
+            )));
+        }
+        Ok(TopicSink {
+            producer,
+            counter,
+            topic: topic.to_owned(),
+            brokers: brokers.to_owned(),
+        })
+    }
+
+    /// Queues one record (waiting while librdkafka's queue is full).
+    pub fn send(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(format!("cannot produce to {}: {e}", self.topic)),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.failures()
+    }
+
+    /// Waits until everything queued is delivered (or has failed for good).
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.producer
+            .flush(Duration::from_secs(300))
+            .map_err(|e| format!("cannot deliver to {} on {}: {e}", self.topic, self.brokers))?;
+        self.failures()
+    }
+
+    fn failures(&self) -> Result<(), String> {
+        let failed = self.counter.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let last = self
+            .counter
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_default();
+        Err(format!(
+            "{failed} records could not be delivered to {} on {}: {last}",
+            self.topic, self.brokers
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_has_exactly_one_owner_at_every_worker_count() {
+        for peers in 1..=6 {
+            let mut all: Vec<i32> = (0..peers)
+                .flat_map(|i| owned_partitions(8, peers, i))
+                .collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..8).collect::<Vec<_>>(), "{peers} workers");
+        }
+        assert_eq!(owned_partitions(4, 3, 1), vec![1]);
+        assert!(owned_partitions(2, 4, 3).is_empty());
+    }
+}

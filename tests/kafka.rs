@@ -1,0 +1,287 @@
+//! Kafka end to end, against a real tansu broker process on a loopback port: a loadgen scenario
+//! produced to the topics and consumed by the job gives the same anomalies and incidents as the
+//! same scenario read from files, at 1 worker and at 2 processes x 2 workers; the keyed output
+//! topics hold the same records; invalid records in the topic are dead-lettered with their topic,
+//! partition, offset and line, and the counts add up.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+use incidentflow_loadgen::kafka::{create_topics, produce_raw, produce_scenario, KafkaTarget};
+use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
+
+/// A job file naming this test's topics.
+fn job(dir: &Path, prefix: &str) -> String {
+    let path = dir.join("job.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nsamples_topic = \"{prefix}.metrics\"\ntopology_topic = \"{prefix}.topology\"\n\
+             deploys_topic = \"{prefix}.deploys\"\nanomalies_topic = \"{prefix}.anomalies\"\n\
+             incidents_topic = \"{prefix}.incidents\"\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
+    let broker = Broker::start("scenario");
+    let dir = scratch("kafka-scenario");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    for (name, lines) in [
+        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
+        ("topology.jsonl", scenario.edges().collect()),
+        ("deploys.jsonl", scenario.deploy_lines().collect()),
+    ] {
+        std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+    }
+    let target = KafkaTarget {
+        samples_topic: "t.metrics".into(),
+        topology_topic: "t.topology".into(),
+        deploys_topic: "t.deploys".into(),
+        partitions: 4,
+        batch: 50,
+        ..KafkaTarget::new(&broker.address)
+    };
+    let produced = produce_scenario(&scenario, &target, 0).unwrap();
+    assert_eq!(produced, scenario.samples().count() as u64);
+    create_topics(&broker.address, &[("t.anomalies", 2), ("t.incidents", 2)]).unwrap();
+    let config = job(&dir, "t");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+
+    // From files.
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.jsonl"),
+        "--deploys",
+        &p("deploys.jsonl"),
+        "--anomalies-out",
+        &p("anomalies-file.jsonl"),
+        "--incidents-out",
+        &p("incidents-file.jsonl"),
+    ]);
+    let anomalies = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
+    let incidents = std::fs::read(dir.join("incidents-file.jsonl")).unwrap();
+    assert!(anomalies.len() > 1000 && incidents.len() > 1000);
+
+    // From Kafka, one worker, files out and Kafka out.
+    let kafka_args = |tag: &str| -> Vec<String> {
+        [
+            "run",
+            "--config",
+            &config,
+            "--kafka-brokers",
+            &broker.address,
+            "--input",
+            "kafka",
+            "--topology",
+            "kafka",
+            "--deploys",
+            "kafka",
+            "--until-end",
+            "--anomalies-out",
+            &p(&format!("anomalies-{tag}.jsonl")),
+            "--incidents-out",
+            &p(&format!("incidents-{tag}.jsonl")),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let out = incidentflow().args(kafka_args("k1")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("anomalies-k1.jsonl")).unwrap(),
+        anomalies
+    );
+    assert_eq!(
+        std::fs::read(dir.join("incidents-k1.jsonl")).unwrap(),
+        incidents
+    );
+
+    // Two processes of two workers each.
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let cluster: Vec<_> = (0..2)
+        .map(|i| {
+            let mut a = kafka_args("k22");
+            a.extend(
+                [
+                    "--workers",
+                    "2",
+                    "--processes",
+                    "2",
+                    "--process-index",
+                    &i.to_string(),
+                    "--hostfile",
+                    hostfile.to_str().unwrap(),
+                ]
+                .map(String::from),
+            );
+            incidentflow()
+                .args(&a)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in cluster {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("anomalies-k22.jsonl")).unwrap(),
+        anomalies
+    );
+    assert_eq!(
+        std::fs::read(dir.join("incidents-k22.jsonl")).unwrap(),
+        incidents
+    );
+
+    // Kafka out: the topics hold the same records, keyed by series and by incident id.
+    let mut a = kafka_args("kout");
+    let n = a.len();
+    a[n - 3] = "kafka".into();
+    a[n - 1] = "kafka".into();
+    let out = incidentflow().args(&a).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut from_topic: Vec<(String, String)> = read_topic(&broker.address, "t.anomalies");
+    let mut expected: Vec<(String, String)> = String::from_utf8(anomalies)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = format!(
+                "{}/{}/{}",
+                v["namespace"].as_str().unwrap(),
+                v["service"].as_str().unwrap(),
+                v["metric_name"].as_str().unwrap()
+            );
+            (key, l.to_string())
+        })
+        .collect();
+    from_topic.sort();
+    expected.sort();
+    assert_eq!(from_topic, expected);
+    let mut versions = read_topic(&broker.address, "t.incidents");
+    let mut expected: Vec<(String, String)> = String::from_utf8(incidents)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["incident_id"].as_str().unwrap().to_string(),
+                l.to_string(),
+            )
+        })
+        .collect();
+    versions.sort();
+    expected.sort();
+    assert_eq!(versions, expected);
+}
+
+#[test]
+fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
+    let broker = Broker::start("invalid");
+    let dir = scratch("kafka-invalid");
+    create_topics(
+        &broker.address,
+        &[("b.metrics", 1), ("b.topology", 1), ("b.deploys", 1)],
+    )
+    .unwrap();
+    let good = |minute: u64, v: f64| sample(T0 + minute * 60_000, "shop", "api", "latency_p99", v);
+    let batch = format!("{}\nnot json\n{}\n", good(0, 1.0), good(1, 1.1));
+    let payloads: Vec<Vec<u8>> = vec![
+        batch.into_bytes(),
+        b"{\"timestamp\":\"2026-11-25T00:02:00Z\",\"service\":\"api\"}".to_vec(),
+        good(2, 0.9).into_bytes(),
+        b"\xff\xfe".to_vec(),
+    ];
+    produce_raw(&broker.address, "b.metrics", 0, &payloads).unwrap();
+    let config = job(&dir, "b");
+    let dead = dir.join("dead.jsonl");
+    let summary_path = dir.join("summary.json");
+    run_ok(&[
+        "--config",
+        &config,
+        "--kafka-brokers",
+        &broker.address,
+        "--input",
+        "kafka",
+        "--until-end",
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        "--summary-out",
+        summary_path.to_str().unwrap(),
+    ]);
+    let letters = json_lines(&dead);
+    let positions: Vec<(String, u64, u64, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["source"].as_str().unwrap().to_string(),
+                l["offset"].as_u64().unwrap(),
+                l["line"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            (
+                "kafka:b.metrics[0]".to_string(),
+                0,
+                2,
+                "not_json".to_string()
+            ),
+            (
+                "kafka:b.metrics[0]".to_string(),
+                1,
+                1,
+                "missing_field".to_string()
+            ),
+            (
+                "kafka:b.metrics[0]".to_string(),
+                3,
+                1,
+                "invalid_utf8".to_string()
+            ),
+        ],
+        "{letters:#?}"
+    );
+    let s = summary(&summary_path);
+    assert_eq!(
+        (
+            s["read"].as_u64(),
+            s["valid"].as_u64(),
+            s["dead_lettered"].as_u64()
+        ),
+        (Some(6), Some(3), Some(3))
+    );
+}
