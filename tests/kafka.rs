@@ -2,7 +2,8 @@
 //! produced to the topics and consumed by the job gives the same anomalies and incidents as the
 //! same scenario read from files, at 1 worker and at 2 processes x 2 workers; the keyed output
 //! topics hold the same records; invalid records in the topic are dead-lettered with their topic,
-//! partition, offset and line, and the counts add up.
+//! partition, offset and line, and the counts add up; a broker stopped in the middle of a run and
+//! started again costs time, not records.
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
 
@@ -284,4 +285,84 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
         ),
         (Some(6), Some(3), Some(3))
     );
+}
+
+#[test]
+fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
+    let mut broker = Broker::start("restart");
+    let dir = scratch("kafka-restart");
+    let scenario = Scenario::new(ScenarioConfig::named("medium", 2).unwrap());
+    std::fs::write(
+        dir.join("samples.jsonl"),
+        scenario.samples().collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let target = KafkaTarget {
+        samples_topic: "r.metrics".into(),
+        topology_topic: "r.topology".into(),
+        deploys_topic: "r.deploys".into(),
+        partitions: 4,
+        batch: 100,
+        ..KafkaTarget::new(&broker.address)
+    };
+    produce_scenario(&scenario, &target, 0).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--anomalies-out",
+        &p("file.jsonl"),
+    ]);
+    let expected = std::fs::read(dir.join("file.jsonl")).unwrap();
+    assert!(!expected.is_empty());
+
+    let config = job(&dir, "r");
+    let summary_path = dir.join("summary.json");
+    let job = incidentflow()
+        .args([
+            "run",
+            "--config",
+            &config,
+            "--kafka-brokers",
+            &broker.address,
+        ])
+        .args([
+            "--input",
+            "kafka",
+            "--until-end",
+            "--anomalies-out",
+            &p("kafka.jsonl"),
+        ])
+        .args(["--summary-out", summary_path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the broker once the job has written its first anomalies, for a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(dir.join("kafka.jsonl")).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    broker.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    broker.restart();
+    let out = job.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("retrying"),
+        "the job should have seen the broker go: {stderr}"
+    );
+    assert_eq!(std::fs::read(dir.join("kafka.jsonl")).unwrap(), expected);
+    let s = summary(&summary_path);
+    assert_eq!(s["read"].as_u64(), Some(scenario.samples().count() as u64));
+    assert_eq!(s["dead_lettered"].as_u64(), Some(0));
 }

@@ -184,40 +184,69 @@ impl Broker {
     /// Starts a broker and waits until it accepts connections.
     pub fn start(name: &str) -> Broker {
         let dir = scratch(&format!("broker-{name}"));
-        let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let log = std::fs::File::create(dir.join("broker.log")).expect("broker log");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&dir)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (run ./scripts/test, which installs it)");
-        let broker = Broker {
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = spawn_tansu(&dir, &address);
+        let mut broker = Broker {
             child,
             address,
             dir,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(&broker.address).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tansu did not listen on {} within 30 s",
-                broker.address
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        broker.wait_listening();
         broker
     }
+
+    /// Kills the broker (its data stays in its directory).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port and storage. The port may stay taken for a while
+    /// after a kill (connections in TIME_WAIT): it retries until tansu can listen.
+    pub fn restart(&mut self) {
+        self.child = spawn_tansu(&self.dir, &self.address);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen on {} within 120 s",
+                self.address
+            );
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // It gave up (the port still taken): try again.
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                self.child = spawn_tansu(&self.dir, &self.address);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+fn spawn_tansu(dir: &Path, address: &str) -> std::process::Child {
+    let url = format!("tcp://{address}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .expect("broker log");
+    Command::new(tansu())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start tansu (run ./scripts/test, which installs it)")
 }
 
 impl Drop for Broker {
