@@ -17,7 +17,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -254,7 +254,23 @@ impl TopicSink {
 
     /// Queues one record (waiting while librdkafka's queue is full).
     pub fn send(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+        self.send_bytes(Some(key), value.as_bytes(), None)
+    }
+
+    /// Queues one record with optional key and headers.
+    pub fn send_bytes(
+        &mut self,
+        key: Option<&str>,
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), String> {
+        let mut record = BaseRecord::to(&self.topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
@@ -299,6 +315,77 @@ impl TopicSink {
             self.topic, self.brokers
         ))
     }
+}
+
+/// The dead-letter topic of an input topic.
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// Sends refused Kafka records to their topic's dead-letter topic: the original record as the
+/// value, and headers saying where it came from and why it was refused. Letters from other
+/// sources have no topic to go to and are counted only.
+pub fn send_dead_letters(
+    sinks: &mut std::collections::BTreeMap<String, TopicSink>,
+    letters: &[incidentflow_dataflows::records::DeadLetter],
+    finished: bool,
+) -> Result<(), String> {
+    for letter in letters {
+        let Some((topic, partition)) = letter
+            .source
+            .strip_prefix("kafka:")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.rsplit_once('['))
+        else {
+            continue;
+        };
+        let Some(sink) = sinks.get_mut(&dlq_topic(topic)) else {
+            continue;
+        };
+        let reason = letter.invalid.reason.as_str();
+        let stage = if reason == "late" {
+            "lateness"
+        } else {
+            "decode"
+        };
+        let (offset, line) = (letter.offset.to_string(), letter.line.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "incidentflow.topic",
+                value: Some(topic),
+            })
+            .insert(Header {
+                key: "incidentflow.partition",
+                value: Some(partition),
+            })
+            .insert(Header {
+                key: "incidentflow.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "incidentflow.line",
+                value: Some(&line),
+            })
+            .insert(Header {
+                key: "incidentflow.stage",
+                value: Some(stage),
+            })
+            .insert(Header {
+                key: "incidentflow.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "incidentflow.detail",
+                value: Some(&letter.invalid.detail),
+            });
+        sink.send_bytes(None, &letter.raw, Some(headers))?;
+    }
+    if finished {
+        for sink in sinks.values_mut() {
+            sink.flush()?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

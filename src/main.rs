@@ -267,6 +267,31 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             None => None,
         };
         let dead_letter = match &args.dead_letter {
+            Some(path) if runtime::is_kafka(path) => {
+                // Each Kafka input's refused records go to `<topic>.dlq`.
+                let mut sinks = std::collections::BTreeMap::new();
+                for (used, topic) in [
+                    (
+                        matches!(input, InputSource::Kafka { .. }),
+                        &kafka.samples_topic,
+                    ),
+                    (
+                        args.topology.as_deref().is_some_and(runtime::is_kafka),
+                        &kafka.topology_topic,
+                    ),
+                    (
+                        args.deploys.as_deref().is_some_and(runtime::is_kafka),
+                        &kafka.deploys_topic,
+                    ),
+                ] {
+                    if used {
+                        let dlq = kafka::dlq_topic(topic);
+                        let sink = kafka::TopicSink::open(&kafka.brokers, &dlq)?;
+                        sinks.insert(dlq, sink);
+                    }
+                }
+                DeadLetterOutput::Kafka(sinks)
+            }
             Some(path) => DeadLetterOutput::Open(
                 path.clone(),
                 open_output(&path.to_string_lossy()).map_err(|source| JobError::Output {

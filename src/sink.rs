@@ -146,6 +146,8 @@ pub enum DeadLetterOutput {
     Open(PathBuf, LineWriter),
     /// Opened when first needed.
     Lazy(PathBuf),
+    /// `--dead-letter kafka`: each refused Kafka record to `<its topic>.dlq`, by topic.
+    Kafka(BTreeMap<String, crate::kafka::TopicSink>),
 }
 
 /// A record the time-ordered sinks write as one JSON line.
@@ -330,6 +332,17 @@ pub fn write_diagnostics(
                             None
                         }
                     };
+                }
+            }
+            if let Some(DeadLetterOutput::Kafka(sinks)) = out.as_mut() {
+                match crate::kafka::send_dead_letters(sinks, &letters, finished) {
+                    Ok(()) => outcome.dead_letters_written += letters.len() as u64,
+                    Err(e) => {
+                        outcome
+                            .error
+                            .get_or_insert(format!("cannot write dead letters: {e}"));
+                        out = None;
+                    }
                 }
             }
             if let Some(DeadLetterOutput::Open(path, w)) = out.as_mut() {

@@ -212,7 +212,12 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
     let dir = scratch("kafka-invalid");
     create_topics(
         &broker.address,
-        &[("b.metrics", 1), ("b.topology", 1), ("b.deploys", 1)],
+        &[
+            ("b.metrics", 1),
+            ("b.topology", 1),
+            ("b.deploys", 1),
+            ("b.metrics.dlq", 1),
+        ],
     )
     .unwrap();
     let good = |minute: u64, v: f64| sample(T0 + minute * 60_000, "shop", "api", "latency_p99", v);
@@ -285,6 +290,58 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
         ),
         (Some(6), Some(3), Some(3))
     );
+
+    // The same to the dead-letter topic: the original record, and where and why in headers.
+    run_ok(&[
+        "--config",
+        &config,
+        "--kafka-brokers",
+        &broker.address,
+        "--input",
+        "kafka",
+        "--until-end",
+        "--dead-letter",
+        "kafka",
+    ]);
+    let dlq = read_topic_with_headers(&broker.address, "b.metrics.dlq");
+    let seen: Vec<(String, String, String, String, String, String)> = dlq
+        .iter()
+        .map(|(_, value, h)| {
+            (
+                value.clone(),
+                h["incidentflow.topic"].clone(),
+                h["incidentflow.partition"].clone(),
+                h["incidentflow.offset"].clone(),
+                h["incidentflow.stage"].clone(),
+                h["incidentflow.reason"].clone(),
+            )
+        })
+        .collect();
+    let row = |value: &str, offset: &str, reason: &str| {
+        (
+            value.to_string(),
+            "b.metrics".to_string(),
+            "0".to_string(),
+            offset.to_string(),
+            "decode".to_string(),
+            reason.to_string(),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![
+            row("not json", "0", "not_json"),
+            row(
+                "{\"timestamp\":\"2026-11-25T00:02:00Z\",\"service\":\"api\"}",
+                "1",
+                "missing_field"
+            ),
+            row(&String::from_utf8_lossy(b"\xff\xfe"), "3", "invalid_utf8"),
+        ]
+    );
+    assert!(dlq
+        .iter()
+        .all(|(_, _, h)| h.contains_key("incidentflow.detail")));
 }
 
 #[test]

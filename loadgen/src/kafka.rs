@@ -166,9 +166,12 @@ pub fn produce_scenario(
             (&target.samples_topic, target.partitions),
             (&target.topology_topic, 1),
             (&target.deploys_topic, 1),
-            // The job's output topics, so that a first run can write to them.
+            // The job's output and dead-letter topics, so that a first run can write to them.
             ("aiops.anomalies", target.partitions),
             ("aiops.incidents", target.partitions),
+            (&format!("{}.dlq", target.samples_topic), 1),
+            (&format!("{}.dlq", target.topology_topic), 1),
+            (&format!("{}.dlq", target.deploys_topic), 1),
         ],
     )?;
     let mut sender = Sender::new(&target.brokers)?;

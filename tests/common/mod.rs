@@ -274,8 +274,19 @@ fn tansu() -> PathBuf {
 
 /// Every (key, value) of a topic up to its end, in partition and offset order.
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    read_topic_with_headers(brokers, topic)
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect()
+}
+
+/// Every (key, value, headers) of a topic up to its end, in partition and offset order.
+pub fn read_topic_with_headers(
+    brokers: &str,
+    topic: &str,
+) -> Vec<(String, String, std::collections::BTreeMap<String, String>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
+    use rdkafka::message::{Headers, Message};
     let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "incidentflow-test")
@@ -299,7 +310,14 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
             .expect("partition");
     }
     consumer.assign(&list).expect("assign");
-    let mut out: Vec<(i32, i64, String, String)> = Vec::new();
+    type Row = (
+        i32,
+        i64,
+        String,
+        String,
+        std::collections::BTreeMap<String, String>,
+    );
+    let mut out: Vec<Row> = Vec::new();
     let mut left: usize = ends.iter().filter(|e| **e > 0).count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut done = vec![false; partitions as usize];
@@ -313,11 +331,25 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
         );
         if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
             let p = m.partition() as usize;
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             out.push((
                 m.partition(),
                 m.offset(),
                 String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
             ));
             if !done[p] && m.offset() + 1 >= ends[p] {
                 done[p] = true;
@@ -325,6 +357,6 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String)> {
             }
         }
     }
-    out.sort_by_key(|(p, o, _, _)| (*p, *o));
-    out.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+    out.sort_by_key(|(p, o, _, _, _)| (*p, *o));
+    out.into_iter().map(|(_, _, k, v, h)| (k, v, h)).collect()
 }
