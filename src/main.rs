@@ -2,6 +2,7 @@
 //! the dataflow and prints the summary. Exit status: 0 on success; 1 with a one-line reason on a
 //! configuration or I/O error. Bad records never change the exit status.
 
+mod checkpoint;
 mod config;
 mod demo;
 mod error;
@@ -116,6 +117,10 @@ struct RunArgs {
     /// (without it the job follows the topics until it is stopped).
     #[arg(long)]
     until_end: bool,
+    /// Keep a checkpoint of how far the outputs are durable in FILE, and resume from it when it
+    /// exists: a restart after a crash loses nothing and writes nothing twice to a file output.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +137,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// [`record_output`], taking up a file where a checkpoint says the earlier run left it.
+fn record_output_resumed(
+    resume_bytes: Option<u64>,
+    target: &str,
+    what: &'static str,
+    topic: &str,
+    kafka: &config::KafkaSection,
+) -> Result<RecordOutput, JobError> {
+    let Some(bytes) = resume_bytes.filter(|_| target != "-" && target != "kafka") else {
+        return record_output(target, what, topic, kafka);
+    };
+    let error = |source| JobError::Output {
+        what,
+        name: target.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(target)
+        .map_err(error)?;
+    let len = file.metadata().map_err(error)?.len();
+    if len < bytes {
+        return Err(JobError::Usage(format!(
+            "{target} is {len} bytes but the checkpoint says {bytes} were written: it is not the file the checkpoint belongs to"
+        )));
+    }
+    // What the killed run wrote after its last checkpoint is written again, identically.
+    file.set_len(bytes).map_err(error)?;
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(error)?;
+    Ok(RecordOutput::Lines(Box::new(
+        std::io::BufWriter::with_capacity(1 << 16, file),
+    )))
 }
 
 /// A file, standard output (`-`) or the Kafka topic (`kafka`).
@@ -252,13 +292,33 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         }
     };
     let leader = cluster.process_index == 0;
+    let resume = match &args.checkpoint {
+        Some(path) if leader => checkpoint::Checkpoint::load(path)?,
+        _ => None,
+    };
+    if let Some(c) = &resume {
+        let name = args
+            .checkpoint
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string());
+        if c.output_time == 0 {
+            eprintln!("incidentflow: checkpoint {name}: the earlier run had made nothing durable; starting over");
+        } else {
+            eprintln!(
+                "incidentflow: resuming from checkpoint {name}: the outputs before {} were written by an earlier run; reading the input again from its start to rebuild the state",
+                incidentflow_dataflows::time::format_rfc3339(c.output_time)
+            );
+        }
+    }
     let dead_letter_path = args
         .dead_letter
         .clone()
         .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
     let outputs = if leader {
+        let resume_bytes = |what: &str| resume.as_ref().and_then(|c| c.bytes(what));
         let anomalies = match &args.anomalies_out {
-            Some(target) => Some(record_output(
+            Some(target) => Some(record_output_resumed(
+                resume_bytes("anomalies"),
                 target,
                 "anomalies",
                 &kafka.anomalies_topic,
@@ -303,7 +363,8 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             None => DeadLetterOutput::Lazy(dead_letter_path.clone()),
         };
         let incidents = match &args.incidents_out {
-            Some(target) => Some(record_output(
+            Some(target) => Some(record_output_resumed(
+                resume_bytes("incidents"),
                 target,
                 "incidents",
                 &kafka.incidents_topic,
@@ -311,16 +372,38 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             )?),
             None => None,
         };
+        let mut names = Vec::new();
+        if anomalies.is_some() {
+            names.push("anomalies");
+        }
+        if incidents.is_some() {
+            names.push("incidents");
+        }
+        let durability = sink::Durability {
+            resume: resume
+                .as_ref()
+                .map(|c| c.outputs.clone())
+                .unwrap_or_default(),
+            checkpointer: args.checkpoint.as_ref().map(|path| {
+                std::sync::Arc::new(std::sync::Mutex::new(checkpoint::Checkpointer::new(
+                    path.clone(),
+                    &names,
+                    resume.as_ref(),
+                )))
+            }),
+        };
         Outputs {
             anomalies,
             dead_letter: Some(dead_letter),
             incidents,
+            durability,
         }
     } else {
         Outputs {
             anomalies: None,
             dead_letter: None,
             incidents: None,
+            durability: sink::Durability::default(),
         }
     };
     for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {

@@ -24,8 +24,8 @@ use timely::worker::Worker;
 use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::sink::{
-    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, Outcome,
-    RecordOutput, SourceCounts,
+    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, Durability,
+    Outcome, RecordOutput, SourceCounts,
 };
 use crate::source::{plan_partitions, InputSource, LineInfo, Partition};
 
@@ -102,6 +102,8 @@ pub struct Outputs {
     pub dead_letter: Option<DeadLetterOutput>,
     /// Where incident versions go (None: only summarised).
     pub incidents: Option<RecordOutput>,
+    /// Resuming from a checkpoint, and keeping one.
+    pub durability: Durability,
 }
 
 /// Runs the job to the end of its input and returns what it found.
@@ -139,9 +141,9 @@ fn run_worker(
     let zscore = spec.config.zscore_config();
     let correlation = spec.config.correlation_config();
     let probe = ProbeHandle::new();
-    let (anomaly_writer, dead_letter_writer, incident_writer) = match outputs {
-        Some(o) => (o.anomalies, o.dead_letter, o.incidents),
-        None => (None, None, None),
+    let (anomaly_writer, dead_letter_writer, incident_writer, durability) = match outputs {
+        Some(o) => (o.anomalies, o.dead_letter, o.incidents, o.durability),
+        None => (None, None, None, Durability::default()),
     };
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
@@ -169,12 +171,14 @@ fn run_worker(
                 incidents.probe_with(&probe),
                 incident_writer,
                 outcome.clone(),
+                durability.clone(),
             );
         }
         write_anomalies(
             anomalies.inner.probe_with(&probe),
             anomaly_writer,
             outcome.clone(),
+            durability.clone(),
         );
         let mut diagnostics = DiagnosticInput::new();
         let stream = scope.input_from(&mut diagnostics);

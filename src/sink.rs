@@ -209,13 +209,24 @@ impl OutputRecord for Incident {
     }
 }
 
+/// Where a restarted run takes up its outputs, and who records how far they are durable.
+#[derive(Clone, Default)]
+pub struct Durability {
+    /// Per output (by name), where the earlier run left it: records before `durable_before` were
+    /// written by it (count them, do not write them again), and a file output was `bytes` long.
+    pub resume: BTreeMap<String, crate::checkpoint::OutputMark>,
+    /// Keeps the checkpoint file (None: no `--checkpoint`).
+    pub checkpointer: Option<Arc<Mutex<crate::checkpoint::Checkpointer>>>,
+}
+
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_anomalies(
     stream: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
+    durability: Durability,
 ) {
-    write_in_time_order(stream, out, outcome)
+    write_in_time_order(stream, out, outcome, durability)
 }
 
 /// Writes incident versions (made on worker 0) in time order as times complete.
@@ -223,8 +234,9 @@ pub fn write_incidents(
     stream: Stream<'_, Time, Vec<(Incident, Time, isize)>>,
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
+    durability: Durability,
 ) {
-    write_in_time_order(stream, out, outcome)
+    write_in_time_order(stream, out, outcome, durability)
 }
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
@@ -233,8 +245,16 @@ fn write_in_time_order<D: OutputRecord>(
     stream: Stream<'_, Time, Vec<(D, Time, isize)>>,
     mut out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
+    durability: Durability,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
+    let file_output = matches!(out, Some(RecordOutput::Lines(_)));
+    let resume = durability.resume.get(D::WHAT).cloned().unwrap_or_default();
+    let mut bytes: u64 = resume.bytes.unwrap_or(0);
+    let mut reported_done = false;
+    // The latest time written: at the end of input the outputs are durable just past it (not
+    // "for ever": a topic that grows may give later times to a later run).
+    let mut latest: Time = 0;
     stream.sink(
         Exchange::new(|_: &(D, Time, isize)| 0u64),
         D::WHAT,
@@ -250,34 +270,67 @@ fn write_in_time_order<D: OutputRecord>(
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
+                let time = *entry.key();
+                latest = latest.max(time);
                 let mut batch = entry.remove();
                 batch.sort_by(|a, b| a.0.order(&b.0));
                 for (record, copies) in batch {
                     for _ in 0..copies.max(0) {
-                        lines.push((record.key(), record.to_json()));
+                        // Written by the run this one restarts: the same record, already out.
+                        if time >= resume.durable_before {
+                            lines.push((record.key(), record.to_json()));
+                        }
                         written.push(record.clone());
                     }
                 }
             }
             let finished = frontier.is_empty();
-            if written.is_empty() && !finished {
+            let checkpoint_due = durability
+                .checkpointer
+                .as_ref()
+                .is_some_and(|c| c.lock().is_ok_and(|c| c.due()));
+            if written.is_empty() && !finished && !checkpoint_due {
+                return;
+            }
+            if finished && reported_done {
                 return;
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
             D::record(&mut outcome, written);
             if let Some(w) = out.as_mut() {
-                let result = w
-                    .write(&lines)
-                    .and_then(|_| if finished { w.finish() } else { Ok(()) });
+                let result = w.write(&lines).and_then(|_| {
+                    if finished || checkpoint_due {
+                        w.finish()
+                    } else {
+                        Ok(())
+                    }
+                });
                 if let Err(e) = result {
                     outcome
                         .error
                         .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
                     out = None;
+                    return; // not durable: the checkpoint stays where it was
                 }
-                if finished {
-                    out = None; // flushed and closed
+                bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
+            }
+            if let Some(checkpointer) = &durability.checkpointer {
+                if finished || checkpoint_due {
+                    // Every record before the frontier is written and flushed (delivered).
+                    let before = match frontier.frontier().first() {
+                        Some(t) => *t,
+                        None => latest.saturating_add(1).max(resume.durable_before),
+                    };
+                    let size = file_output.then_some(bytes);
+                    let mut c = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = c.durable(D::WHAT, before, size, finished) {
+                        outcome.error.get_or_insert(e);
+                    }
                 }
+            }
+            if finished {
+                reported_done = true;
+                out = None; // flushed and closed
             }
         },
     );

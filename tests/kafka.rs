@@ -423,3 +423,131 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
     assert_eq!(s["read"].as_u64(), Some(scenario.samples().count() as u64));
     assert_eq!(s["dead_lettered"].as_u64(), Some(0));
 }
+
+#[test]
+fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
+    let broker = Broker::start("kill");
+    let dir = scratch("kafka-kill");
+    let scenario = Scenario::new(ScenarioConfig::named("medium", 3).unwrap());
+    for (name, lines) in [
+        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
+        ("topology.jsonl", scenario.edges().collect()),
+        ("deploys.jsonl", scenario.deploy_lines().collect()),
+    ] {
+        std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+    }
+    let target = KafkaTarget {
+        samples_topic: "k.metrics".into(),
+        topology_topic: "k.topology".into(),
+        deploys_topic: "k.deploys".into(),
+        partitions: 4,
+        batch: 100,
+        ..KafkaTarget::new(&broker.address)
+    };
+    produce_scenario(&scenario, &target, 0).unwrap();
+    create_topics(&broker.address, &[("k.incidents", 2)]).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    // The uninterrupted run, from files.
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.jsonl"),
+        "--deploys",
+        &p("deploys.jsonl"),
+        "--anomalies-out",
+        &p("anomalies-file.jsonl"),
+        "--incidents-out",
+        &p("incidents-file.jsonl"),
+    ]);
+
+    let config = job(&dir, "k");
+    let checkpoint = dir.join("checkpoint.json");
+    let args: Vec<String> = [
+        "run",
+        "--config",
+        &config,
+        "--kafka-brokers",
+        &broker.address,
+        "--input",
+        "kafka",
+        "--topology",
+        "kafka",
+        "--deploys",
+        "kafka",
+        "--until-end",
+        "--anomalies-out",
+        &p("anomalies.jsonl"),
+        "--incidents-out",
+        "kafka",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut first = incidentflow()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL) once a checkpoint says some output is durable, before it ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint came");
+        let durable = std::fs::read_to_string(&checkpoint)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["output_time"].as_u64())
+            .unwrap_or(0);
+        if durable > 0 {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let partial = std::fs::read(dir.join("anomalies.jsonl")).unwrap();
+    let expected = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
+    assert!(
+        partial.len() < expected.len(),
+        "killed in the middle, not at the end"
+    );
+
+    let out = incidentflow().args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from checkpoint"));
+    // The file output is the uninterrupted run's, byte for byte.
+    assert_eq!(
+        std::fs::read(dir.join("anomalies.jsonl")).unwrap(),
+        expected
+    );
+    // The topic holds every incident version of the uninterrupted run, and nothing else: some may
+    // come twice (sent by the killed run after its last checkpoint), identical, with their key.
+    let mut union: Vec<(String, String)> = read_topic(&broker.address, "k.incidents");
+    union.sort();
+    union.dedup();
+    let mut uninterrupted: Vec<(String, String)> =
+        std::fs::read_to_string(dir.join("incidents-file.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["incident_id"].as_str().unwrap().to_string(),
+                    l.to_string(),
+                )
+            })
+            .collect();
+    uninterrupted.sort();
+    assert!(!uninterrupted.is_empty());
+    assert_eq!(union, uninterrupted);
+}
