@@ -24,9 +24,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::JobError;
 
-/// How often the checkpoint file is rewritten while the job runs.
-const EVERY: Duration = Duration::from_secs(1);
-
 /// The checkpoint file's content.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -77,11 +74,18 @@ pub struct Checkpointer {
     path: PathBuf,
     state: Checkpoint,
     last_write: Option<Instant>,
+    every: Duration,
 }
 
 impl Checkpointer {
-    /// A checkpointer for the outputs `names`, starting from `resume` when restarting.
-    pub fn new(path: PathBuf, names: &[&str], resume: Option<&Checkpoint>) -> Self {
+    /// A checkpointer for the outputs `names`, rewriting the file at most `every`, starting from
+    /// `resume` when restarting.
+    pub fn new(
+        path: PathBuf,
+        names: &[&str],
+        resume: Option<&Checkpoint>,
+        every: Duration,
+    ) -> Self {
         let mut state = resume.cloned().unwrap_or(Checkpoint {
             version: 1,
             ..Default::default()
@@ -94,12 +98,13 @@ impl Checkpointer {
             path,
             state,
             last_write: None,
+            every,
         }
     }
 
     /// Whether a sink should make its output durable and report it now.
     pub fn due(&self) -> bool {
-        self.last_write.is_none_or(|w| w.elapsed() >= EVERY)
+        self.last_write.is_none_or(|w| w.elapsed() >= self.every)
     }
 
     /// `what` is durable before `before` (its file `bytes` long); rewrites the file when due or

@@ -187,6 +187,43 @@ pub fn read_to_end(brokers: &str, topic: &str) -> Result<Vec<(i32, i64, Vec<u8>)
     Ok(out)
 }
 
+/// The timestamp of the first sample in the message at `offset` of `topic`'s `partition`.
+pub fn timestamp_at(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<u64, JobError> {
+    let consumer: BaseConsumer = client_config(brokers)
+        .set("group.id", "incidentflow")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
+    consumer
+        .assign(&list)
+        .map_err(|e| kafka_error(brokers, "cannot assign the partition", e))?;
+    let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+    let mut decoder = incidentflow_dataflows::decode::Decoder::new();
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            for line in m.payload().unwrap_or_default().split(|b| *b == b'\n') {
+                if let Ok(sample) = decoder.decode(line) {
+                    return Ok(sample.timestamp);
+                }
+            }
+            return Err(JobError::Kafka(format!(
+                "{topic}:{partition}:{offset} holds no valid sample to start a replay at"
+            )));
+        }
+    }
+    Err(JobError::Kafka(format!(
+        "no record at {topic}:{partition}:{offset} on {brokers} (is the offset past the end?)"
+    )))
+}
+
 /// Counts deliveries that failed for good.
 #[derive(Clone, Default)]
 pub struct DeliveryCounter {

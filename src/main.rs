@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the job. With no --input it runs the embedded demo scenario.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Score anomalies (and incidents) against a ground-truth file from incidentflow-loadgen.
     Eval(EvalArgs),
     /// Summarise an incidents file for a responder.
@@ -121,12 +121,29 @@ struct RunArgs {
     /// exists: a restart after a crash loses nothing and writes nothing twice to a file output.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
+    /// How often the checkpoint is taken (each time the outputs are flushed: a Kafka output waits
+    /// for its deliveries).
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    checkpoint_every: String,
+    /// Replay: write only the outputs from this event time on (RFC 3339). The input is still read
+    /// from its start, so the state at that time is the live run's and every key's output in the
+    /// replay equals the live run's over the same range.
+    #[arg(long, value_name = "TIME", conflicts_with = "from_offsets")]
+    from_time: Option<String>,
+    /// Replay from the records at these offsets (topic:partition:offset,...): the earliest of
+    /// their timestamps is the replay's start, as with --from-time.
+    #[arg(long, value_name = "T:P:O,...")]
+    from_offsets: Option<String>,
+    /// Replay: stop at this event time (RFC 3339), writing only outputs before it; each Kafka
+    /// partition is read until it passes it by the allowed lateness or reaches its end.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Eval(args) => eval_command(args),
         Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),
     };
@@ -137,6 +154,58 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The replay window from --from-time / --from-offsets and --until.
+fn replay_window(
+    args: &RunArgs,
+    kafka: &config::KafkaSection,
+) -> Result<(Option<u64>, Option<u64>), JobError> {
+    let time = |flag: &str, text: &str| {
+        incidentflow_dataflows::time::parse_rfc3339(text).map_err(|e| {
+            JobError::Usage(format!(
+                "{flag} {text}: {e:?} (use RFC 3339, e.g. 2026-11-23T01:00:00Z)"
+            ))
+        })
+    };
+    let mut from = match &args.from_time {
+        Some(t) => Some(time("--from-time", t)?),
+        None => None,
+    };
+    if let Some(list) = &args.from_offsets {
+        let mut earliest: Option<u64> = None;
+        for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+            let bad = || {
+                JobError::Usage(format!(
+                    "--from-offsets: {item:?} is not topic:partition:offset"
+                ))
+            };
+            let mut parts = item.trim().rsplitn(3, ':');
+            let offset: i64 = parts.next().and_then(|o| o.parse().ok()).ok_or_else(bad)?;
+            let partition: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+            let topic = parts.next().ok_or_else(bad)?;
+            let t = kafka::timestamp_at(&kafka.brokers, topic, partition, offset)?;
+            earliest = Some(earliest.map_or(t, |e: u64| e.min(t)));
+        }
+        from = earliest;
+    }
+    let until = match &args.until {
+        Some(t) => Some(time("--until", t)?),
+        None => None,
+    };
+    if let (Some(f), Some(u)) = (from, until) {
+        if f >= u {
+            return Err(JobError::Usage(
+                "--until must be later than the replay's start".into(),
+            ));
+        }
+    }
+    if (from.is_some() || until.is_some()) && args.checkpoint.is_some() {
+        return Err(JobError::Usage(
+            "a replay (--from-time, --from-offsets, --until) does not take --checkpoint".into(),
+        ));
+    }
+    Ok((from, until))
 }
 
 /// [`record_output`], taking up a file where a checkpoint says the earlier run left it.
@@ -292,6 +361,12 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         }
     };
     let leader = cluster.process_index == 0;
+    let (from, until) = replay_window(&args, &kafka)?;
+    let every = incidentflow_dataflows::time::parse_duration(&args.checkpoint_every)
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| {
+            JobError::Usage(format!("--checkpoint-every {}: {e}", args.checkpoint_every))
+        })?;
     let resume = match &args.checkpoint {
         Some(path) if leader => checkpoint::Checkpoint::load(path)?,
         _ => None,
@@ -380,6 +455,8 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             names.push("incidents");
         }
         let durability = sink::Durability {
+            window: (from.is_some() || until.is_some())
+                .then(|| (from.unwrap_or(0), until.unwrap_or(u64::MAX))),
             resume: resume
                 .as_ref()
                 .map(|c| c.outputs.clone())
@@ -389,6 +466,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
                     path.clone(),
                     &names,
                     resume.as_ref(),
+                    every,
                 )))
             }),
         };
@@ -438,7 +516,8 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             topology,
             deploys,
             kafka,
-            until_end: args.until_end,
+            until_end: args.until_end || until.is_some(),
+            until,
         },
         outputs,
     );

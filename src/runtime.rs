@@ -87,6 +87,9 @@ pub struct RunSpec {
     pub kafka: crate::config::KafkaSection,
     /// Kafka inputs stop at the offsets that were their ends when the job started.
     pub until_end: bool,
+    /// A replay's end: a Kafka partition is done once it holds a record this far past it plus
+    /// the allowed lateness (so that every record before it is in).
+    pub until: Option<Time>,
 }
 
 /// Whether an event file argument names the Kafka topic instead of a file.
@@ -453,9 +456,12 @@ impl<'a> Feed<'a> {
                             }
                         }
                     }
+                    let until = self.spec.until.map(|u| u.saturating_add(self.lateness));
                     let state = &mut self.owned[k];
                     state.last_record = Some(Instant::now());
-                    if matches!(consumer.partitions[k].1, Some(end) if offset + 1 >= end) {
+                    if matches!(consumer.partitions[k].1, Some(end) if offset + 1 >= end)
+                        || matches!((until, state.newest), (Some(u), Some(n)) if n >= u)
+                    {
                         state.finished = true;
                     }
                 }

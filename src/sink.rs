@@ -215,6 +215,8 @@ pub struct Durability {
     /// Per output (by name), where the earlier run left it: records before `durable_before` were
     /// written by it (count them, do not write them again), and a file output was `bytes` long.
     pub resume: BTreeMap<String, crate::checkpoint::OutputMark>,
+    /// A replay writes only records in [from, until) of event time (the rest is counted).
+    pub window: Option<(Time, Time)>,
     /// Keeps the checkpoint file (None: no `--checkpoint`).
     pub checkpointer: Option<Arc<Mutex<crate::checkpoint::Checkpointer>>>,
 }
@@ -277,10 +279,13 @@ fn write_in_time_order<D: OutputRecord>(
                 for (record, copies) in batch {
                     for _ in 0..copies.max(0) {
                         // Written by the run this one restarts: the same record, already out.
-                        if time >= resume.durable_before {
+                        let inside = durability
+                            .window
+                            .is_none_or(|(from, until)| from <= time && time < until);
+                        if time >= resume.durable_before && inside {
                             lines.push((record.key(), record.to_json()));
+                            written.push(record.clone());
                         }
-                        written.push(record.clone());
                     }
                 }
             }
