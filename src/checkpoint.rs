@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,6 @@ impl Checkpoint {
 pub struct Checkpointer {
     path: PathBuf,
     state: Checkpoint,
-    last_write: Option<Instant>,
     every: Duration,
 }
 
@@ -94,28 +93,16 @@ impl Checkpointer {
         for name in names {
             state.outputs.entry((*name).to_string()).or_default();
         }
-        Checkpointer {
-            path,
-            state,
-            last_write: None,
-            every,
-        }
+        Checkpointer { path, state, every }
     }
 
-    /// Whether a sink should make its output durable and report it now.
-    pub fn due(&self) -> bool {
-        self.last_write.is_none_or(|w| w.elapsed() >= self.every)
+    /// How often each output should make itself durable and report.
+    pub fn every(&self) -> Duration {
+        self.every
     }
 
-    /// `what` is durable before `before` (its file `bytes` long); rewrites the file when due or
-    /// when `force`d (at the end of the run).
-    pub fn durable(
-        &mut self,
-        what: &str,
-        before: Time,
-        bytes: Option<u64>,
-        force: bool,
-    ) -> Result<(), String> {
+    /// `what` is durable before `before` (its file `bytes` long): rewrites the file.
+    pub fn durable(&mut self, what: &str, before: Time, bytes: Option<u64>) -> Result<(), String> {
         let mark = self.state.outputs.entry(what.to_string()).or_default();
         mark.durable_before = mark.durable_before.max(before);
         if bytes.is_some() {
@@ -129,10 +116,7 @@ impl Checkpointer {
             .min()
             .unwrap_or(0);
         self.state.output_time = self.state.output_time.max(output_time);
-        if force || self.due() {
-            self.write()?;
-        }
-        Ok(())
+        self.write()
     }
 
     fn write(&mut self) -> Result<(), String> {
@@ -144,8 +128,6 @@ impl Checkpointer {
         });
         written
             .and_then(|_| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.path.display()))?;
-        self.last_write = Some(Instant::now());
-        Ok(())
+            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.path.display()))
     }
 }

@@ -15,6 +15,7 @@ use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
@@ -257,85 +258,104 @@ fn write_in_time_order<D: OutputRecord>(
     // The latest time written: at the end of input the outputs are durable just past it (not
     // "for ever": a topic that grows may give later times to a later run).
     let mut latest: Time = 0;
-    stream.sink(
+    // What this output last reported durable, and when: it reports at most once per checkpoint
+    // interval, and asks to be woken when it has more to report and nothing else would wake it.
+    let mut reported: Time = resume.durable_before;
+    let mut last_report: Option<std::time::Instant> = None;
+    let every = durability.checkpointer.as_ref().map(|c| {
+        c.lock()
+            .map_or(std::time::Duration::from_secs(1), |c| c.every())
+    });
+    let scope = stream.scope();
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &(D, Time, isize)| 0u64),
         D::WHAT,
-        move |(input, frontier)| {
-            input.for_each(|_capability, data| {
-                for (record, time, copies) in data.drain(..) {
-                    pending.entry(time).or_default().push((record, copies));
-                }
-            });
-            let mut lines: Vec<(String, String)> = Vec::new();
-            let mut written = Vec::new();
-            while let Some(entry) = pending.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let time = *entry.key();
-                latest = latest.max(time);
-                let mut batch = entry.remove();
-                batch.sort_by(|a, b| a.0.order(&b.0));
-                for (record, copies) in batch {
-                    for _ in 0..copies.max(0) {
-                        // Written by the run this one restarts: the same record, already out.
-                        let inside = durability
-                            .window
-                            .is_none_or(|(from, until)| from <= time && time < until);
-                        if time >= resume.durable_before && inside {
-                            lines.push((record.key(), record.to_json()));
-                            written.push(record.clone());
+        move |_capability, info| {
+            let activator = scope.activator_for(info.address.clone());
+            move |(input, frontier), _output| {
+                input.for_each(|_capability, data| {
+                    for (record, time, copies) in data.drain(..) {
+                        pending.entry(time).or_default().push((record, copies));
+                    }
+                });
+                let mut lines: Vec<(String, String)> = Vec::new();
+                let mut written = Vec::new();
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let time = *entry.key();
+                    latest = latest.max(time);
+                    let mut batch = entry.remove();
+                    batch.sort_by(|a, b| a.0.order(&b.0));
+                    for (record, copies) in batch {
+                        for _ in 0..copies.max(0) {
+                            // Written by the run this one restarts: the same record, already out.
+                            let inside = durability
+                                .window
+                                .is_none_or(|(from, until)| from <= time && time < until);
+                            if time >= resume.durable_before && inside {
+                                lines.push((record.key(), record.to_json()));
+                                written.push(record.clone());
+                            }
                         }
                     }
                 }
-            }
-            let finished = frontier.is_empty();
-            let checkpoint_due = durability
-                .checkpointer
-                .as_ref()
-                .is_some_and(|c| c.lock().is_ok_and(|c| c.due()));
-            if written.is_empty() && !finished && !checkpoint_due {
-                return;
-            }
-            if finished && reported_done {
-                return;
-            }
-            let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            D::record(&mut outcome, written);
-            if let Some(w) = out.as_mut() {
-                let result = w.write(&lines).and_then(|_| {
-                    if finished || checkpoint_due {
-                        w.finish()
-                    } else {
-                        Ok(())
+                let finished = frontier.is_empty();
+                // Every record before this is written (and flushed when reported).
+                let before = match frontier.frontier().first() {
+                    Some(t) => *t,
+                    None => latest.saturating_add(1).max(resume.durable_before),
+                };
+                let checkpoint_due = every.is_some_and(|every| {
+                    let since = last_report.map(|at| at.elapsed());
+                    let due = since.is_none_or(|s| s >= every);
+                    if before > reported && !due {
+                        activator.activate_after(every - since.unwrap_or_default());
                     }
+                    before > reported && due
                 });
-                if let Err(e) = result {
-                    outcome
-                        .error
-                        .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
-                    out = None;
-                    return; // not durable: the checkpoint stays where it was
+                if written.is_empty() && !finished && !checkpoint_due {
+                    return;
                 }
-                bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
-            }
-            if let Some(checkpointer) = &durability.checkpointer {
-                if finished || checkpoint_due {
-                    // Every record before the frontier is written and flushed (delivered).
-                    let before = match frontier.frontier().first() {
-                        Some(t) => *t,
-                        None => latest.saturating_add(1).max(resume.durable_before),
-                    };
-                    let size = file_output.then_some(bytes);
-                    let mut c = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = c.durable(D::WHAT, before, size, finished) {
-                        outcome.error.get_or_insert(e);
+                if finished && reported_done {
+                    return;
+                }
+                let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                D::record(&mut outcome, written);
+                if let Some(w) = out.as_mut() {
+                    let result = w.write(&lines).and_then(|_| {
+                        if finished || checkpoint_due {
+                            w.finish()
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = result {
+                        outcome
+                            .error
+                            .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
+                        out = None;
+                        return; // not durable: the checkpoint stays where it was
+                    }
+                    bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
+                }
+                if let Some(checkpointer) = &durability.checkpointer {
+                    if finished || checkpoint_due {
+                        // Every record before `before` is written and flushed (delivered).
+                        let size = file_output.then_some(bytes);
+                        let mut c = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = c.durable(D::WHAT, before, size) {
+                            outcome.error.get_or_insert(e);
+                        }
+                        reported = before;
+                        last_report = Some(std::time::Instant::now());
                     }
                 }
-            }
-            if finished {
-                reported_done = true;
-                out = None; // flushed and closed
+                if finished {
+                    reported_done = true;
+                    out = None; // flushed and closed
+                }
             }
         },
     );

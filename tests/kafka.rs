@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::*;
-use incidentflow_loadgen::kafka::{create_topics, produce_raw, produce_scenario, KafkaTarget};
+use incidentflow_loadgen::kafka::{
+    create_topics, produce_lines, produce_raw, produce_scenario, KafkaTarget,
+};
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
 /// A job file naming this test's topics.
@@ -444,8 +446,25 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         batch: 100,
         ..KafkaTarget::new(&broker.address)
     };
-    produce_scenario(&scenario, &target, 0).unwrap();
-    create_topics(&broker.address, &[("k.incidents", 2)]).unwrap();
+    // The topics, the topology and deploys, and the first half of the samples: the job is killed
+    // while it waits for the rest, which comes after.
+    let samples: Vec<String> = scenario.samples().collect();
+    let half = samples.len() / 2;
+    create_topics(
+        &broker.address,
+        &[
+            ("k.metrics", 4),
+            ("k.topology", 1),
+            ("k.deploys", 1),
+            ("k.incidents", 2),
+        ],
+    )
+    .unwrap();
+    let edges: Vec<Vec<u8>> = scenario.edges().map(String::into_bytes).collect();
+    let deploys: Vec<Vec<u8>> = scenario.deploy_lines().map(String::into_bytes).collect();
+    produce_raw(&broker.address, "k.topology", 0, &edges).unwrap();
+    produce_raw(&broker.address, "k.deploys", 0, &deploys).unwrap();
+    produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     // The uninterrupted run, from files.
     run_ok(&[
@@ -462,6 +481,10 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     ]);
 
     let config = job(&dir, "k");
+    // No partition goes idle while the job waits for the second half.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "idle_timeout = \"1h\"\n";
+    std::fs::write(&config, text).unwrap();
     let checkpoint = dir.join("checkpoint.json");
     let args: Vec<String> = [
         "run",
@@ -475,7 +498,6 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         "kafka",
         "--deploys",
         "kafka",
-        "--until-end",
         "--anomalies-out",
         &p("anomalies.jsonl"),
         "--incidents-out",
@@ -493,7 +515,8 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it (SIGKILL) once a checkpoint says some output is durable, before it ends.
+    // Kill it (SIGKILL) once a checkpoint says some output is durable: it follows the topic and
+    // has only half of it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         assert!(std::time::Instant::now() < deadline, "no checkpoint came");
@@ -511,8 +534,10 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     first.kill().unwrap();
     first.wait().unwrap();
+    produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
     let expected = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
     // Killed in the middle: its checkpoint is short of the last incident version.
     let checkpointed: serde_json::Value =
@@ -531,6 +556,8 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         "killed in the middle, not at the end"
     );
 
+    let mut args = args;
+    args.push("--until-end".into());
     let out = incidentflow().args(&args).output().unwrap();
     assert!(
         out.status.success(),
