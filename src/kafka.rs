@@ -50,6 +50,7 @@ fn client_config(brokers: &str) -> ClientConfig {
 /// ends: the high watermark when it started).
 pub struct PartitionConsumer {
     consumer: BaseConsumer,
+    topic: String,
     /// Owned partitions and, in a bounded run, the offset at which each ends.
     pub partitions: Vec<(i32, Option<i64>)>,
 }
@@ -95,8 +96,17 @@ impl PartitionConsumer {
             .map_err(|e| kafka_error(brokers, "cannot assign the partitions", e))?;
         Ok(PartitionConsumer {
             consumer,
+            topic: topic.to_owned(),
             partitions,
         })
+    }
+
+    /// A partition's high watermark now (None when the broker does not answer within a second).
+    pub fn high_watermark(&self, partition: i32) -> Option<i64> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition, Duration::from_secs(1))
+            .ok()
+            .map(|(_, high)| high)
     }
 
     /// The next message, end of a partition, error or nothing within `timeout`.

@@ -213,6 +213,74 @@ fn run_worker(
     Ok(())
 }
 
+/// Progress of a worker's Kafka partitions: a line on stderr every 10 s (every second on a
+/// terminal) with each partition's offset, high watermark, rate and time to catch up.
+struct Progress {
+    next: Vec<Option<i64>>,
+    at_last: Vec<Option<i64>>,
+    last: Instant,
+    every: Duration,
+}
+
+impl Progress {
+    fn new(partitions: usize) -> Self {
+        use std::io::IsTerminal;
+        let every = if std::io::stderr().is_terminal() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        Progress {
+            next: vec![None; partitions],
+            at_last: vec![None; partitions],
+            last: Instant::now(),
+            every,
+        }
+    }
+
+    fn seen(&mut self, k: usize, offset: i64) {
+        self.next[k] = Some(offset + 1);
+    }
+
+    fn due(&self) -> bool {
+        self.last.elapsed() >= self.every
+    }
+
+    fn report(&mut self, consumer: &crate::kafka::PartitionConsumer, names: &[String]) {
+        let seconds = self.last.elapsed().as_secs_f64().max(1e-3);
+        let mut parts = Vec::new();
+        for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
+            let at = self.next[k].unwrap_or(0);
+            let rate = (at - self.at_last[k].unwrap_or(0)) as f64 / seconds;
+            let part = match consumer.high_watermark(*partition) {
+                Some(high) if high > 0 => {
+                    let left = (high - at).max(0);
+                    let eta = if left == 0 {
+                        "caught up".to_string()
+                    } else if rate > 0.0 {
+                        let seconds = (left as f64 / rate).ceil() as Time;
+                        format!("ETA {}", format_duration(seconds * 1000))
+                    } else {
+                        "waiting".to_string()
+                    };
+                    format!(
+                        "{} {at}/{high} ({:.0}%), {rate:.0} messages/s, {eta}",
+                        names[k],
+                        100.0 * at as f64 / high as f64
+                    )
+                }
+                _ => format!("{} {at}, {rate:.0} messages/s", names[k]),
+            };
+            parts.push(part);
+            self.at_last[k] = Some(at);
+        }
+        if !parts.is_empty() {
+            eprintln!("incidentflow: {}", parts.join("; "));
+        }
+        self.last = Instant::now();
+    }
+}
+
 /// The dataflow's inputs, advanced together.
 struct Inputs {
     samples: InputSession<Time, Sample, isize>,
@@ -411,6 +479,7 @@ impl<'a> Feed<'a> {
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut since_step = 0usize;
         let mut last_warning: Option<Instant> = None;
+        let mut progress = Progress::new(consumer.partitions.len());
         while !self.owned.iter().all(|s| s.finished) {
             let mut quiet = false;
             let mut problem = None;
@@ -456,6 +525,7 @@ impl<'a> Feed<'a> {
                             }
                         }
                     }
+                    progress.seen(k, offset);
                     let until = self.spec.until.map(|u| u.saturating_add(self.lateness));
                     let state = &mut self.owned[k];
                     state.last_record = Some(Instant::now());
@@ -493,6 +563,9 @@ impl<'a> Feed<'a> {
             if quiet || since_step >= 16384 {
                 since_step = 0;
                 self.advance(worker, inputs, probe);
+            }
+            if progress.due() {
+                progress.report(&consumer, &names);
             }
         }
         self.advance(worker, inputs, probe);
