@@ -619,11 +619,18 @@ fn bench(o: &Options) -> Result<(), String> {
     );
     let correlation_json = serde_json::json!({"scenario": o.scenario, "samples": samples, "without_samples_per_s": samples / without.wall, "with_samples_per_s": samples / with.wall, "incident_versions": versions, "with_peak_rss_bytes": with.rss, "without_peak_rss_bytes": without.rss});
     eprintln!("incident latency at {} samples/s...", o.rate);
-    let (d, d_json) = latency(&job, lines, o.rate, 1, Timed::Incidents(&topology))?;
+    let (d, d_json) = latency(&job, lines.clone(), o.rate, 1, Timed::Incidents(&topology))?;
     md += &d;
+    let (k, kafka_json) = kafka_bench(
+        o,
+        &job,
+        &lines,
+        &o.dir.join(format!("anomalies-{}-w1.jsonl", o.scenario)),
+    )?;
+    md += &k;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
-    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "correlation": correlation_json, "latency": c_json, "incident_latency": d_json});
+    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "correlation": correlation_json, "latency": c_json, "incident_latency": d_json, "kafka": kafka_json});
     std::fs::write(
         o.dir.join("results.json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),
@@ -635,6 +642,234 @@ fn bench(o: &Options) -> Result<(), String> {
         o.dir.join("results.json").display()
     );
     Ok(())
+}
+
+/// The tansu broker binary, if installed (on the PATH or where `cargo install` puts it).
+fn tansu() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    on_path.or_else(|| {
+        home.map(|h| h.join("bin").join("tansu"))
+            .filter(|p| p.is_file())
+    })
+}
+
+/// Kafka: the scenario produced to a real tansu broker (4 partitions, 500 samples a message) and
+/// replayed by the job with 1 and 2 workers (`--until-end`), checked to find the same anomalies as
+/// the file run; then end-to-end latency through Kafka: the samples produced on an open-loop
+/// schedule at `--rate` while the job follows the topic, each anomaly timed from its sample's due
+/// time. Skipped (and said so) when tansu is not installed.
+fn kafka_bench(
+    o: &Options,
+    job: &Path,
+    lines: &[String],
+    file_anomalies: &Path,
+) -> Result<(String, serde_json::Value), String> {
+    use incidentflow_loadgen::kafka::{create_topics, produce_lines, KafkaTarget};
+    use std::process::Stdio;
+    use std::time::Duration;
+    let Some(tansu) = tansu() else {
+        eprintln!("[kafka] skipped: tansu is not installed (cargo install tansu --version 0.6.0 --features libsql)");
+        return Ok((
+            "\n**Kafka**: skipped, tansu is not installed.\n".into(),
+            serde_json::Value::Null,
+        ));
+    };
+    let dir = o.dir.join("kafka");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let brokers = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{brokers}");
+    let mut broker = Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start tansu: {e}"))?;
+    let result = (|| -> Result<(String, serde_json::Value), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&brokers).is_err() {
+            if Instant::now() > deadline {
+                return Err("tansu did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Replay throughput.
+        let target = KafkaTarget {
+            samples_topic: "bench.metrics".into(),
+            partitions: 4,
+            batch: 500,
+            ..KafkaTarget::new(&brokers)
+        };
+        create_topics(&brokers, &[("bench.metrics", 4)])?;
+        eprintln!("[kafka] producing {} samples...", lines.len());
+        let started = Instant::now();
+        produce_lines(&target, lines.iter().cloned(), 0)?;
+        let produce_rate = lines.len() as f64 / started.elapsed().as_secs_f64();
+        let config = dir.join("job.toml");
+        std::fs::write(&config, "[kafka]\nsamples_topic = \"bench.metrics\"\n")
+            .map_err(|e| e.to_string())?;
+        let extra: Vec<String> = vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--kafka-brokers".into(),
+            brokers.clone(),
+            "--until-end".into(),
+        ];
+        let expected = count_lines(file_anomalies)?;
+        let mut rows = Vec::new();
+        for workers in [1usize, 2] {
+            eprintln!("[kafka] incidentflow --workers {workers} --input kafka --until-end...");
+            let m = best(o.runs, || {
+                run_job(job, Path::new("kafka"), &dir, "kafka", workers, &extra)
+            })?;
+            if m.anomalies != expected {
+                return Err(format!(
+                    "[kafka] {workers} workers found {} anomalies, the file run {expected}",
+                    m.anomalies
+                ));
+            }
+            rows.push((workers, lines.len() as f64 / m.wall, m));
+        }
+        let mut md = format!(
+            "\n**Kafka** (tansu 0.6.0 with SQLite storage on the same machine; the scenario's {} samples in 4 partitions, 500 samples a message, produced at {:.0} samples/s): replay with `--until-end`, best of {}:\n\n| workers | wall s | samples/s | anomalies |\n|---|---|---|---|\n",
+            lines.len(), produce_rate, o.runs
+        );
+        for (workers, rate, m) in &rows {
+            md += &format!(
+                "| {workers} | {:.2} | {rate:.0} | {} |\n",
+                m.wall, m.anomalies
+            );
+        }
+
+        // Latency through Kafka: produce on a schedule while the job follows the topic.
+        create_topics(&brokers, &[("latency.metrics", 4)])?;
+        let config = dir.join("latency.toml");
+        std::fs::write(&config, "[kafka]\nsamples_topic = \"latency.metrics\"\n")
+            .map_err(|e| e.to_string())?;
+        let mut child = Command::new(job)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args([
+                "--kafka-brokers",
+                &brokers,
+                "--input",
+                "kafka",
+                "--anomalies-out",
+                "-",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let key = |v: &serde_json::Value| -> String {
+            format!(
+                "{}/{}/{}",
+                v["service"].as_str().unwrap_or(""),
+                v["metric_name"].as_str().unwrap_or(""),
+                v["timestamp"].as_str().unwrap_or("")
+            )
+        };
+        // Each sample's due time on the schedule (sample i at start + i / rate).
+        std::thread::sleep(Duration::from_secs(2)); // the job has assigned its partitions
+        let rate = o.rate;
+        let target = KafkaTarget {
+            samples_topic: "latency.metrics".into(),
+            partitions: 4,
+            batch: 500,
+            ..KafkaTarget::new(&brokers)
+        };
+        let owned: Vec<String> = lines.to_vec();
+        let start = Instant::now();
+        let producer = std::thread::spawn(move || produce_lines(&target, owned.into_iter(), rate));
+        let mut due: HashMap<String, Instant> = HashMap::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            let t =
+                incidentflow_dataflows::time::parse_rfc3339(v["timestamp"].as_str().unwrap_or(""))
+                    .map(incidentflow_dataflows::time::format_rfc3339)
+                    .unwrap_or_default();
+            let mut v = v;
+            v["timestamp"] = serde_json::Value::String(t);
+            due.insert(
+                key(&v),
+                start + Duration::from_secs_f64(i as f64 / rate as f64),
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send((line, Instant::now()));
+            }
+        });
+        producer
+            .join()
+            .map_err(|_| "the producer panicked".to_string())??;
+        let produced = Instant::now();
+        // The last samples are scored once their partitions go idle (5 s) and time moves on.
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+            .map_err(|e| e.to_string())?;
+        let mut unmatched = 0u64;
+        let mut last_output = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((line, arrived)) => {
+                    last_output = arrived;
+                    let v: serde_json::Value =
+                        serde_json::from_str(&line).map_err(|e| e.to_string())?;
+                    match due.get(&key(&v)) {
+                        Some(d) => histogram.saturating_record(
+                            arrived.saturating_duration_since(*d).as_micros() as u64,
+                        ),
+                        None => unmatched += 1,
+                    }
+                }
+                Err(_) => {
+                    if produced.elapsed() > Duration::from_secs(15)
+                        && last_output.elapsed() > Duration::from_secs(5)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        md += &format!(
+            "\nLatency through Kafka: samples produced at {rate} samples/s on an open-loop schedule (librdkafka linger 20 ms, 500 samples a message at most) while the job follows the topic, each anomaly timed from its sample's due time to the job's stdout ({} anomalies timed of {expected}, 1 worker): p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms.\n",
+            histogram.len(), ms(0.5), ms(0.99), ms(0.999), histogram.max() as f64 / 1000.0
+        );
+        let json = serde_json::json!({
+            "produce_samples_per_s": produce_rate,
+            "replay": rows.iter().map(|(w, r, m)| serde_json::json!({"workers": w, "samples_per_s": r, "wall_s": m.wall, "anomalies": m.anomalies})).collect::<Vec<_>>(),
+            "latency": {"offered_rate": rate, "timed": histogram.len(), "unmatched": unmatched, "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0},
+        });
+        Ok((md, json))
+    })();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    result
 }
 
 fn machine_description() -> String {
