@@ -163,8 +163,13 @@ fn partition_count(consumer: &BaseConsumer, brokers: &str, topic: &str) -> Resul
 
 /// Every message of `topic` up to its high watermarks when called, as (partition, offset,
 /// value), by partition and offset. For the topology and deploy topics, which are small.
-pub fn read_to_end(brokers: &str, topic: &str) -> Result<Vec<(i32, i64, Vec<u8>)>, JobError> {
+pub fn read_to_end(brokers: &str, topic: &str) -> Result<ReadToEnd, JobError> {
     let source = PartitionConsumer::open(brokers, topic, 1, 0, true)?;
+    let ends: Vec<(i32, i64)> = source
+        .partitions
+        .iter()
+        .map(|(p, end)| (*p, end.unwrap_or(0)))
+        .collect();
     let mut open: Vec<(i32, i64)> = source
         .partitions
         .iter()
@@ -194,7 +199,62 @@ pub fn read_to_end(brokers: &str, topic: &str) -> Result<Vec<(i32, i64, Vec<u8>)
         }
     }
     out.sort_by_key(|(p, o, _)| (*p, *o));
-    Ok(out)
+    Ok(ReadToEnd {
+        messages: out,
+        ends,
+    })
+}
+
+/// What [`read_to_end`] read: (partition, offset, value) by partition and offset, and where each
+/// partition ended.
+pub struct ReadToEnd {
+    /// The messages.
+    pub messages: Vec<(i32, i64, Vec<u8>)>,
+    /// (partition, the offset after the last message read).
+    pub ends: Vec<(i32, i64)>,
+}
+
+/// Follows the topology and deploy topics after the job has read them to their ends at start.
+pub struct EventFollower {
+    consumer: BaseConsumer,
+}
+
+impl EventFollower {
+    /// Follows each topic from the given offsets.
+    pub fn open(brokers: &str, from: &[(String, Vec<(i32, i64)>)]) -> Result<Self, JobError> {
+        let consumer: BaseConsumer = client_config(brokers)
+            .set("group.id", "incidentflow")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
+        let mut list = TopicPartitionList::new();
+        for (topic, partitions) in from {
+            for (p, offset) in partitions {
+                list.add_partition_offset(topic, *p, Offset::Offset(*offset))
+                    .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
+            }
+        }
+        consumer
+            .assign(&list)
+            .map_err(|e| kafka_error(brokers, "cannot assign the partitions", e))?;
+        Ok(EventFollower { consumer })
+    }
+
+    /// Hands over what has arrived, without waiting: (topic, partition, offset, value).
+    pub fn drain(&self, mut on: impl FnMut(&str, i32, i64, &[u8])) {
+        for _ in 0..1000 {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => on(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.payload().unwrap_or_default(),
+                ),
+                Some(Err(_)) | None => break,
+            }
+        }
+    }
 }
 
 /// The timestamp of the first sample in the message at `offset` of `topic`'s `partition`.

@@ -135,7 +135,8 @@ struct RunArgs {
     #[arg(long, value_name = "T:P:O,...")]
     from_offsets: Option<String>,
     /// Replay: stop at this event time (RFC 3339), writing only outputs before it; each Kafka
-    /// partition is read until it passes it by the allowed lateness or reaches its end.
+    /// partition is read until it passes it by the allowed lateness (with --until-end, or until
+    /// it reaches its end).
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
 }
@@ -516,7 +517,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             topology,
             deploys,
             kafka,
-            until_end: args.until_end || until.is_some(),
+            until_end: args.until_end,
             until,
         },
         outputs,

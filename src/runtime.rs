@@ -338,6 +338,8 @@ struct Feed<'a> {
     tick: Time,
     /// How far the input may run ahead of the output before the worker waits (bounds memory).
     max_lag: Time,
+    /// Worker 0 following the topology and deploy topics while the job follows the samples.
+    follower: Option<crate::kafka::EventFollower>,
 }
 
 impl<'a> Feed<'a> {
@@ -374,6 +376,7 @@ impl<'a> Feed<'a> {
             lateness: spec.config.time.allowed_lateness.0,
             tick,
             max_lag: (tick * 64).max(spec.config.time.allowed_lateness.0),
+            follower: None,
         })
     }
 
@@ -567,6 +570,7 @@ impl<'a> Feed<'a> {
             if progress.due() {
                 progress.report(&consumer, &names);
             }
+            self.follow_events(inputs);
         }
         self.advance(worker, inputs, probe);
         Ok(())
@@ -690,6 +694,7 @@ impl<'a> Feed<'a> {
     /// event into the dataflow at its own time, refused lines into the dead-letter output.
     fn load_events(&mut self, inputs: &mut Inputs) -> Result<(), JobError> {
         let max_line = self.spec.config.input.max_line_bytes as usize;
+        let mut follow: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
         for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
             let Some(path) = path else { continue };
             if is_kafka(path) {
@@ -699,9 +704,9 @@ impl<'a> Feed<'a> {
                 } else {
                     &kafka.deploys_topic
                 };
-                for (partition, offset, payload) in
-                    crate::kafka::read_to_end(&kafka.brokers, topic)?
-                {
+                let read = crate::kafka::read_to_end(&kafka.brokers, topic)?;
+                follow.push((topic.clone(), read.ends.clone()));
+                for (partition, offset, payload) in read.messages {
                     let name = format!("kafka:{topic}[{partition}]");
                     for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
                         if line.iter().all(u8::is_ascii_whitespace) {
@@ -751,7 +756,42 @@ impl<'a> Feed<'a> {
                 self.load_event(inputs, is_edges, &name, info, &mut line, max_line);
             }
         }
+        // A job that follows the samples topic follows these too: an edge or deploy that comes
+        // later takes effect at its own time, or now if that time has passed.
+        let live = matches!(self.spec.input, InputSource::Kafka { .. }) && !self.spec.until_end;
+        if live && !follow.is_empty() {
+            self.follower = Some(crate::kafka::EventFollower::open(
+                &self.spec.kafka.brokers,
+                &follow,
+            )?);
+        }
         Ok(())
+    }
+
+    /// Puts the topology and deploy events that arrived since the last call into the dataflow.
+    fn follow_events(&mut self, inputs: &mut Inputs) {
+        let Some(follower) = self.follower.take() else {
+            return;
+        };
+        let max_line = self.spec.config.input.max_line_bytes as usize;
+        let topology_topic = self.spec.kafka.topology_topic.clone();
+        follower.drain(|topic, partition, offset, payload| {
+            let is_edges = topic == topology_topic;
+            let name = format!("kafka:{topic}[{partition}]");
+            for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let info = LineInfo {
+                    offset: offset.max(0) as u64,
+                    number: i as u64 + 1,
+                    oversized: line.len() > max_line,
+                };
+                let mut raw = line[..line.len().min(max_line)].to_vec();
+                self.load_event(inputs, is_edges, &name, info, &mut raw, max_line);
+            }
+        });
+        self.follower = Some(follower);
     }
 
     /// One line of the topology or deploys: into the dataflow at its time, or dead-lettered.
@@ -765,12 +805,15 @@ impl<'a> Feed<'a> {
         max_line: usize,
     ) {
         self.counts.read += 1;
+        // An event whose time the input has passed (followed live) takes effect now.
+        let now = inputs.time();
         let result = if info.oversized {
             Err(oversized(max_line))
         } else if is_edges {
-            decode_edge(line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp, 1))
+            decode_edge(line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp.max(now), 1))
         } else {
-            decode_deploy(line).map(|d| inputs.deploys.update_at(d.clone(), d.timestamp, 1))
+            decode_deploy(line)
+                .map(|d| inputs.deploys.update_at(d.clone(), d.timestamp.max(now), 1))
         };
         match result {
             Ok(()) => self.counts.valid += 1,

@@ -705,3 +705,76 @@ fn read_partition(brokers: &str, topic: &str, partition: i32) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn an_edge_produced_while_the_job_follows_the_topics_joins_two_incidents() {
+    let broker = Broker::start("follow");
+    let dir = scratch("kafka-follow");
+    create_topics(
+        &broker.address,
+        &[("f.metrics", 1), ("f.topology", 1), ("f.deploys", 1)],
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(job(&dir, "f")).unwrap();
+    config += "[baseline]\nmin_points = 5\n";
+    std::fs::write(dir.join("job.toml"), config).unwrap();
+    // api and db, steady for 20 minutes, both spiking at minute 10 and 11.
+    let line = |minute: u64, service: &str| {
+        let steady = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97];
+        let v = if minute == 10 || minute == 11 {
+            9.0
+        } else {
+            steady[minute as usize % steady.len()]
+        };
+        sample(T0 + minute * 60_000, "shop", service, "latency_p99", v).into_bytes()
+    };
+    let minutes = |range: std::ops::Range<u64>| -> Vec<Vec<u8>> {
+        range
+            .flat_map(|m| [line(m, "api"), line(m, "db")])
+            .collect()
+    };
+    produce_raw(&broker.address, "f.metrics", 0, &minutes(0..8)).unwrap();
+    let until = rfc3339(T0 + 19 * 60_000);
+    let incidents = dir.join("incidents.jsonl");
+    let job = incidentflow()
+        .args(["run", "--config", dir.join("job.toml").to_str().unwrap()])
+        .args(["--kafka-brokers", &broker.address, "--input", "kafka"])
+        .args([
+            "--topology",
+            "kafka",
+            "--deploys",
+            "kafka",
+            "--until",
+            &until,
+        ])
+        .args(["--incidents-out", incidents.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3)); // the job follows the topics now
+    let edge = format!(
+        "{{\"timestamp\":\"{}\",\"caller\":\"api\",\"callee\":\"db\"}}",
+        rfc3339(T0 + 9 * 60_000)
+    );
+    produce_raw(&broker.address, "f.topology", 0, &[edge.into_bytes()]).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    produce_raw(&broker.address, "f.metrics", 0, &minutes(8..21)).unwrap();
+    let out = job.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let versions = json_lines(&incidents);
+    let ids: std::collections::BTreeSet<&str> = versions
+        .iter()
+        .map(|v| v["incident_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "the followed edge joins api and db: {versions:#?}"
+    );
+    assert_eq!(versions[0]["services"], serde_json::json!(["api", "db"]));
+}
