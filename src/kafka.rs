@@ -64,6 +64,19 @@ impl PartitionConsumer {
         index: usize,
         bounded: bool,
     ) -> Result<Self, JobError> {
+        Self::open_from(brokers, topic, peers, index, bounded, None)
+    }
+
+    /// [`PartitionConsumer::open`], starting each partition at the first message whose
+    /// timestamp is at or after `start` (offsets-for-times) when given, else at the beginning.
+    pub fn open_from(
+        brokers: &str,
+        topic: &str,
+        peers: usize,
+        index: usize,
+        bounded: bool,
+        start: Option<u64>,
+    ) -> Result<Self, JobError> {
         let consumer: BaseConsumer = client_config(brokers)
             .set("group.id", "incidentflow")
             .set("enable.auto.commit", "false")
@@ -90,6 +103,26 @@ impl PartitionConsumer {
             list.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
             partitions.push((p, end));
+        }
+        if let Some(start) = start {
+            let mut times = TopicPartitionList::new();
+            for (p, _) in &partitions {
+                times
+                    .add_partition_offset(topic, *p, Offset::Offset(start as i64))
+                    .map_err(|e| kafka_error(brokers, "cannot ask offsets for times", e))?;
+            }
+            let found = consumer
+                .offsets_for_times(times, METADATA_TIMEOUT)
+                .map_err(|e| kafka_error(brokers, "cannot find offsets for times", e))?;
+            list = TopicPartitionList::new();
+            for (p, _) in &partitions {
+                let offset = match found.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    _ => Offset::End, // nothing that late: start at the end
+                };
+                list.add_partition_offset(topic, *p, offset)
+                    .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
+            }
         }
         consumer
             .assign(&list)

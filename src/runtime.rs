@@ -90,6 +90,9 @@ pub struct RunSpec {
     /// A replay's end: a Kafka partition is done once it holds a record this far past it plus
     /// the allowed lateness (so that every record before it is in).
     pub until: Option<Time>,
+    /// A replay with a bounded warm-up reads each samples partition from the first message
+    /// stamped at or after this time (offsets-for-times); None: from the beginning.
+    pub read_from: Option<Time>,
 }
 
 /// Whether an event file argument names the Kafka topic instead of a file.
@@ -452,12 +455,13 @@ impl<'a> Feed<'a> {
         topic: &str,
     ) -> Result<(), JobError> {
         let brokers = self.spec.kafka.brokers.clone();
-        let consumer = crate::kafka::PartitionConsumer::open(
+        let consumer = crate::kafka::PartitionConsumer::open_from(
             &brokers,
             topic,
             worker.peers(),
             worker.index(),
             self.spec.until_end,
+            self.spec.read_from,
         )?;
         self.owned = consumer
             .partitions

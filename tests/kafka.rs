@@ -657,6 +657,34 @@ fn a_replay_from_a_time_or_from_offsets_equals_the_live_run_over_the_same_range(
         "the range is a slice, not the whole run"
     );
 
+    // With a bounded warm-up: read from an hour before the start (offsets-for-times on the event
+    // time the loadgen stamps its messages with), not from the beginning; the anomalies are the
+    // same (the warm-up covers the 30-minute baseline window), from fewer records.
+    let (from, until) = ("2026-11-23T03:00:00.000Z", "2026-11-23T05:00:00.000Z");
+    let summary_path = p("summary-warm.json");
+    run(
+        "warm",
+        &[
+            "--from-time",
+            from,
+            "--until",
+            until,
+            "--warm-up",
+            "1h",
+            "--summary-out",
+            &summary_path,
+        ],
+    );
+    let warm = lines(&dir.join("a-warm.jsonl"));
+    assert!(!warm.is_empty());
+    assert_eq!(warm, live("a", "timestamp", from, until));
+    let read = summary(Path::new(&summary_path))["read"].as_u64().unwrap();
+    let total = scenario.samples().count() as u64;
+    assert!(
+        read < total * 3 / 4,
+        "read {read} of {total}: the warm-up should skip the first two hours"
+    );
+
     // From offsets: the replay starts at the earliest timestamp at those offsets.
     run(
         "offsets",

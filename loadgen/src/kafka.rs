@@ -77,8 +77,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The series key of a sample line (namespace/service/metric_name).
-fn series_key(line: &str) -> String {
+/// A sample line's series key and event time (ms), when it has them.
+fn sample_fields(line: &str) -> (String, Option<u64>) {
     #[derive(serde::Deserialize)]
     struct Key<'a> {
         #[serde(borrow)]
@@ -87,10 +87,21 @@ fn series_key(line: &str) -> String {
         service: std::borrow::Cow<'a, str>,
         #[serde(borrow)]
         metric_name: std::borrow::Cow<'a, str>,
+        #[serde(default)]
+        timestamp: serde_json::Value,
     }
     match serde_json::from_str::<Key<'_>>(line) {
-        Ok(k) => format!("{}/{}/{}", k.namespace, k.service, k.metric_name),
-        Err(_) => String::new(), // not a sample: any partition will do
+        Ok(k) => {
+            let time = match &k.timestamp {
+                serde_json::Value::String(s) => incidentflow_dataflows::time::parse_rfc3339(s).ok(),
+                v => v.as_u64(),
+            };
+            (
+                format!("{}/{}/{}", k.namespace, k.service, k.metric_name),
+                time,
+            )
+        }
+        Err(_) => (String::new(), None), // not a sample: any partition will do
     }
 }
 
@@ -122,10 +133,16 @@ impl Sender {
         partition: Option<i32>,
         key: &str,
         value: &[u8],
+        timestamp: Option<u64>,
     ) -> Result<(), String> {
         let mut record = BaseRecord::to(topic).payload(value);
         if !key.is_empty() {
             record = record.key(key);
+        }
+        if let Some(t) = timestamp {
+            // The message's timestamp is its first sample's event time, so that a replay can
+            // find where to start with offsets-for-times.
+            record = record.timestamp(t as i64);
         }
         if let Some(p) = partition {
             record = record.partition(p);
@@ -176,10 +193,10 @@ pub fn produce_scenario(
     )?;
     let mut sender = Sender::new(&target.brokers)?;
     for line in scenario.edges() {
-        sender.send(&target.topology_topic, Some(0), "", line.as_bytes())?;
+        sender.send(&target.topology_topic, Some(0), "", line.as_bytes(), None)?;
     }
     for line in scenario.deploy_lines() {
-        sender.send(&target.deploys_topic, Some(0), "", line.as_bytes())?;
+        sender.send(&target.deploys_topic, Some(0), "", line.as_bytes(), None)?;
     }
     let samples = produce_samples(&mut sender, scenario.samples(), target, rate)?;
     sender.flush()?;
@@ -207,7 +224,7 @@ pub fn produce_raw(
 ) -> Result<(), String> {
     let mut sender = Sender::new(brokers)?;
     for payload in payloads {
-        sender.send(topic, Some(partition), "", payload)?;
+        sender.send(topic, Some(partition), "", payload, None)?;
     }
     sender.flush()
 }
@@ -220,21 +237,40 @@ fn produce_samples(
 ) -> Result<u64, String> {
     let partitions = target.partitions.max(1) as usize;
     let batch = target.batch.max(1);
-    let mut pending: Vec<(String, Vec<u8>, usize)> =
-        vec![(String::new(), Vec::new(), 0); partitions];
+    // Per partition: the batch's key (batch = 1 only), its JSON lines, its size and the event
+    // time of its first sample (the message's timestamp).
+    struct Batch {
+        key: String,
+        buffer: Vec<u8>,
+        n: usize,
+        first: Option<u64>,
+    }
+    let mut pending: Vec<Batch> = (0..partitions)
+        .map(|_| Batch {
+            key: String::new(),
+            buffer: Vec::new(),
+            n: 0,
+            first: None,
+        })
+        .collect();
     let start = Instant::now();
     let topic = &target.samples_topic;
     let mut count = 0u64;
+    let send = |sender: &mut Sender, p: usize, b: &mut Batch| -> Result<(), String> {
+        if b.n > 0 {
+            sender.send(topic, Some(p as i32), &b.key, &b.buffer, b.first)?;
+            b.buffer.clear();
+            b.n = 0;
+            b.first = None;
+        }
+        Ok(())
+    };
     for (i, line) in lines.enumerate() {
         count += 1;
         if rate > 0 && i % 256 == 0 {
             // Open loop: sample i is due at start + i / rate; what is held back goes out first.
-            for (p, (key, buffer, n)) in pending.iter_mut().enumerate() {
-                if *n > 0 {
-                    sender.send(topic, Some(p as i32), key, buffer)?;
-                    buffer.clear();
-                    *n = 0;
-                }
+            for (p, b) in pending.iter_mut().enumerate() {
+                send(sender, p, b)?;
             }
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             let now = Instant::now();
@@ -242,29 +278,24 @@ fn produce_samples(
                 std::thread::sleep(due - now);
             }
         }
-        let key = series_key(&line);
+        let (key, time) = sample_fields(&line);
         let p = (fnv1a(key.as_bytes()) % partitions as u64) as usize;
-        let (batch_key, buffer, n) = &mut pending[p];
-        if *n == 0 {
-            *batch_key = if batch == 1 { key } else { String::new() };
+        let b = &mut pending[p];
+        if b.n == 0 {
+            b.key = if batch == 1 { key } else { String::new() };
+            b.first = time;
         }
-        buffer.extend_from_slice(line.as_bytes());
-        buffer.push(b'\n');
-        *n += 1;
-        if *n >= batch {
-            sender.send(topic, Some(p as i32), batch_key, buffer)?;
-            buffer.clear();
-            *n = 0;
-        }
-    }
-    let mut produced = 0u64;
-    for (p, (key, buffer, n)) in pending.iter_mut().enumerate() {
-        if *n > 0 {
-            sender.send(topic, Some(p as i32), key, buffer)?;
+        b.buffer.extend_from_slice(line.as_bytes());
+        b.buffer.push(b'\n');
+        b.n += 1;
+        if b.n >= batch {
+            send(sender, p, b)?;
         }
     }
-    produced += count;
-    Ok(produced)
+    for (p, b) in pending.iter_mut().enumerate() {
+        send(sender, p, b)?;
+    }
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -277,10 +308,13 @@ mod tests {
             r#"{"timestamp":1,"namespace":"shop","service":"api","metric_name":"cpu","value":1}"#;
         let b =
             r#"{"value":2,"metric_name":"cpu","service":"api","namespace":"shop","timestamp":2}"#;
-        assert_eq!(series_key(a), "shop/api/cpu");
-        assert_eq!(series_key(a), series_key(b));
+        assert_eq!(sample_fields(a).0, "shop/api/cpu");
+        assert_eq!(sample_fields(a).0, sample_fields(b).0);
         assert_eq!(fnv1a(b"shop/api/cpu"), fnv1a(b"shop/api/cpu"));
         assert_ne!(fnv1a(b"shop/api/cpu"), fnv1a(b"shop/api/mem"));
-        assert_eq!(series_key("not json"), "");
+        assert_eq!(sample_fields("not json").0, "");
+        assert_eq!(sample_fields(a).1, Some(1));
+        let c = r#"{"timestamp":"2026-11-25T00:00:00Z","namespace":"n","service":"s","metric_name":"m"}"#;
+        assert_eq!(sample_fields(c).1, Some(1_795_564_800_000));
     }
 }
