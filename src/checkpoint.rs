@@ -33,6 +33,10 @@ pub struct Checkpoint {
     pub output_time: Time,
     /// Per output.
     pub outputs: BTreeMap<String, OutputMark>,
+    /// Per Kafka partition (`topic[partition]`): the offset before which every record's direct
+    /// outputs are durable, as committed to the consumer group `incidentflow`.
+    #[serde(default)]
+    pub committed: BTreeMap<String, i64>,
 }
 
 /// One output's durable point.
@@ -74,6 +78,14 @@ pub struct Checkpointer {
     path: PathBuf,
     state: Checkpoint,
     every: Duration,
+    /// Progress marks of the Kafka partitions: (next offset, newest timestamp), oldest first.
+    marks: BTreeMap<(String, i32), Vec<(i64, Time)>>,
+    /// Commits consumer offsets to Kafka (when the input is Kafka).
+    committer: Option<rdkafka::consumer::BaseConsumer>,
+    /// Outputs that have written and flushed everything (the run's end).
+    done: std::collections::BTreeSet<String>,
+    /// Every input record has been read and every mark received.
+    inputs_done: bool,
 }
 
 impl Checkpointer {
@@ -93,7 +105,84 @@ impl Checkpointer {
         for name in names {
             state.outputs.entry((*name).to_string()).or_default();
         }
-        Checkpointer { path, state, every }
+        Checkpointer {
+            path,
+            state,
+            every,
+            marks: BTreeMap::new(),
+            committer: None,
+            done: Default::default(),
+            inputs_done: false,
+        }
+    }
+
+    /// Commits consumer offsets of the Kafka input to `brokers` as the outputs become durable.
+    pub fn commit_to(&mut self, brokers: &str) -> Result<(), String> {
+        use rdkafka::config::ClientConfig;
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "incidentflow")
+            .set("enable.auto.commit", "false")
+            .set("log_level", "3")
+            .create()
+            .map_err(|e| format!("cannot create the offset committer for {brokers}: {e}"))?;
+        self.committer = Some(consumer);
+        Ok(())
+    }
+
+    /// Commits what the latest marks allow and rewrites the file (marks may come after the
+    /// outputs' last report).
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.inputs_done = true;
+        self.commit();
+        self.write()
+    }
+
+    /// `what` has written and flushed everything it ever will in this run.
+    pub fn output_done(&mut self, what: &str) {
+        self.done.insert(what.to_owned());
+    }
+
+    /// A partition's progress (see `Diagnostic::Mark`).
+    pub fn mark(&mut self, topic: &str, partition: i32, next_offset: i64, newest: Time) {
+        let marks = self.marks.entry((topic.to_owned(), partition)).or_default();
+        if marks.last().is_none_or(|(o, _)| *o < next_offset) {
+            marks.push((next_offset, newest));
+        }
+    }
+
+    /// Moves each partition's committed offset to its latest mark whose records' direct outputs
+    /// are all durable (newest before `output_time`), and commits them.
+    fn commit(&mut self) {
+        // At the end of the run, with every output flushed, every record read is reflected.
+        let all_done = self.inputs_done && self.state.outputs.keys().all(|k| self.done.contains(k));
+        let output_time = if all_done {
+            Time::MAX
+        } else {
+            self.state.output_time
+        };
+        let mut list = rdkafka::TopicPartitionList::new();
+        for ((topic, partition), marks) in &mut self.marks {
+            let Some(i) = marks.iter().rposition(|(_, newest)| *newest < output_time) else {
+                continue;
+            };
+            let offset = marks[i].0;
+            marks.drain(..i);
+            let name = format!("{topic}[{partition}]");
+            if self.state.committed.get(&name) != Some(&offset) {
+                self.state.committed.insert(name, offset);
+                let _ =
+                    list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(offset));
+            }
+        }
+        if let Some(consumer) = &self.committer {
+            if list.count() > 0 {
+                use rdkafka::consumer::Consumer;
+                // Best effort: a failed commit is retried with the next checkpoint; the
+                // checkpoint file, not the group offset, is what a restart relies on.
+                let _ = consumer.commit(&list, rdkafka::consumer::CommitMode::Sync);
+            }
+        }
     }
 
     /// How often each output should make itself durable and report.
@@ -116,6 +205,7 @@ impl Checkpointer {
             .min()
             .unwrap_or(0);
         self.state.output_time = self.state.output_time.max(output_time);
+        self.commit();
         self.write()
     }
 

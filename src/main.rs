@@ -77,8 +77,9 @@ struct RunArgs {
     /// Write anomalies as JSON Lines to FILE (- for standard output, kafka for the anomalies topic).
     #[arg(long, value_name = "FILE|-|kafka")]
     anomalies_out: Option<String>,
-    /// Write refused records here [default: ./dead-letter.jsonl, created only when needed].
-    #[arg(long, value_name = "FILE")]
+    /// Write refused records here, or kafka for each Kafka input's `<topic>.dlq` [default:
+    /// ./dead-letter.jsonl, created only when needed].
+    #[arg(long, value_name = "FILE|kafka")]
     dead_letter: Option<PathBuf>,
     /// Job file (TOML) with the detector settings.
     #[arg(long, value_name = "FILE")]
@@ -481,14 +482,17 @@ fn run(args: RunArgs) -> Result<(), JobError> {
                 .as_ref()
                 .map(|c| c.outputs.clone())
                 .unwrap_or_default(),
-            checkpointer: args.checkpoint.as_ref().map(|path| {
-                std::sync::Arc::new(std::sync::Mutex::new(checkpoint::Checkpointer::new(
-                    path.clone(),
-                    &names,
-                    resume.as_ref(),
-                    every,
-                )))
-            }),
+            checkpointer: match &args.checkpoint {
+                None => None,
+                Some(path) => {
+                    let mut c =
+                        checkpoint::Checkpointer::new(path.clone(), &names, resume.as_ref(), every);
+                    if matches!(input, InputSource::Kafka { .. }) {
+                        c.commit_to(&kafka.brokers).map_err(JobError::Kafka)?;
+                    }
+                    Some(std::sync::Arc::new(std::sync::Mutex::new(c)))
+                }
+            },
         };
         Outputs {
             anomalies,

@@ -192,6 +192,7 @@ fn run_worker(
             stream.probe_with(&probe),
             dead_letter_writer,
             outcome.clone(),
+            durability.checkpointer.clone(),
         );
         Inputs {
             samples,
@@ -487,6 +488,7 @@ impl<'a> Feed<'a> {
         let mut since_step = 0usize;
         let mut last_warning: Option<Instant> = None;
         let mut progress = Progress::new(consumer.partitions.len());
+        let mut last_mark = Instant::now();
         while !self.owned.iter().all(|s| s.finished) {
             let mut quiet = false;
             let mut problem = None;
@@ -574,7 +576,31 @@ impl<'a> Feed<'a> {
             if progress.due() {
                 progress.report(&consumer, &names);
             }
+            if last_mark.elapsed() >= Duration::from_millis(200) {
+                last_mark = Instant::now();
+                for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
+                    if let (Some(next), Some(newest)) = (progress.next[k], self.owned[k].newest) {
+                        inputs.diagnostics.send(Diagnostic::Mark {
+                            topic: topic.to_owned(),
+                            partition: *partition,
+                            next_offset: next,
+                            newest,
+                        });
+                    }
+                }
+            }
             self.follow_events(inputs);
+        }
+        // Where every partition ended, for the offsets the checkpoint commits.
+        for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
+            if let (Some(next), Some(newest)) = (progress.next[k], self.owned[k].newest) {
+                inputs.diagnostics.send(Diagnostic::Mark {
+                    topic: topic.to_owned(),
+                    partition: *partition,
+                    next_offset: next,
+                    newest,
+                });
+            }
         }
         self.advance(worker, inputs, probe);
         Ok(())

@@ -64,6 +64,18 @@ pub enum Diagnostic {
     DeadLetter(DeadLetter),
     /// A worker's final counts.
     Counts(SourceCounts),
+    /// A Kafka partition's progress: every record before `next_offset` is in the dataflow, and
+    /// none is later than `newest` (its direct outputs are durable once the checkpoint passes it).
+    Mark {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The next offset to read.
+        next_offset: i64,
+        /// The newest timestamp read from the partition.
+        newest: Time,
+    },
 }
 
 /// What the job found and did, filled in by worker 0's sinks and read at exit.
@@ -345,6 +357,9 @@ fn write_in_time_order<D: OutputRecord>(
                         // Every record before `before` is written and flushed (delivered).
                         let size = file_output.then_some(bytes);
                         let mut c = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+                        if finished {
+                            c.output_done(D::WHAT);
+                        }
                         if let Err(e) = c.durable(D::WHAT, before, size) {
                             outcome.error.get_or_insert(e);
                         }
@@ -366,6 +381,7 @@ pub fn write_diagnostics(
     diagnostics: Stream<'_, Time, Vec<Diagnostic>>,
     mut out: Option<DeadLetterOutput>,
     outcome: Arc<Mutex<Outcome>>,
+    checkpointer: Option<Arc<Mutex<crate::checkpoint::Checkpointer>>>,
 ) {
     diagnostics.sink(
         Exchange::new(|_: &Diagnostic| 0u64),
@@ -378,6 +394,17 @@ pub fn write_diagnostics(
                     match d {
                         Diagnostic::DeadLetter(letter) => letters.push(letter),
                         Diagnostic::Counts(c) => counts.push(c),
+                        Diagnostic::Mark {
+                            topic,
+                            partition,
+                            next_offset,
+                            newest,
+                        } => {
+                            if let Some(c) = &checkpointer {
+                                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                                c.mark(&topic, partition, next_offset, newest);
+                            }
+                        }
                     }
                 }
             });
@@ -386,6 +413,14 @@ pub fn write_diagnostics(
                 return;
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+            if finished {
+                if let Some(c) = &checkpointer {
+                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = c.settle() {
+                        outcome.error.get_or_insert(e);
+                    }
+                }
+            }
             for c in &counts {
                 outcome.counts.add(c);
             }

@@ -99,7 +99,13 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
         .map(String::from)
         .to_vec()
     };
-    let out = incidentflow().args(kafka_args("k1")).output().unwrap();
+    let checkpoint = dir.join("checkpoint.json");
+    let mut args = kafka_args("k1");
+    args.extend([
+        "--checkpoint".to_string(),
+        checkpoint.to_str().unwrap().to_string(),
+    ]);
+    let out = incidentflow().args(&args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -113,6 +119,30 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
         std::fs::read(dir.join("incidents-k1.jsonl")).unwrap(),
         incidents
     );
+    // With every output durable at the end, the consumer group's offsets are the partitions'
+    // ends, committed to the broker and recorded in the checkpoint.
+    {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .set("group.id", "incidentflow")
+            .create()
+            .unwrap();
+        let timeout = std::time::Duration::from_secs(10);
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..4 {
+            list.add_partition("t.metrics", p);
+        }
+        let committed = consumer.committed_offsets(list, timeout).unwrap();
+        let recorded: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+        for p in 0..4 {
+            let (_, high) = consumer.fetch_watermarks("t.metrics", p, timeout).unwrap();
+            let offset = committed.find_partition("t.metrics", p).map(|e| e.offset());
+            assert_eq!(offset, Some(rdkafka::Offset::Offset(high)), "partition {p}");
+            assert_eq!(recorded["committed"][format!("t.metrics[{p}]")], high);
+        }
+    }
 
     // Two processes of two workers each.
     let hostfile = dir.join("hosts.txt");
