@@ -539,12 +539,14 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     ]
     .map(String::from)
     .to_vec();
-    let mut first = incidentflow()
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = KillOnDrop(
+        incidentflow()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Kill it (SIGKILL) once a checkpoint says some output is durable: it follows the topic and
     // has only half of it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -559,14 +561,14 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
             break;
         }
         assert!(
-            first.try_wait().unwrap().is_none(),
+            first.0.try_wait().unwrap().is_none(),
             "the job ended before it could be killed"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
     let expected = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
     // Killed in the middle: its checkpoint is short of the last incident version.

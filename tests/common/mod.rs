@@ -13,9 +13,12 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The `incidentflow` binary under test.
+/// The `incidentflow` binary under test, run in the target's scratch area so that a default
+/// output (`./dead-letter.jsonl`) never lands in the source tree.
 pub fn incidentflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_incidentflow"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_incidentflow"));
+    command.current_dir(env!("CARGO_TARGET_TMPDIR"));
+    command
 }
 
 /// Runs `incidentflow run` with `args`, panicking with its stderr if it fails.
@@ -359,4 +362,14 @@ pub fn read_topic_with_headers(
     }
     out.sort_by_key(|(p, o, _, _, _)| (*p, *o));
     out.into_iter().map(|(_, _, k, v, h)| (k, v, h)).collect()
+}
+
+/// A child process killed when dropped, so that a failing test leaves no job running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
