@@ -457,6 +457,19 @@ impl TopicSink {
     }
 }
 
+/// How dead letters name a Kafka partition as their source: `kafka:TOPIC[PARTITION]`.
+pub fn source_name(topic: &str, partition: i32) -> String {
+    format!("kafka:{topic}[{partition}]")
+}
+
+/// The topic and partition of a [`source_name`], if it is one.
+fn parse_source_name(source: &str) -> Option<(&str, &str)> {
+    source
+        .strip_prefix("kafka:")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.rsplit_once('['))
+}
+
 /// The dead-letter topic of an input topic.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}.dlq")
@@ -471,12 +484,7 @@ pub fn send_dead_letters(
     finished: bool,
 ) -> Result<(), String> {
     for letter in letters {
-        let Some((topic, partition)) = letter
-            .source
-            .strip_prefix("kafka:")
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.rsplit_once('['))
-        else {
+        let Some((topic, partition)) = parse_source_name(&letter.source) else {
             continue;
         };
         let Some(sink) = sinks.get_mut(&dlq_topic(topic)) else {

@@ -482,7 +482,7 @@ impl<'a> Feed<'a> {
         let names: Vec<String> = consumer
             .partitions
             .iter()
-            .map(|(p, _)| format!("kafka:{topic}[{p}]"))
+            .map(|(p, _)| crate::kafka::source_name(topic, *p))
             .collect();
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut since_step = 0usize;
@@ -505,14 +505,10 @@ impl<'a> Feed<'a> {
                     else {
                         return;
                     };
-                    for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
+                    for (info, line) in message_lines(payload, offset, max_line) {
                         self.counts.read += 1;
                         since_step += 1;
-                        let too_long = line.len() > max_line;
-                        let decoded = if too_long {
+                        let decoded = if info.oversized {
                             Err(oversized(max_line))
                         } else {
                             self.decoder.decode(line)
@@ -524,13 +520,7 @@ impl<'a> Feed<'a> {
                                 self.counts.valid += 1;
                             }
                             Err(invalid) => {
-                                let info = LineInfo {
-                                    offset: offset.max(0) as u64,
-                                    number: i as u64 + 1,
-                                    oversized: too_long,
-                                };
-                                let mut raw = line[..line.len().min(max_line)].to_vec();
-                                self.refuse(inputs, &names[k], info, invalid, &mut raw);
+                                self.refuse(inputs, &names[k], info, invalid, &mut line.to_vec());
                             }
                         }
                     }
@@ -737,18 +727,16 @@ impl<'a> Feed<'a> {
                 let read = crate::kafka::read_to_end(&kafka.brokers, topic)?;
                 follow.push((topic.clone(), read.ends.clone()));
                 for (partition, offset, payload) in read.messages {
-                    let name = format!("kafka:{topic}[{partition}]");
-                    for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        let info = LineInfo {
-                            offset: offset.max(0) as u64,
-                            number: i as u64 + 1,
-                            oversized: line.len() > max_line,
-                        };
-                        let mut raw = line[..line.len().min(max_line)].to_vec();
-                        self.load_event(inputs, is_edges, &name, info, &mut raw, max_line);
+                    let name = crate::kafka::source_name(topic, partition);
+                    for (info, line) in message_lines(&payload, offset, max_line) {
+                        self.load_event(
+                            inputs,
+                            is_edges,
+                            &name,
+                            info,
+                            &mut line.to_vec(),
+                            max_line,
+                        );
                     }
                 }
                 continue;
@@ -807,18 +795,9 @@ impl<'a> Feed<'a> {
         let topology_topic = self.spec.kafka.topology_topic.clone();
         follower.drain(|topic, partition, offset, payload| {
             let is_edges = topic == topology_topic;
-            let name = format!("kafka:{topic}[{partition}]");
-            for (i, line) in payload.split(|b| *b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let info = LineInfo {
-                    offset: offset.max(0) as u64,
-                    number: i as u64 + 1,
-                    oversized: line.len() > max_line,
-                };
-                let mut raw = line[..line.len().min(max_line)].to_vec();
-                self.load_event(inputs, is_edges, &name, info, &mut raw, max_line);
+            let name = crate::kafka::source_name(topic, partition);
+            for (info, line) in message_lines(payload, offset, max_line) {
+                self.load_event(inputs, is_edges, &name, info, &mut line.to_vec(), max_line);
             }
         });
         self.follower = Some(follower);
@@ -902,6 +881,28 @@ fn static_yaml_topology(path: &std::path::Path) -> Result<Vec<EdgeChange>, JobEr
             })
         })
         .collect()
+}
+
+/// The records of a Kafka message (one record or a JSON Lines batch): each line that is not
+/// blank, with its position (`offset`: the message's offset, `number`: the line in the message),
+/// cut to `max_line` bytes (and then marked oversized).
+fn message_lines(
+    payload: &[u8],
+    offset: i64,
+    max_line: usize,
+) -> impl Iterator<Item = (LineInfo, &[u8])> {
+    payload
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(move |(i, line)| {
+            let info = LineInfo {
+                offset: offset.max(0) as u64,
+                number: i as u64 + 1,
+                oversized: line.len() > max_line,
+            };
+            (info, &line[..line.len().min(max_line)])
+        })
 }
 
 fn oversized(max_line: usize) -> Invalid {
