@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::*;
+use incidentflow_loadgen::files::write_dir;
 use incidentflow_loadgen::kafka::{
     create_topics, produce_lines, produce_raw, produce_scenario, KafkaTarget,
 };
@@ -38,13 +39,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
     let broker = Broker::start("scenario");
     let dir = scratch("kafka-scenario");
     let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
-    for (name, lines) in [
-        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
-        ("topology.jsonl", scenario.edges().collect()),
-        ("deploys.jsonl", scenario.deploy_lines().collect()),
-    ] {
-        std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
-    }
+    write_dir(&scenario, &dir, 0).unwrap();
     let target = KafkaTarget {
         samples_topic: "t.metrics".into(),
         topology_topic: "t.topology".into(),
@@ -145,44 +140,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
     }
 
     // Two processes of two workers each.
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
-    let cluster: Vec<_> = (0..2)
-        .map(|i| {
-            let mut a = kafka_args("k22");
-            a.extend(
-                [
-                    "--workers",
-                    "2",
-                    "--processes",
-                    "2",
-                    "--process-index",
-                    &i.to_string(),
-                    "--hostfile",
-                    hostfile.to_str().unwrap(),
-                ]
-                .map(String::from),
-            );
-            incidentflow()
-                .args(&a)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in cluster {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_two_by_two(&dir, &kafka_args("k22"));
     assert_eq!(
         std::fs::read(dir.join("anomalies-k22.jsonl")).unwrap(),
         anomalies
@@ -381,11 +339,7 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
     let mut broker = Broker::start("restart");
     let dir = scratch("kafka-restart");
     let scenario = Scenario::new(ScenarioConfig::named("medium", 2).unwrap());
-    std::fs::write(
-        dir.join("samples.jsonl"),
-        scenario.samples().collect::<Vec<_>>().join("\n") + "\n",
-    )
-    .unwrap();
+    write_dir(&scenario, &dir, 0).unwrap();
     let target = KafkaTarget {
         samples_topic: "r.metrics".into(),
         topology_topic: "r.topology".into(),
@@ -461,13 +415,7 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     let broker = Broker::start("kill");
     let dir = scratch("kafka-kill");
     let scenario = Scenario::new(ScenarioConfig::named("medium", 3).unwrap());
-    for (name, lines) in [
-        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
-        ("topology.jsonl", scenario.edges().collect()),
-        ("deploys.jsonl", scenario.deploy_lines().collect()),
-    ] {
-        std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
-    }
+    write_dir(&scenario, &dir, 0).unwrap();
     let target = KafkaTarget {
         samples_topic: "k.metrics".into(),
         topology_topic: "k.topology".into(),

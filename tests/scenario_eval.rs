@@ -5,24 +5,15 @@
 
 mod common;
 
-use std::io::Write;
-
 use common::*;
+use incidentflow_loadgen::files::write_dir;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
 #[test]
 fn the_small_scenario_is_detected_and_scored() {
     let dir = scratch("scenario-eval");
     let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
-    for (name, lines) in [
-        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
-        ("truth.jsonl", scenario.truth().collect()),
-    ] {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name)).unwrap());
-        for l in lines {
-            writeln!(f, "{l}").unwrap();
-        }
-    }
+    write_dir(&scenario, &dir, 0).unwrap();
     let anomalies = dir.join("anomalies.jsonl");
     run_ok(&[
         "--input",
@@ -81,17 +72,7 @@ fn the_small_scenario_is_detected_and_scored() {
 fn the_small_scenario_gives_one_incident_per_problem_with_the_root_ranked() {
     let dir = scratch("scenario-eval-incidents");
     let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
-    for (name, lines) in [
-        ("samples.jsonl", scenario.samples().collect::<Vec<_>>()),
-        ("truth.jsonl", scenario.truth().collect()),
-        ("topology.jsonl", scenario.edges().collect()),
-        ("deploys.jsonl", scenario.deploy_lines().collect()),
-    ] {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(name)).unwrap());
-        for l in lines {
-            writeln!(f, "{l}").unwrap();
-        }
-    }
+    write_dir(&scenario, &dir, 0).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     run_ok(&[
         "--input",

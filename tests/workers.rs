@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
 use common::*;
 
@@ -89,44 +88,7 @@ fn one_four_and_two_by_two_workers_give_the_same_output() {
         );
     }
 
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
-    let cluster: Vec<_> = (0..2)
-        .map(|i| {
-            let mut a = args(&dir, "p2", &input);
-            a.extend(
-                [
-                    "--workers",
-                    "2",
-                    "--processes",
-                    "2",
-                    "--process-index",
-                    &i.to_string(),
-                    "--hostfile",
-                    hostfile.to_str().unwrap(),
-                ]
-                .map(String::from),
-            );
-            incidentflow()
-                .args(&a)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in cluster {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_two_by_two(&dir, &args(&dir, "p2", &input));
 
     let reference = std::fs::read(dir.join("anomalies-w1.jsonl")).unwrap();
     let (read, valid, dead, anomalies) = counts(&dir, "w1");

@@ -534,22 +534,8 @@ fn bench(o: &Options) -> Result<(), String> {
             o.scenario,
             scenario_dir.display()
         );
-        std::fs::create_dir_all(&scenario_dir).map_err(|e| e.to_string())?;
-        let mut w = BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&scenario_input).map_err(|e| e.to_string())?,
-        );
-        for line in scenario.samples() {
-            writeln!(w, "{line}").map_err(|e| e.to_string())?;
-        }
-        w.flush().map_err(|e| e.to_string())?;
-        for (name, lines) in [
-            ("topology.jsonl", scenario.edges().collect::<Vec<_>>()),
-            ("deploys.jsonl", scenario.deploy_lines().collect()),
-        ] {
-            std::fs::write(scenario_dir.join(name), lines.join("\n") + "\n")
-                .map_err(|e| e.to_string())?;
-        }
+        incidentflow_loadgen::files::write_dir(&scenario, &scenario_dir, 0)
+            .map_err(|e| e.to_string())?;
         std::fs::write(&stamp, &definition).map_err(|e| e.to_string())?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -669,22 +655,6 @@ fn bench(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The tansu broker binary, if installed (on the PATH or where `cargo install` puts it).
-fn tansu() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("tansu"))
-            .find(|p| p.is_file())
-    });
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    on_path.or_else(|| {
-        home.map(|h| h.join("bin").join("tansu"))
-            .filter(|p| p.is_file())
-    })
-}
-
 /// Kafka: the scenario produced to a real tansu broker (4 partitions, 500 samples a message) and
 /// replayed by the job with 1 and 2 workers (`--until-end`), checked to find the same anomalies as
 /// the file run; then end-to-end latency through Kafka: the samples produced on an open-loop
@@ -699,7 +669,7 @@ fn kafka_bench(
     use incidentflow_loadgen::kafka::{create_topics, produce_lines, KafkaTarget};
     use std::process::Stdio;
     use std::time::Duration;
-    let Some(tansu) = tansu() else {
+    let Some(tansu) = incidentflow_loadgen::kafka::tansu_binary() else {
         eprintln!("[kafka] skipped: tansu is not installed (cargo install tansu --version 0.6.0 --features libsql)");
         return Ok((
             "\n**Kafka**: skipped, tansu is not installed.\n".into(),

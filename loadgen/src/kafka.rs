@@ -298,6 +298,24 @@ fn produce_samples(
     Ok(count)
 }
 
+/// The tansu broker binary (the Kafka of the tests and benchmarks), if installed: on the PATH or
+/// where `cargo install` puts it.
+pub fn tansu_binary() -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    on_path.or_else(|| {
+        cargo_home
+            .map(|h| h.join("bin").join("tansu"))
+            .filter(|p| p.is_file())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

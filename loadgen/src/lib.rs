@@ -6,7 +6,10 @@
 //! | [`rng`] | the seeded PRNG |
 //! | [`topology`] | the layered call graph and its changes over time |
 //! | [`scenario`] | faults, deploys and the metric series, and the named scenarios |
+//! | [`files`] | a scenario written to a directory, and pacing |
+//! | [`kafka`] | a scenario produced to Kafka topics |
 
+pub mod files;
 pub mod kafka;
 pub mod rng;
 pub mod scenario;

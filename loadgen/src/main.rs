@@ -2,11 +2,10 @@
 //! ground truth as JSON Lines) or streams its samples to standard output, as fast as possible or
 //! at a target rate (open loop: the schedule does not wait for the reader).
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use incidentflow_dataflows::time::parse_duration;
@@ -128,7 +127,7 @@ fn run(args: &Args) -> io::Result<()> {
         (Some(dir), _) => write_dir(&scenario, dir, args.rate),
         (None, true) => {
             let out = io::stdout();
-            paced(
+            incidentflow_loadgen::files::paced(
                 scenario.samples(),
                 &mut BufWriter::with_capacity(1 << 16, out.lock()),
                 args.rate,
@@ -142,29 +141,7 @@ fn run(args: &Args) -> io::Result<()> {
 }
 
 fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let create = |name: &str| -> io::Result<BufWriter<File>> {
-        Ok(BufWriter::with_capacity(
-            1 << 20,
-            File::create(dir.join(name))?,
-        ))
-    };
-    for (name, lines) in [
-        (
-            "topology.jsonl",
-            Box::new(scenario.edges()) as Box<dyn Iterator<Item = String>>,
-        ),
-        ("deploys.jsonl", Box::new(scenario.deploy_lines())),
-        ("truth.jsonl", Box::new(scenario.truth())),
-    ] {
-        let mut w = create(name)?;
-        for line in lines {
-            writeln!(w, "{line}")?;
-        }
-        w.flush()?;
-    }
-    let mut w = create("samples.jsonl")?;
-    paced(scenario.samples(), &mut w, rate)?;
+    incidentflow_loadgen::files::write_dir(scenario, dir, rate)?;
     eprintln!(
         "incidentflow-loadgen: wrote {} services, {} series, {} faults, {} deploys to {}",
         scenario.topology.services.len(),
@@ -174,23 +151,4 @@ fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
         dir.display()
     );
     Ok(())
-}
-
-/// Writes `lines`, at `rate` lines per second when it is above 0 (open loop: line i is due at
-/// start + i / rate whatever the reader does; a late writer catches up without sleeping).
-fn paced(lines: impl Iterator<Item = String>, out: &mut impl Write, rate: u64) -> io::Result<()> {
-    let start = Instant::now();
-    for (i, line) in lines.enumerate() {
-        if rate > 0 && i % 256 == 0 {
-            out.flush()?;
-            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()
 }

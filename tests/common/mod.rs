@@ -236,20 +236,23 @@ fn spawn_tansu(dir: &Path, address: &str) -> std::process::Child {
         .append(true)
         .open(dir.join("broker.log"))
         .expect("broker log");
-    Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start tansu (run ./scripts/test, which installs it)")
+    Command::new(
+        incidentflow_loadgen::kafka::tansu_binary()
+            .expect("tansu is not installed: ./scripts/test installs it"),
+    )
+    .args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+    ])
+    .args(["--storage-engine", "sqlite://tansu.db"])
+    .current_dir(dir)
+    .stdout(log.try_clone().expect("log"))
+    .stderr(log)
+    .spawn()
+    .expect("start tansu (run ./scripts/test, which installs it)")
 }
 
 impl Drop for Broker {
@@ -257,22 +260,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The tansu binary: on the PATH, or where `cargo install` puts it.
-fn tansu() -> PathBuf {
-    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("tansu"))
-            .find(|p| p.is_file())
-    }) {
-        return path;
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    home.join("bin").join("tansu")
 }
 
 /// Every (key, value) of a topic up to its end, in partition and offset order.
@@ -371,5 +358,48 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Runs `args` (which start with `run`) as a cluster of 2 processes x 2 workers on 127.0.0.1,
+/// with a hostfile in `dir`, and waits for both processes to succeed.
+pub fn run_two_by_two(dir: &Path, args: &[String]) {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("hostfile");
+    let cluster: Vec<_> = (0..2)
+        .map(|i| {
+            let mut a = args.to_vec();
+            a.extend(
+                [
+                    "--workers",
+                    "2",
+                    "--processes",
+                    "2",
+                    "--process-index",
+                    &i.to_string(),
+                    "--hostfile",
+                    hostfile.to_str().expect("utf-8 path"),
+                ]
+                .map(String::from),
+            );
+            incidentflow()
+                .args(&a)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn incidentflow")
+        })
+        .collect();
+    for child in cluster {
+        let out = child.wait_with_output().expect("wait for incidentflow");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
