@@ -283,15 +283,19 @@ fn random_graphs_match_union_find() {
     }
 }
 
-#[test]
-fn busy_random_graphs_with_many_changes_at_once_match_union_find() {
-    // Forty services, hundreds of anomalies and edge changes on a coarse clock, so that many
-    // services join, leave and relink at the same time: merges, splits, leaves that do and do not
-    // hold their group together, and groups losing their least name.
-    let names: Vec<&'static str> = (0..40)
+/// Random services, anomalies and edge changes on a coarse clock (many changes at the same
+/// time), checked against union-find every 10 time units.
+fn busy_random_graphs_match_union_find(
+    seed: u64,
+    services: u64,
+    anomalies: usize,
+    edge_changes: usize,
+    silent: bool,
+) {
+    let names: Vec<&'static str> = (0..services)
         .map(|i| &*Box::leak(format!("s{i:02}").into_boxed_str()))
         .collect();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = seed;
     let mut next = |n: u64| {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -299,27 +303,38 @@ fn busy_random_graphs_with_many_changes_at_once_match_union_find() {
         rng % n
     };
     for _ in 0..3 {
-        let anomalies: Vec<(&'static str, Time)> = (0..400)
-            .map(|_| (names[next(40) as usize], next(100) * 10))
+        let anomalies: Vec<(&'static str, Time)> = (0..anomalies)
+            .map(|_| (names[next(services) as usize], next(100) * 10))
             .collect();
         let mut edges: Vec<(&'static str, &'static str, Time, isize)> = Vec::new();
-        for _ in 0..70 {
-            let (a, b) = (names[next(40) as usize], names[next(40) as usize]);
+        for _ in 0..edge_changes {
+            let (a, b) = (
+                names[next(services) as usize],
+                names[next(services) as usize],
+            );
             let from = next(80) * 10;
             edges.push((a, b, from, 1));
             if next(2) == 0 {
                 edges.push((a, b, from + 10 + next(40) * 10, -1));
             }
         }
-        let updates = run(anomalies.clone(), edges.clone(), 60);
+        let updates = run_with(anomalies.clone(), edges.clone(), 60, silent);
         for t in (0..1200).step_by(10) {
             assert_eq!(
                 labels_at(&updates, t),
-                naive(&anomalies, &edges, 60, t),
+                naive_with(&anomalies, &edges, 60, t, silent),
                 "at {t}"
             );
         }
     }
+}
+
+#[test]
+fn busy_random_graphs_with_many_changes_at_once_match_union_find() {
+    // Forty services, hundreds of anomalies and edge changes on a coarse clock, so that many
+    // services join, leave and relink at the same time: merges, splits, leaves that do and do not
+    // hold their group together, and groups losing their least name.
+    busy_random_graphs_match_union_find(0x9e37_79b9_7f4a_7c15, 40, 400, 70, false);
 }
 
 #[test]
@@ -356,36 +371,5 @@ fn silent_intermediates_link_only_when_asked_and_only_one_hop() {
 
 #[test]
 fn busy_random_graphs_with_silent_intermediates_match_union_find() {
-    let names: Vec<&'static str> = (0..30)
-        .map(|i| &*Box::leak(format!("s{i:02}").into_boxed_str()))
-        .collect();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
-    for _ in 0..3 {
-        let anomalies: Vec<(&'static str, Time)> = (0..150)
-            .map(|_| (names[next(30) as usize], next(100) * 10))
-            .collect();
-        let mut edges: Vec<(&'static str, &'static str, Time, isize)> = Vec::new();
-        for _ in 0..40 {
-            let (a, b) = (names[next(30) as usize], names[next(30) as usize]);
-            let from = next(80) * 10;
-            edges.push((a, b, from, 1));
-            if next(2) == 0 {
-                edges.push((a, b, from + 10 + next(40) * 10, -1));
-            }
-        }
-        let updates = run_with(anomalies.clone(), edges.clone(), 60, true);
-        for t in (0..1200).step_by(10) {
-            assert_eq!(
-                labels_at(&updates, t),
-                naive_with(&anomalies, &edges, 60, t, true),
-                "at {t}"
-            );
-        }
-    }
+    busy_random_graphs_match_union_find(0x2545_f491_4f6c_dd1d, 30, 150, 40, true);
 }
