@@ -545,7 +545,7 @@ impl Tracker {
         let strong_now: BTreeSet<Service> = changes
             .anomalies
             .iter()
-            .filter(|a| support_of(a).score_milli >= self.config.strong_score_milli)
+            .filter(|a| score_milli(a) >= self.config.strong_score_milli)
             .map(|a| a.series.service.clone())
             .collect();
         for label in touched {
@@ -1121,8 +1121,13 @@ fn support_of(a: &Anomaly) -> Support {
         service: a.series.service.clone(),
         metric_name: a.series.metric_name.clone(),
         timestamp: a.timestamp,
-        score_milli: (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32,
+        score_milli: score_milli(a),
     }
+}
+
+/// An anomaly's score in thousandths.
+fn score_milli(a: &Anomaly) -> u32 {
+    (a.anomaly_score.0.clamp(0.0, 1.0) * 1000.0).round() as u32
 }
 
 fn incident_id(t: Time, label: &str) -> String {
