@@ -3,16 +3,19 @@
 //!
 //! * The file (JSON, replaced atomically: written beside, synced, renamed) holds, for each output
 //!   (anomalies, incidents), the event time before which everything it will ever write has been
-//!   written and flushed (Kafka: delivered), and for a file output its length at that point.
-//!   `output_time` is the least of them.
-//! * A restart reads the inputs again from their beginning (the outputs are a deterministic
-//!   function of the input, so everything before an output's mark comes out the same and is not
-//!   written again), truncates each output file to its recorded length, and writes each output
-//!   from its own mark on. A Kafka output may receive again records at or after `output_time` that
-//!   the killed run had already sent: the same records with the same keys, which a compacted topic
-//!   or a consumer keyed on the id absorbs.
-//! * What this first version lacks: the restart re-reads the whole input (not only the window
-//!   before the checkpoint), and consumer offsets are not committed to Kafka.
+//!   written and flushed (Kafka: delivered), for a file output its length at that point, and for
+//!   the incidents the earliest start of those open then. `output_time` is the least of the marks.
+//! * A restart re-reads the input (the outputs are a deterministic function of it, so everything
+//!   before an output's mark comes out the same and is not written again), truncates each output
+//!   file to its recorded length, and writes each output from its own mark on. A file input is
+//!   read from its beginning; a Kafka input from [`Checkpoint::reread_from`]: the baseline
+//!   window, the correlation window and the quiet period (and the allowed lateness) before the
+//!   earlier of the marks and the start of the oldest incident open at its mark, which is what
+//!   the state at the marks depends on. A Kafka output may receive again records at or after its
+//!   mark that the killed run had already sent: the same records with the same keys, which a
+//!   compacted topic or a consumer keyed on the id absorbs.
+//! * Consumer offsets are committed to the group `incidentflow` once the outputs of the records
+//!   before them are durable; the restart relies on the file, not on them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,6 +49,9 @@ pub struct OutputMark {
     pub durable_before: Time,
     /// A file output's length at that point.
     pub bytes: Option<u64>,
+    /// Incidents: the earliest start (through splits) of those open at `durable_before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_since: Option<Time>,
 }
 
 impl Checkpoint {
@@ -65,6 +71,19 @@ impl Checkpoint {
                 source,
             }),
         }
+    }
+
+    /// The event time from which a restart re-reads the input to rebuild the state at every
+    /// output's mark: `history` (the baseline window, correlation window, quiet period and
+    /// allowed lateness) before the earliest mark or open incident's start.
+    pub fn reread_from(&self, history: Time) -> Time {
+        let needed = self
+            .outputs
+            .values()
+            .map(|m| m.durable_before.min(m.open_since.unwrap_or(Time::MAX)))
+            .min()
+            .unwrap_or(0);
+        needed.saturating_sub(history)
     }
 
     /// Where `what` resumes: its recorded length, if it was a file.
@@ -190,10 +209,20 @@ impl Checkpointer {
         self.every
     }
 
-    /// `what` is durable before `before` (its file `bytes` long): rewrites the file.
-    pub fn durable(&mut self, what: &str, before: Time, bytes: Option<u64>) -> Result<(), String> {
+    /// `what` is durable before `before` (its file `bytes` long, the oldest incident open then
+    /// started at `open_since`): rewrites the file.
+    pub fn durable(
+        &mut self,
+        what: &str,
+        before: Time,
+        bytes: Option<u64>,
+        open_since: Option<Time>,
+    ) -> Result<(), String> {
         let mark = self.state.outputs.entry(what.to_string()).or_default();
-        mark.durable_before = mark.durable_before.max(before);
+        if before >= mark.durable_before {
+            mark.durable_before = before;
+            mark.open_since = open_since;
+        }
         if bytes.is_some() {
             mark.bytes = bytes;
         }

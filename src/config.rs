@@ -271,6 +271,7 @@ impl JobConfig {
             window_ms: self.baseline.window.0,
             min_points: self.baseline.min_points,
             threshold: self.zscore.threshold,
+            score_from: 0,
         }
     }
 }

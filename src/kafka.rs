@@ -67,7 +67,7 @@ impl PartitionConsumer {
         Self::open_from(brokers, topic, peers, index, bounded, None)
     }
 
-    /// [`PartitionConsumer::open`], starting each partition at the first message whose
+    /// [`PartitionConsumer::open`], starting each partition at the message before the first whose
     /// timestamp is at or after `start` (offsets-for-times) when given, else at the beginning.
     pub fn open_from(
         brokers: &str,
@@ -117,7 +117,9 @@ impl PartitionConsumer {
             list = TopicPartitionList::new();
             for (p, _) in &partitions {
                 let offset = match found.find_partition(topic, *p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
+                    // The message before may be a batch that starts earlier and reaches past
+                    // `start`: read it too (more is harmless, less would not be exact).
+                    Some(Offset::Offset(o)) => Offset::Offset((o - 1).max(0)),
                     _ => Offset::End, // nothing that late: start at the end
                 };
                 list.add_partition_offset(topic, *p, offset)
@@ -146,28 +148,55 @@ impl PartitionConsumer {
     pub fn poll(&self, timeout: Duration, mut on: impl FnMut(Polled<'_>)) {
         match self.consumer.poll(timeout) {
             None => on(Polled::Nothing),
-            Some(Ok(m)) => on(Polled::Message {
-                partition: m.partition(),
-                offset: m.offset(),
-                payload: m.payload().unwrap_or_default(),
-            }),
+            Some(Ok(m)) => on(Polled::Message(KafkaMessage::of(&m))),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => on(Polled::End(p)),
             Some(Err(e)) => on(Polled::Error(e.to_string())),
         }
     }
 }
 
+/// A message as the job reads it.
+pub struct KafkaMessage<'a> {
+    /// Its topic.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, kept for the dead-letter topic.
+    pub key: Option<&'a [u8]>,
+    /// Its value: one record or a JSON Lines batch.
+    pub payload: &'a [u8],
+}
+
+impl<'a> KafkaMessage<'a> {
+    fn of(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Self {
+        KafkaMessage {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload().unwrap_or_default(),
+        }
+    }
+}
+
+/// A message kept (the topology and deploy topics read at start).
+pub struct StoredMessage {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub payload: Vec<u8>,
+}
+
 /// What a poll gave.
 pub enum Polled<'a> {
     /// A message.
-    Message {
-        /// Its partition.
-        partition: i32,
-        /// Its offset.
-        offset: i64,
-        /// Its value.
-        payload: &'a [u8],
-    },
+    Message(KafkaMessage<'a>),
     /// The consumer reached the end of a partition (for now).
     End(i32),
     /// Nothing arrived in time.
@@ -213,13 +242,14 @@ pub fn read_to_end(brokers: &str, topic: &str) -> Result<ReadToEnd, JobError> {
     while !open.is_empty() {
         let mut failed = None;
         source.poll(Duration::from_millis(200), |polled| match polled {
-            Polled::Message {
-                partition,
-                offset,
-                payload,
-            } => {
-                out.push((partition, offset, payload.to_vec()));
-                open.retain(|(p, end)| !(*p == partition && offset + 1 >= *end));
+            Polled::Message(m) => {
+                out.push(StoredMessage {
+                    partition: m.partition,
+                    offset: m.offset,
+                    key: m.key.map(<[u8]>::to_vec),
+                    payload: m.payload.to_vec(),
+                });
+                open.retain(|(p, end)| !(*p == m.partition && m.offset + 1 >= *end));
             }
             Polled::Error(e) => failed = Some(e),
             Polled::End(_) | Polled::Nothing => {}
@@ -231,18 +261,18 @@ pub fn read_to_end(brokers: &str, topic: &str) -> Result<ReadToEnd, JobError> {
             }
         }
     }
-    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out.sort_by_key(|m| (m.partition, m.offset));
     Ok(ReadToEnd {
         messages: out,
         ends,
     })
 }
 
-/// What [`read_to_end`] read: (partition, offset, value) by partition and offset, and where each
-/// partition ended.
+/// What [`read_to_end`] read: the messages by partition and offset, and where each partition
+/// ended.
 pub struct ReadToEnd {
     /// The messages.
-    pub messages: Vec<(i32, i64, Vec<u8>)>,
+    pub messages: Vec<StoredMessage>,
     /// (partition, the offset after the last message read).
     pub ends: Vec<(i32, i64)>,
 }
@@ -274,16 +304,11 @@ impl EventFollower {
         Ok(EventFollower { consumer })
     }
 
-    /// Hands over what has arrived, without waiting: (topic, partition, offset, value).
-    pub fn drain(&self, mut on: impl FnMut(&str, i32, i64, &[u8])) {
+    /// Hands over what has arrived, without waiting.
+    pub fn drain(&self, mut on: impl FnMut(KafkaMessage<'_>)) {
         for _ in 0..1000 {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => on(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.payload().unwrap_or_default(),
-                ),
+                Some(Ok(m)) => on(KafkaMessage::of(&m)),
                 Some(Err(_)) | None => break,
             }
         }
@@ -394,13 +419,13 @@ impl TopicSink {
 
     /// Queues one record (waiting while librdkafka's queue is full).
     pub fn send(&mut self, key: &str, value: &str) -> Result<(), String> {
-        self.send_bytes(Some(key), value.as_bytes(), None)
+        self.send_bytes(Some(key.as_bytes()), value.as_bytes(), None)
     }
 
     /// Queues one record with optional key and headers.
     pub fn send_bytes(
         &mut self,
-        key: Option<&str>,
+        key: Option<&[u8]>,
         value: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(), String> {
@@ -526,7 +551,7 @@ pub fn send_dead_letters(
                 key: "incidentflow.detail",
                 value: Some(&letter.invalid.detail),
             });
-        sink.send_bytes(None, &letter.raw, Some(headers))?;
+        sink.send_bytes(letter.key.as_deref(), &letter.raw, Some(headers))?;
     }
     if finished {
         for sink in sinks.values_mut() {

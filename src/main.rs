@@ -135,10 +135,11 @@ struct RunArgs {
     /// their timestamps is the replay's start, as with --from-time.
     #[arg(long, value_name = "T:P:O,...")]
     from_offsets: Option<String>,
-    /// Replay: stop at this event time (RFC 3339), writing only outputs before it; each Kafka
-    /// partition is read until it passes it by the allowed lateness (with --until-end, or until
-    /// it reaches its end).
-    #[arg(long, value_name = "TIME")]
+    /// Replay: stop at this event time (RFC 3339), or at the records at these offsets
+    /// (topic:partition:offset,...: the earliest of their times), writing only outputs before it;
+    /// each Kafka partition is read until it passes it by the allowed lateness (with --until-end,
+    /// or until it reaches its end).
+    #[arg(long, value_name = "TIME|T:P:O,...")]
     until: Option<String>,
     /// Replay: read the samples topic from this long before the replay's start (found with
     /// offsets-for-times: the producer must stamp messages with their event time, as the loadgen
@@ -181,24 +182,19 @@ fn replay_window(
         None => None,
     };
     if let Some(list) = &args.from_offsets {
-        let mut earliest: Option<u64> = None;
-        for item in list.split(',').filter(|s| !s.trim().is_empty()) {
-            let bad = || {
-                JobError::Usage(format!(
-                    "--from-offsets: {item:?} is not topic:partition:offset"
-                ))
-            };
-            let mut parts = item.trim().rsplitn(3, ':');
-            let offset: i64 = parts.next().and_then(|o| o.parse().ok()).ok_or_else(bad)?;
-            let partition: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-            let topic = parts.next().ok_or_else(bad)?;
-            let t = kafka::timestamp_at(&kafka.brokers, topic, partition, offset)?;
-            earliest = Some(earliest.map_or(t, |e: u64| e.min(t)));
-        }
-        from = earliest;
+        let offsets = parse_offsets(list).map_err(|item| {
+            JobError::Usage(format!(
+                "--from-offsets: {item:?} is not topic:partition:offset"
+            ))
+        })?;
+        from = Some(earliest_time_at(&offsets, kafka)?);
     }
+    // --until takes a time, or offsets: the earliest time of the records at them.
     let until = match &args.until {
-        Some(t) => Some(time("--until", t)?),
+        Some(text) => match parse_offsets(text) {
+            Ok(offsets) => Some(earliest_time_at(&offsets, kafka)?),
+            Err(_) => Some(time("--until", text)?),
+        },
         None => None,
     };
     if let (Some(f), Some(u)) = (from, until) {
@@ -214,6 +210,43 @@ fn replay_window(
         ));
     }
     Ok((from, until))
+}
+
+/// `topic:partition:offset,...` as a list; the item that is not, as the error.
+fn parse_offsets(list: &str) -> Result<Vec<(String, i32, i64)>, String> {
+    let mut offsets = Vec::new();
+    for item in list.split(',').filter(|s| !s.trim().is_empty()) {
+        let mut parts = item.trim().rsplitn(3, ':');
+        let offset = parts.next().and_then(|o| o.parse::<i64>().ok());
+        let partition = parts.next().and_then(|p| p.parse::<i32>().ok());
+        match (parts.next(), partition, offset) {
+            (Some(topic), Some(p), Some(o)) if !topic.is_empty() && o >= 0 => {
+                offsets.push((topic.to_owned(), p, o))
+            }
+            _ => return Err(item.to_owned()),
+        }
+    }
+    if offsets.is_empty() {
+        return Err(list.to_owned());
+    }
+    Ok(offsets)
+}
+
+/// The earliest event time of the records at `offsets` (each message's first sample).
+fn earliest_time_at(
+    offsets: &[(String, i32, i64)],
+    kafka: &config::KafkaSection,
+) -> Result<u64, JobError> {
+    let mut earliest = u64::MAX;
+    for (topic, partition, offset) in offsets {
+        earliest = earliest.min(kafka::timestamp_at(
+            &kafka.brokers,
+            topic,
+            *partition,
+            *offset,
+        )?);
+    }
+    Ok(earliest)
 }
 
 /// [`record_output`], taking up a file where a checkpoint says the earlier run left it.
@@ -388,24 +421,50 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         .map_err(|e| {
             JobError::Usage(format!("--checkpoint-every {}: {e}", args.checkpoint_every))
         })?;
+    // Every process reads the checkpoint (for where to re-read from); process 0 keeps it. A
+    // process that cannot see it re-reads its partitions from their start: slower, as exact.
     let resume = match &args.checkpoint {
-        Some(path) if leader => checkpoint::Checkpoint::load(path)?,
-        _ => None,
+        Some(path) => checkpoint::Checkpoint::load(path)?,
+        None => None,
     };
-    if let Some(c) = &resume {
+    let is_kafka_input = matches!(input, InputSource::Kafka { .. });
+    // What the state at a time depends on: the baseline window before the anomalies, which
+    // the correlation window and quiet period keep in play, give or take the allowed lateness.
+    let history = config.baseline.window.0
+        + config.correlation.window.0
+        + config.correlation.quiet_period.0
+        + config.time.allowed_lateness.0;
+    // A restart from Kafka re-reads only what the state at the checkpoint depends on.
+    let reread = resume
+        .as_ref()
+        .filter(|c| is_kafka_input && c.output_time > 0)
+        .map(|c| c.reread_from(history))
+        .filter(|from| *from > 0);
+    let read_from = read_from.or(reread);
+    if let Some(c) = resume.as_ref().filter(|_| leader) {
         let name = args
             .checkpoint
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string());
-        if c.output_time == 0 {
-            eprintln!("incidentflow: checkpoint {name}: the earlier run had made nothing durable; starting over");
-        } else {
-            eprintln!(
-                "incidentflow: resuming from checkpoint {name}: the outputs before {} were written by an earlier run; reading the input again from its start to rebuild the state",
-                incidentflow_dataflows::time::format_rfc3339(c.output_time)
-            );
+        let marks = incidentflow_dataflows::time::format_rfc3339(c.output_time);
+        match reread {
+            _ if c.output_time == 0 => eprintln!("incidentflow: checkpoint {name}: the earlier run had made nothing durable; starting over"),
+            Some(from) => eprintln!(
+                "incidentflow: resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the baseline window, correlation window and quiet period before that and before the oldest incident open then) to rebuild the state",
+                kafka.samples_topic,
+                incidentflow_dataflows::time::format_rfc3339(from)
+            ),
+            None => eprintln!(
+                "incidentflow: resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state"
+            ),
         }
     }
+    // A bounded re-read scores samples only once their baselines hold a whole window, and never
+    // later than the first output wanted.
+    let score_from = read_from.map_or(0, |r| {
+        let full = r + config.baseline.window.0 + config.time.allowed_lateness.0;
+        full.min(from.unwrap_or(u64::MAX))
+    });
     let dead_letter_path = args
         .dead_letter
         .clone()
@@ -543,6 +602,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             until_end: args.until_end,
             until,
             read_from,
+            score_from,
         },
         outputs,
     );
@@ -594,5 +654,30 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     match &outcome.error {
         Some(e) => Err(JobError::OutputFailed(e.clone())),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_offsets;
+
+    #[test]
+    fn offsets_lists_parse_and_times_are_not_taken_for_them() {
+        assert_eq!(
+            parse_offsets("raw.metrics:0:10, raw.metrics:3:0"),
+            Ok(vec![
+                ("raw.metrics".to_string(), 0, 10),
+                ("raw.metrics".to_string(), 3, 0)
+            ])
+        );
+        // A topic name may hold colons; the last two parts are the partition and offset.
+        assert_eq!(
+            parse_offsets("a:b:1:2"),
+            Ok(vec![("a:b".to_string(), 1, 2)])
+        );
+        assert!(parse_offsets("2026-11-23T01:00:00Z").is_err());
+        assert!(parse_offsets("raw.metrics:0:-1").is_err());
+        assert!(parse_offsets("raw.metrics:0").is_err());
+        assert!(parse_offsets("").is_err());
     }
 }

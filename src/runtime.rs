@@ -15,6 +15,7 @@ use incidentflow_dataflows::records::{
     DeadLetter, DeployEvent, EdgeChange, Invalid, Reason, Sample,
 };
 use incidentflow_dataflows::time::{format_duration, format_rfc3339, Time};
+use incidentflow_dataflows::zscore::ZScoreConfig;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Input, Probe};
@@ -90,9 +91,13 @@ pub struct RunSpec {
     /// A replay's end: a Kafka partition is done once it holds a record this far past it plus
     /// the allowed lateness (so that every record before it is in).
     pub until: Option<Time>,
-    /// A replay with a bounded warm-up reads each samples partition from the first message
-    /// stamped at or after this time (offsets-for-times); None: from the beginning.
+    /// A replay with a bounded warm-up, or a restart, reads each samples partition from the
+    /// message before the first stamped at or after this time (offsets-for-times); None: from
+    /// the beginning.
     pub read_from: Option<Time>,
+    /// Samples before this time are not scored (their baselines are not yet the ones an
+    /// uninterrupted run had; see `ZScoreConfig::score_from`).
+    pub score_from: Time,
 }
 
 /// Whether an event file argument names the Kafka topic instead of a file.
@@ -144,7 +149,10 @@ fn run_worker(
     outputs: Option<Outputs>,
     outcome: Arc<Mutex<Outcome>>,
 ) -> Result<(), JobError> {
-    let zscore = spec.config.zscore_config();
+    let zscore = ZScoreConfig {
+        score_from: spec.score_from,
+        ..spec.config.zscore_config()
+    };
     let correlation = spec.config.correlation_config();
     let probe = ProbeHandle::new();
     let (anomaly_writer, dead_letter_writer, incident_writer, durability) = match outputs {
@@ -217,28 +225,27 @@ fn run_worker(
     Ok(())
 }
 
-/// Progress of a worker's Kafka partitions: a line on stderr every 10 s (every second on a
-/// terminal) with each partition's offset, high watermark, rate and time to catch up.
+/// Progress of a worker's Kafka partitions: on a terminal, every second, a bar per partition
+/// with its offset, high watermark, rate and time to catch up; otherwise the same as one plain
+/// line every 10 s (for logs).
 struct Progress {
     next: Vec<Option<i64>>,
     at_last: Vec<Option<i64>>,
     last: Instant,
     every: Duration,
+    bars: bool,
 }
 
 impl Progress {
     fn new(partitions: usize) -> Self {
         use std::io::IsTerminal;
-        let every = if std::io::stderr().is_terminal() {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(10)
-        };
+        let bars = std::io::stderr().is_terminal();
         Progress {
             next: vec![None; partitions],
             at_last: vec![None; partitions],
             last: Instant::now(),
-            every,
+            every: Duration::from_secs(if bars { 1 } else { 10 }),
+            bars,
         }
     }
 
@@ -256,32 +263,49 @@ impl Progress {
         for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
             let at = self.next[k].unwrap_or(0);
             let rate = (at - self.at_last[k].unwrap_or(0)) as f64 / seconds;
-            let part = match consumer.high_watermark(*partition) {
-                Some(high) if high > 0 => {
-                    let left = (high - at).max(0);
-                    let eta = if left == 0 {
-                        "caught up".to_string()
-                    } else if rate > 0.0 {
-                        let seconds = (left as f64 / rate).ceil() as Time;
-                        format!("ETA {}", format_duration(seconds * 1000))
-                    } else {
-                        "waiting".to_string()
-                    };
-                    format!(
-                        "{} {at}/{high} ({:.0}%), {rate:.0} messages/s, {eta}",
-                        names[k],
-                        100.0 * at as f64 / high as f64
-                    )
-                }
-                _ => format!("{} {at}, {rate:.0} messages/s", names[k]),
-            };
-            parts.push(part);
             self.at_last[k] = Some(at);
+            let high = consumer.high_watermark(*partition).filter(|h| *h > 0);
+            parts.push(progress_text(&names[k], at, high, rate, self.bars));
         }
-        if !parts.is_empty() {
-            eprintln!("incidentflow: {}", parts.join("; "));
+        match (parts.is_empty(), self.bars) {
+            (true, _) => {}
+            (false, true) => eprintln!("{}", parts.join("\n")),
+            (false, false) => eprintln!("incidentflow: {}", parts.join("; ")),
         }
         self.last = Instant::now();
+    }
+}
+
+/// One partition's progress: `name` at offset `at` of `high`, reading `rate` messages/s; as a
+/// bar (a line of its own) or as a clause of a log line.
+fn progress_text(name: &str, at: i64, high: Option<i64>, rate: f64, bar: bool) -> String {
+    let Some(high) = high else {
+        return format!("{name} {at}, {rate:.0} messages/s");
+    };
+    let left = (high - at).max(0);
+    let eta = if left == 0 {
+        "caught up".to_string()
+    } else if rate > 0.0 {
+        let seconds = (left as f64 / rate).ceil() as Time;
+        format!("ETA {}", format_duration(seconds * 1000))
+    } else {
+        "waiting".to_string()
+    };
+    let done = (at as f64 / high as f64).clamp(0.0, 1.0);
+    if bar {
+        const WIDTH: usize = 30;
+        let filled = (done * WIDTH as f64).round() as usize;
+        format!(
+            "{name:<24} [{}{}] {:>3.0}% {at}/{high} {rate:>8.0} msg/s {eta}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            100.0 * done
+        )
+    } else {
+        format!(
+            "{name} {at}/{high} ({:.0}%), {rate:.0} messages/s, {eta}",
+            100.0 * done
+        )
     }
 }
 
@@ -425,7 +449,7 @@ impl<'a> Feed<'a> {
                     }
                     Err(invalid) => {
                         let source = self.source_name.clone();
-                        self.refuse(inputs, &source, info, invalid, &mut line)
+                        self.refuse(inputs, &source, info, invalid, &mut line, None)
                     }
                 }
                 since_step += 1;
@@ -493,11 +517,8 @@ impl<'a> Feed<'a> {
             let mut quiet = false;
             let mut problem = None;
             consumer.poll(Duration::from_millis(50), |polled| match polled {
-                crate::kafka::Polled::Message {
-                    partition,
-                    offset,
-                    payload,
-                } => {
+                crate::kafka::Polled::Message(message) => {
+                    let (partition, offset) = (message.partition, message.offset);
                     let Some(k) = consumer
                         .partitions
                         .iter()
@@ -505,7 +526,7 @@ impl<'a> Feed<'a> {
                     else {
                         return;
                     };
-                    for (info, line) in message_lines(payload, offset, max_line) {
+                    for (info, line) in message_lines(message.payload, offset, max_line) {
                         self.counts.read += 1;
                         since_step += 1;
                         let decoded = if info.oversized {
@@ -520,7 +541,14 @@ impl<'a> Feed<'a> {
                                 self.counts.valid += 1;
                             }
                             Err(invalid) => {
-                                self.refuse(inputs, &names[k], info, invalid, &mut line.to_vec());
+                                self.refuse(
+                                    inputs,
+                                    &names[k],
+                                    info,
+                                    invalid,
+                                    &mut line.to_vec(),
+                                    message.key,
+                                );
                             }
                         }
                     }
@@ -604,6 +632,7 @@ impl<'a> Feed<'a> {
         info: LineInfo,
         invalid: Invalid,
         line: &mut Vec<u8>,
+        key: Option<&[u8]>,
     ) {
         self.counts.count_dead(invalid.reason);
         inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
@@ -613,6 +642,7 @@ impl<'a> Feed<'a> {
             invalid,
             raw: std::mem::take(line),
             truncated: info.oversized,
+            key: key.map(<[u8]>::to_vec),
         }));
     }
 
@@ -726,17 +756,12 @@ impl<'a> Feed<'a> {
                 };
                 let read = crate::kafka::read_to_end(&kafka.brokers, topic)?;
                 follow.push((topic.clone(), read.ends.clone()));
-                for (partition, offset, payload) in read.messages {
-                    let name = crate::kafka::source_name(topic, partition);
-                    for (info, line) in message_lines(&payload, offset, max_line) {
-                        self.load_event(
-                            inputs,
-                            is_edges,
-                            &name,
-                            info,
-                            &mut line.to_vec(),
-                            max_line,
-                        );
+                for m in read.messages {
+                    let name = crate::kafka::source_name(topic, m.partition);
+                    for (info, line) in message_lines(&m.payload, m.offset, max_line) {
+                        let line = &mut line.to_vec();
+                        let event = (is_edges, &*name, info, m.key.as_deref());
+                        self.load_event(inputs, event, line, max_line);
                     }
                 }
                 continue;
@@ -771,7 +796,7 @@ impl<'a> Feed<'a> {
                 if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                self.load_event(inputs, is_edges, &name, info, &mut line, max_line);
+                self.load_event(inputs, (is_edges, &name, info, None), &mut line, max_line);
             }
         }
         // A job that follows the samples topic follows these too: an edge or deploy that comes
@@ -793,23 +818,23 @@ impl<'a> Feed<'a> {
         };
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let topology_topic = self.spec.kafka.topology_topic.clone();
-        follower.drain(|topic, partition, offset, payload| {
-            let is_edges = topic == topology_topic;
-            let name = crate::kafka::source_name(topic, partition);
-            for (info, line) in message_lines(payload, offset, max_line) {
-                self.load_event(inputs, is_edges, &name, info, &mut line.to_vec(), max_line);
+        follower.drain(|m| {
+            let is_edges = m.topic == topology_topic;
+            let name = crate::kafka::source_name(m.topic, m.partition);
+            for (info, line) in message_lines(m.payload, m.offset, max_line) {
+                let event = (is_edges, &*name, info, m.key);
+                self.load_event(inputs, event, &mut line.to_vec(), max_line);
             }
         });
         self.follower = Some(follower);
     }
 
-    /// One line of the topology or deploys: into the dataflow at its time, or dead-lettered.
+    /// One line of the topology (`is_edges`) or deploys, from the source `name` at `info`
+    /// (in a Kafka message with `key`): into the dataflow at its time, or dead-lettered.
     fn load_event(
         &mut self,
         inputs: &mut Inputs,
-        is_edges: bool,
-        name: &str,
-        info: LineInfo,
+        (is_edges, name, info, key): (bool, &str, LineInfo, Option<&[u8]>),
         line: &mut Vec<u8>,
         max_line: usize,
     ) {
@@ -826,7 +851,7 @@ impl<'a> Feed<'a> {
         };
         match result {
             Ok(()) => self.counts.valid += 1,
-            Err(invalid) => self.refuse(inputs, name, info, invalid, line),
+            Err(invalid) => self.refuse(inputs, name, info, invalid, line, key),
         }
     }
 }
@@ -917,5 +942,25 @@ fn read_error(source_name: &str, source: std::io::Error) -> JobError {
         what: "input",
         name: source_name.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_text;
+
+    #[test]
+    fn progress_shows_a_bar_or_a_log_clause() {
+        let bar = progress_text("raw.metrics[0]", 500, Some(1000), 250.0, true);
+        assert!(bar.contains("[###############---------------]"), "{bar}");
+        assert!(bar.contains(" 50% 500/1000"), "{bar}");
+        assert!(bar.ends_with("ETA 2s"), "{bar}");
+        let line = progress_text("raw.metrics[0]", 1000, Some(1000), 0.0, false);
+        assert_eq!(
+            line,
+            "raw.metrics[0] 1000/1000 (100%), 0 messages/s, caught up"
+        );
+        let unknown = progress_text("raw.metrics[1]", 7, None, 3.0, false);
+        assert_eq!(unknown, "raw.metrics[1] 7, 3 messages/s");
     }
 }

@@ -177,6 +177,9 @@ pub trait OutputRecord:
     fn key(&self) -> String;
     /// Notes written records in the outcome.
     fn record(outcome: &mut Outcome, written: Vec<Self>);
+    /// Keeps `open` (incident id → the start of its history) up to date with `record`, so that
+    /// a checkpoint can say how far back a restart must read to rebuild what is open.
+    fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
 }
 
 impl OutputRecord for Anomaly {
@@ -219,6 +222,17 @@ impl OutputRecord for Incident {
         outcome.incident_versions += written.len() as u64;
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
         outcome.incidents.extend(written.into_iter().take(room));
+    }
+    fn note_open(open: &mut BTreeMap<String, Time>, record: &Self) {
+        use incidentflow_dataflows::incident::Status;
+        if record.status == Status::Resolved {
+            open.remove(&record.incident_id);
+        } else if !open.contains_key(&record.incident_id) {
+            // A split-off part's history starts where its parent's did.
+            let parent = record.split_from.as_ref().and_then(|p| open.get(p));
+            let since = parent.copied().unwrap_or(record.created_at);
+            open.insert(record.incident_id.clone(), since.min(record.created_at));
+        }
     }
 }
 
@@ -263,6 +277,8 @@ fn write_in_time_order<D: OutputRecord>(
     durability: Durability,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
+    // Open incidents and where their histories start (see `OutputRecord::note_open`).
+    let mut open: BTreeMap<String, Time> = BTreeMap::new();
     let file_output = matches!(out, Some(RecordOutput::Lines(_)));
     let resume = durability.resume.get(D::WHAT).cloned().unwrap_or_default();
     let mut bytes: u64 = resume.bytes.unwrap_or(0);
@@ -301,6 +317,7 @@ fn write_in_time_order<D: OutputRecord>(
                     let mut batch = entry.remove();
                     batch.sort_by(|a, b| a.0.order(&b.0));
                     for (record, copies) in batch {
+                        D::note_open(&mut open, &record);
                         for _ in 0..copies.max(0) {
                             // Written by the run this one restarts: the same record, already out.
                             let inside = durability
@@ -360,7 +377,8 @@ fn write_in_time_order<D: OutputRecord>(
                         if finished {
                             c.output_done(D::WHAT);
                         }
-                        if let Err(e) = c.durable(D::WHAT, before, size) {
+                        let open_since = open.values().min().copied();
+                        if let Err(e) = c.durable(D::WHAT, before, size, open_since) {
                             outcome.error.get_or_insert(e);
                         }
                         reported = before;

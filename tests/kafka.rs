@@ -15,7 +15,7 @@ use std::process::Stdio;
 use common::*;
 use incidentflow_loadgen::files::write_dir;
 use incidentflow_loadgen::kafka::{
-    create_topics, produce_lines, produce_raw, produce_scenario, KafkaTarget,
+    create_topics, produce_keyed, produce_lines, produce_raw, produce_scenario, KafkaTarget,
 };
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
@@ -212,13 +212,18 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
     .unwrap();
     let good = |minute: u64, v: f64| sample(T0 + minute * 60_000, "shop", "api", "latency_p99", v);
     let batch = format!("{}\nnot json\n{}\n", good(0, 1.0), good(1, 1.1));
-    let payloads: Vec<Vec<u8>> = vec![
-        batch.into_bytes(),
+    let (missing, sample_2) = (
         b"{\"timestamp\":\"2026-11-25T00:02:00Z\",\"service\":\"api\"}".to_vec(),
         good(2, 0.9).into_bytes(),
-        b"\xff\xfe".to_vec(),
+    );
+    // Keyed as a producer keys by series (the last message has no key).
+    let messages: Vec<(&str, &[u8])> = vec![
+        ("shop/api/batch", batch.as_bytes()),
+        ("shop/api/latency_p99", &missing),
+        ("shop/api/latency_p99", &sample_2),
+        ("", b"\xff\xfe"),
     ];
-    produce_raw(&broker.address, "b.metrics", 0, &payloads).unwrap();
+    produce_keyed(&broker.address, "b.metrics", 0, &messages).unwrap();
     let config = job(&dir, "b");
     let dead = dir.join("dead.jsonl");
     let summary_path = dir.join("summary.json");
@@ -247,6 +252,11 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
             )
         })
         .collect();
+    let keys: Vec<Option<&str>> = letters.iter().map(|l| l["key"].as_str()).collect();
+    assert_eq!(
+        keys,
+        [Some("shop/api/batch"), Some("shop/api/latency_p99"), None]
+    );
     assert_eq!(
         positions,
         vec![
@@ -294,6 +304,12 @@ fn invalid_records_in_the_topic_are_dead_lettered_with_their_position() {
         "kafka",
     ]);
     let dlq = read_topic_with_headers(&broker.address, "b.metrics.dlq");
+    let keys: Vec<&str> = dlq.iter().map(|(key, _, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["shop/api/batch", "shop/api/latency_p99", ""],
+        "the original keys"
+    );
     let seen: Vec<(String, String, String, String, String, String)> = dlq
         .iter()
         .map(|(_, value, h)| {
@@ -495,9 +511,11 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
             .spawn()
             .unwrap(),
     );
-    // Kill it (SIGKILL) once a checkpoint says some output is durable: it follows the topic and
-    // has only half of it.
+    // Kill it (SIGKILL) once a checkpoint says the outputs are durable past 2.5 h of the 3 h it
+    // has (it follows the topic and has only half of it), so that a restart has a long stretch
+    // it need not read again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let far_enough = scenario.config.start + 150 * 60_000;
     loop {
         assert!(std::time::Instant::now() < deadline, "no checkpoint came");
         let durable = std::fs::read_to_string(&checkpoint)
@@ -505,7 +523,7 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["output_time"].as_u64())
             .unwrap_or(0);
-        if durable > 0 {
+        if durable >= far_enough {
             break;
         }
         assert!(
@@ -518,7 +536,7 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
-    let expected = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("anomalies-file.jsonl")).unwrap();
     // Killed in the middle: its checkpoint is short of the last incident version.
     let checkpointed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
@@ -537,18 +555,35 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     );
 
     let mut args = args;
-    args.push("--until-end".into());
-    let out = incidentflow().args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let summary_path = dir.join("summary.json");
+    args.extend(
+        [
+            "--until-end",
+            "--summary-out",
+            summary_path.to_str().unwrap(),
+        ]
+        .map(String::from),
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from checkpoint"));
+    let out = incidentflow().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    // It re-read only the stretch the state at the checkpoint depends on, not the whole topic.
+    assert!(stderr.contains("re-reading k.metrics from"), "{stderr}");
+    let read = summary(&summary_path)["read"].as_u64().unwrap();
+    eprintln!("the restart re-read {read} of {} samples", samples.len());
+    assert!(
+        read < samples.len() as u64 * 9 / 10,
+        "re-read {read} of {} samples",
+        samples.len()
+    );
     // The file output is the uninterrupted run's, byte for byte.
-    assert_eq!(
-        std::fs::read(dir.join("anomalies.jsonl")).unwrap(),
-        expected
+    let resumed = std::fs::read_to_string(dir.join("anomalies.jsonl")).unwrap();
+    assert!(
+        resumed == expected,
+        "the resumed anomalies differ from the uninterrupted run's: {} lines against {}",
+        resumed.lines().count(),
+        expected.lines().count()
     );
     // The topic holds every incident version of the uninterrupted run, and nothing else: some may
     // come twice (sent by the killed run after its last checkpoint), identical, with their key.
@@ -665,10 +700,16 @@ fn a_replay_from_a_time_or_from_offsets_equals_the_live_run_over_the_same_range(
         "read {read} of {total}: the warm-up should skip the first two hours"
     );
 
-    // From offsets: the replay starts at the earliest timestamp at those offsets.
+    // From offsets to offsets: the replay runs from the earliest timestamp at the first and
+    // stops at the earliest at the second.
     run(
         "offsets",
-        &["--from-offsets", "p.metrics:0:100,p.metrics:2:120"],
+        &[
+            "--from-offsets",
+            "p.metrics:0:100,p.metrics:2:120",
+            "--until",
+            "p.metrics:1:300",
+        ],
     );
     let start = |partition: i32, offset: usize| -> String {
         let values: Vec<String> = read_partition(&broker.address, "p.metrics", partition);
@@ -677,14 +718,18 @@ fn a_replay_from_a_time_or_from_offsets_equals_the_live_run_over_the_same_range(
         v["timestamp"].as_str().unwrap().to_string()
     };
     let from = start(0, 100).min(start(2, 120));
-    let far = "9999-01-01T00:00:00.000Z";
-    assert_eq!(
-        lines(&dir.join("a-offsets.jsonl")),
-        live("a", "timestamp", &from, far)
-    );
+    let until = start(1, 300);
+    assert!(from < until);
+    let anomalies = lines(&dir.join("a-offsets.jsonl"));
+    assert!(!anomalies.is_empty());
+    assert_eq!(anomalies, live("a", "timestamp", &from, &until));
     assert_eq!(
         lines(&dir.join("i-offsets.jsonl")),
-        live("i", "updated_at", &from, far)
+        live("i", "updated_at", &from, &until)
+    );
+    assert!(
+        !live("a", "timestamp", &until, "9999").is_empty(),
+        "stopped before the end"
     );
 }
 

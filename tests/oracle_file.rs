@@ -58,6 +58,7 @@ fn the_binary_matches_a_naive_recomputation() {
         window_ms: 15 * 60_000,
         min_points: 5,
         threshold: 3.0,
+        score_from: 0,
     };
     let mut expected = Vec::new();
     for samples in by_series.values() {

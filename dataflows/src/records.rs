@@ -420,6 +420,8 @@ pub struct DeadLetter {
     pub raw: Vec<u8>,
     /// True when `raw` was cut short.
     pub truncated: bool,
+    /// The Kafka message's key, when the record came from Kafka (the dead-letter topic keeps it).
+    pub key: Option<Vec<u8>>,
 }
 
 impl DeadLetter {
@@ -438,6 +440,7 @@ impl DeadLetter {
             raw: &text,
             raw_base64: (!exact).then(|| base64(&self.raw)),
             truncated: self.truncated,
+            key: self.key.as_deref().map(String::from_utf8_lossy),
         };
         serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -455,6 +458,9 @@ struct DeadLetterJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_base64: Option<String>,
     truncated: bool,
+    /// The Kafka message key (lossy when not UTF-8), for records read from Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Standard base64 with padding.
@@ -514,6 +520,7 @@ mod tests {
             invalid: Invalid::new(Reason::InvalidUtf8, "byte 2 is not UTF-8"),
             raw: vec![b'{', 0xff, b'}'],
             truncated: false,
+            key: None,
         };
         let v: serde_json::Value = serde_json::from_str(&dl.to_json()).unwrap();
         assert_eq!(v["reason"], "invalid_utf8");

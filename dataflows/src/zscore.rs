@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::moments::Moments;
 use crate::records::{Anomaly, Detector, Direction, Evidence, Sample, F64};
+use crate::time::Time;
 
 /// Settings of the z-score detector and of the baseline it reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,10 @@ pub struct ZScoreConfig {
     pub min_points: u64,
     /// |z| above which a sample is anomalous.
     pub threshold: f64,
+    /// Samples before this time are not scored: a restart that re-reads only the stretch before
+    /// its checkpoint starts with baselines that lack the window before that stretch, and an
+    /// anomaly scored against them could be one the uninterrupted run never saw.
+    pub score_from: Time,
 }
 
 impl Default for ZScoreConfig {
@@ -39,13 +44,17 @@ impl Default for ZScoreConfig {
             window_ms: 30 * 60 * 1000,
             min_points: 20,
             threshold: 4.0,
+            score_from: 0,
         }
     }
 }
 
 /// Scores `sample` against `baseline` (the moments of its series' window before it).
 pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Option<Anomaly> {
-    if baseline.n < config.min_points.max(1) as i64 || baseline.is_mean(sample.fixed) {
+    if baseline.n < config.min_points.max(1) as i64
+        || baseline.is_mean(sample.fixed)
+        || sample.timestamp < config.score_from
+    {
         return None;
     }
     let mean = baseline.mean()?;

@@ -130,6 +130,7 @@ fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
         window_ms: 20_000,
         min_points: 5,
         threshold: 3.0,
+        score_from: 0,
     };
     for seed in [1, 2] {
         let input = Arc::new(random_input(seed));
@@ -152,6 +153,7 @@ fn anomalies_equal_the_naive_detector() {
         window_ms: 20_000,
         min_points: 5,
         threshold: 3.0,
+        score_from: 0,
     };
     let input = Arc::new(random_input(3));
     let expected: Vec<_> = naive(&input, config.window_ms)

@@ -222,9 +222,20 @@ pub fn produce_raw(
     partition: i32,
     payloads: &[Vec<u8>],
 ) -> Result<(), String> {
+    let keyed: Vec<(&str, &[u8])> = payloads.iter().map(|p| ("", p.as_slice())).collect();
+    produce_keyed(brokers, topic, partition, &keyed)
+}
+
+/// Produces (key, value) messages as they are (an empty key: none) to one partition of `topic`.
+pub fn produce_keyed(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    messages: &[(&str, &[u8])],
+) -> Result<(), String> {
     let mut sender = Sender::new(brokers)?;
-    for payload in payloads {
-        sender.send(topic, Some(partition), "", payload, None)?;
+    for (key, value) in messages {
+        sender.send(topic, Some(partition), key, value, None)?;
     }
     sender.flush()
 }
