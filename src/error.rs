@@ -13,6 +13,9 @@ pub enum JobError {
     /// The job file is not valid.
     #[error("config {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
+    /// Settings from the environment that are not valid (no file to name).
+    #[error("{0}")]
+    Settings(String),
     /// Flags that do not go together.
     #[error("{0}")]
     Usage(String),

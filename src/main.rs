@@ -2,6 +2,7 @@
 //! the dataflow and prints the summary. Exit status: 0 on success; 1 with a one-line reason on a
 //! configuration or I/O error. Bad records never change the exit status.
 
+mod annotate;
 mod checkpoint;
 mod config;
 mod demo;
@@ -46,6 +47,21 @@ enum Command {
     Review {
         /// Incident versions written by `run --incidents-out`.
         incidents: PathBuf,
+    },
+    /// The job file: print the defaults, or check a file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the default job file, every key with a comment.
+    PrintDefault,
+    /// Check a job file (with the INCIDENTFLOW__* environment laid over it): types, ranges,
+    /// topics, URLs, secrets; says exactly what is wrong.
+    Validate {
+        /// The job file.
+        file: PathBuf,
     },
 }
 
@@ -155,6 +171,21 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Eval(args) => eval_command(args),
         Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),
+        Command::Config(ConfigCommand::PrintDefault) => {
+            print!("{}", config::DEFAULT_FILE);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Validate { file }) => {
+            JobConfig::load_layered(Some(&file), std::env::vars()).map(|c| {
+                println!(
+                    "{}: valid ({} alert outputs, {} runbooks, {} silences)",
+                    file.display(),
+                    c.alerts.len(),
+                    c.runbooks.len(),
+                    c.silences.len()
+                )
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,10 +403,7 @@ fn cluster(args: &RunArgs) -> Result<Cluster, JobError> {
 }
 
 fn run(args: RunArgs) -> Result<(), JobError> {
-    let mut config = match &args.config {
-        Some(path) => JobConfig::load(path)?,
-        None => JobConfig::default(),
-    };
+    let mut config = JobConfig::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(brokers) = &args.kafka_brokers {
         config.kafka.brokers = brokers.clone();
     }

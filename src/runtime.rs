@@ -181,6 +181,16 @@ fn run_worker(
                 deploys_stream,
                 &correlation,
             );
+            let annotator =
+                crate::annotate::Annotator::new(&spec.config.runbooks, &spec.config.silences);
+            let incidents = if annotator.is_empty() {
+                incidents
+            } else {
+                incidents.map(move |(mut incident, t, r)| {
+                    annotator.annotate(&mut incident);
+                    (incident, t, r)
+                })
+            };
             write_incidents(
                 incidents.probe_with(&probe),
                 incident_writer,

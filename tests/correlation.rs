@@ -424,3 +424,66 @@ fn a_silent_intermediate_links_two_anomalous_services_only_when_configured() {
     assert_eq!(on[0]["silent_services"], serde_json::json!(["cache"]));
     assert!(!causes(&on[0]).contains(&"cache".to_string()));
 }
+
+#[test]
+fn runbooks_attach_to_matching_causes_and_silences_mark_versions_in_their_window() {
+    let dir = scratch("correlation-notes");
+    let s = samples(&[("api", &[10]), ("db", &[10])]);
+    let settings = r#"
+[[runbooks]]
+name = "not this one"
+services = ["db"]
+direction = "down"
+url = "https://runbooks.example.com/db-drop"
+action = "nothing"
+
+[[runbooks]]
+name = "database latency"
+services = ["d*"]
+metrics = ["latency_*"]
+direction = "up"
+url = "https://runbooks.example.com/db-latency"
+action = "Check the slow query log"
+
+[[silences]]
+name = "other maintenance"
+services = ["api"]
+start = "2026-11-25T00:00:00Z"
+end = "2026-11-25T01:00:00Z"
+
+[[silences]]
+name = "db maintenance"
+services = ["db"]
+start = "2026-11-25T00:05:00Z"
+end = "2026-11-25T00:15:00Z"
+"#;
+    let versions = incidents_with(&dir, &s, &edge("api", "db", None, "add"), "", "1", settings);
+    assert!(versions.len() >= 2, "{versions:#?}");
+    for v in &versions {
+        assert_eq!(causes(v)[0], "db");
+        assert_eq!(v["runbook"]["name"], "database latency", "{v}");
+        assert_eq!(
+            v["runbook"]["url"],
+            "https://runbooks.example.com/db-latency"
+        );
+        assert_eq!(
+            v["runbook"]["recommended_action"],
+            "Check the slow query log"
+        );
+        let at = v["updated_at"].as_str().unwrap();
+        let inside = ("2026-11-25T00:05:00".."2026-11-25T00:15:00").contains(&at);
+        let expected = if inside {
+            Value::from("db maintenance")
+        } else {
+            Value::Null
+        };
+        assert_eq!(v["suppressed_by"], expected, "{at}");
+    }
+    assert!(versions.iter().any(|v| v["suppressed_by"].is_null()));
+    assert!(versions.iter().any(|v| !v["suppressed_by"].is_null()));
+    // Without settings, neither field is written.
+    let plain = incidents(&dir, &s, &edge("api", "db", None, "add"), "", "1");
+    assert!(plain
+        .iter()
+        .all(|v| v.get("runbook").is_none() && v.get("suppressed_by").is_none()));
+}

@@ -134,6 +134,8 @@ pub struct Support {
     pub timestamp: Time,
     /// Its score, in thousandths.
     pub score_milli: u32,
+    /// Which way it left its baseline.
+    pub direction: crate::records::Direction,
 }
 
 /// One version of an incident.
@@ -172,6 +174,17 @@ pub struct Incident {
     pub merged_into: Option<String>,
     /// When opened by a split: the incident it came from.
     pub split_from: Option<String>,
+    /// Added outside the dataflow from the job's settings (runbooks, silences).
+    pub notes: Notes,
+}
+
+/// What the job's settings add to an incident version: the matching runbook and silence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Notes {
+    /// The runbook whose pattern the likely cause matches: (name, url, recommended action).
+    pub runbook: Option<(String, String, String)>,
+    /// The silence or maintenance window that suppresses it (written, not alerted).
+    pub suppressed_by: Option<String>,
 }
 
 impl Incident {
@@ -192,6 +205,16 @@ impl Incident {
             change: &self.change,
             merged_into: self.merged_into.as_deref(),
             split_from: self.split_from.as_deref(),
+            runbook: self
+                .notes
+                .runbook
+                .as_ref()
+                .map(|(name, url, action)| RunbookJson {
+                    name,
+                    url,
+                    recommended_action: action,
+                }),
+            suppressed_by: self.notes.suppressed_by.as_deref(),
             hypothesis: HypothesisJson {
                 ranked_causes: self
                     .ranked_causes
@@ -213,6 +236,7 @@ impl Incident {
                     metric_name: &a.metric_name,
                     timestamp: format_rfc3339(a.timestamp),
                     anomaly_score: milli(a.score_milli),
+                    direction: a.direction,
                 })
                 .collect(),
             deploys: self
@@ -245,9 +269,21 @@ struct IncidentJson<'a> {
     change: &'a str,
     merged_into: Option<&'a str>,
     split_from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runbook: Option<RunbookJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_by: Option<&'a str>,
     hypothesis: HypothesisJson<'a>,
     anomalies: Vec<SupportJson<'a>>,
     deploys: Vec<DeployJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RunbookJson<'a> {
+    name: &'a str,
+    url: &'a str,
+    /// Advisory: what a responder should do first. Nothing is executed.
+    recommended_action: &'a str,
 }
 
 #[derive(Serialize)]
@@ -270,6 +306,7 @@ struct SupportJson<'a> {
     metric_name: &'a str,
     timestamp: String,
     anomaly_score: f64,
+    direction: crate::records::Direction,
 }
 
 #[derive(Serialize)]
@@ -947,6 +984,7 @@ impl Tracker {
             change: String::new(),
             merged_into: None,
             split_from: incident.split_from.clone(),
+            notes: Notes::default(),
         }
     }
 
@@ -1122,6 +1160,7 @@ fn support_of(a: &Anomaly) -> Support {
         metric_name: a.series.metric_name.clone(),
         timestamp: a.timestamp,
         score_milli: score_milli(a),
+        direction: a.evidence.direction,
     }
 }
 
