@@ -9,6 +9,7 @@ mod demo;
 mod error;
 mod eval;
 mod kafka;
+mod metrics;
 mod review;
 mod runtime;
 mod sink;
@@ -134,6 +135,10 @@ struct RunArgs {
     /// (without it the job follows the topics until it is stopped).
     #[arg(long)]
     until_end: bool,
+    /// Serve /metrics (Prometheus), /healthz and /ready on this address, e.g. 0.0.0.0:9100
+    /// [default: the job file's metrics.addr; empty: not served].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// Keep a checkpoint of how far the outputs are durable in FILE, and resume from it when it
     /// exists: a restart after a crash loses nothing and writes nothing twice to a file output.
     #[arg(long, value_name = "FILE")]
@@ -407,8 +412,20 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     if let Some(brokers) = &args.kafka_brokers {
         config.kafka.brokers = brokers.clone();
     }
+    if let Some(addr) = &args.metrics_addr {
+        config.metrics.addr = addr.clone();
+    }
     let kafka = config.kafka.clone();
     let cluster = cluster(&args)?;
+    if !config.metrics.addr.is_empty() {
+        let addr = &config.metrics.addr;
+        let bound = metrics::serve(addr, config.metrics.ready_max_lag).map_err(|e| {
+            JobError::Usage(format!(
+                "cannot serve metrics on {addr}: {e} (is the port taken?)"
+            ))
+        })?;
+        eprintln!("incidentflow: serving /metrics, /healthz and /ready on http://{bound}");
+    }
     let demo = args.input.is_none();
     let input = match args.input.as_deref() {
         None => {

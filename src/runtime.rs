@@ -24,6 +24,7 @@ use timely::worker::Worker;
 
 use crate::config::JobConfig;
 use crate::error::JobError;
+use crate::metrics::METRICS;
 use crate::sink::{
     write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, Durability,
     Outcome, RecordOutput, SourceCounts,
@@ -130,7 +131,11 @@ pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, JobError> {
         } else {
             None
         };
-        run_worker(worker, &spec, mine, shared.clone())
+        let result = run_worker(worker, &spec, mine, shared.clone());
+        if result.is_err() {
+            METRICS.worker_failed();
+        }
+        result
     })
     .map_err(JobError::Cluster)?;
     for result in guards.join() {
@@ -275,6 +280,9 @@ impl Progress {
             let rate = (at - self.at_last[k].unwrap_or(0)) as f64 / seconds;
             self.at_last[k] = Some(at);
             let high = consumer.high_watermark(*partition).filter(|h| *h > 0);
+            if let Some(high) = high {
+                METRICS.kafka_lag(&names[k], (high - at).max(0));
+            }
             parts.push(progress_text(&names[k], at, high, rate, self.bars));
         }
         match (parts.is_empty(), self.bars) {
@@ -378,6 +386,8 @@ struct Feed<'a> {
     max_lag: Time,
     /// Worker 0 following the topology and deploy topics while the job follows the samples.
     follower: Option<crate::kafka::EventFollower>,
+    /// The counts last added to the process's metrics.
+    published: SourceCounts,
 }
 
 impl<'a> Feed<'a> {
@@ -415,6 +425,7 @@ impl<'a> Feed<'a> {
             tick,
             max_lag: (tick * 64).max(spec.config.time.allowed_lateness.0),
             follower: None,
+            published: SourceCounts::default(),
         })
     }
 
@@ -428,6 +439,7 @@ impl<'a> Feed<'a> {
             return self.run_kafka(worker, inputs, probe, topic);
         }
         self.peek_all()?;
+        METRICS.inputs_connected(true);
         let max_line = self.spec.config.input.max_line_bytes as usize;
         let mut line = Vec::with_capacity(4096);
         let live = matches!(self.spec.input, InputSource::Stdin);
@@ -498,6 +510,7 @@ impl<'a> Feed<'a> {
             self.spec.until_end,
             self.spec.read_from,
         )?;
+        METRICS.inputs_connected(true);
         self.owned = consumer
             .partitions
             .iter()
@@ -738,6 +751,7 @@ impl<'a> Feed<'a> {
     }
 
     fn advance(&mut self, worker: &mut Worker, inputs: &mut Inputs, probe: &ProbeHandle<Time>) {
+        self.publish_counts();
         if let Some(low) = self.low_watermark() {
             if low > inputs.time() {
                 inputs.advance_to(low);
@@ -747,7 +761,29 @@ impl<'a> Feed<'a> {
             }
         }
         inputs.flush();
+        METRICS.input_time(inputs.time());
         worker.step();
+    }
+
+    /// Adds what this worker has counted since the last call to the process's metrics.
+    fn publish_counts(&mut self) {
+        let (now, before) = (&self.counts, &self.published);
+        let mut delta = SourceCounts {
+            read: now.read - before.read,
+            valid: now.valid - before.valid,
+            ..SourceCounts::default()
+        };
+        for (d, (n, b)) in delta
+            .dead
+            .iter_mut()
+            .zip(now.dead.iter().zip(before.dead.iter()))
+        {
+            *d = n - b;
+        }
+        if delta.read > 0 {
+            METRICS.add_counts(&delta);
+            self.published = self.counts.clone();
+        }
     }
 
     /// Reads the topology and deploy files (worker 0 only; they are small) and puts every valid

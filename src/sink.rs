@@ -15,6 +15,8 @@ use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::METRICS;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -180,6 +182,8 @@ pub trait OutputRecord:
     /// Keeps `open` (incident id → the start of its history) up to date with `record`, so that
     /// a checkpoint can say how far back a restart must read to rebuild what is open.
     fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
+    /// Counts the written record in the process's metrics (`open`: incidents open after it).
+    fn count(&self, open: usize);
 }
 
 impl OutputRecord for Anomaly {
@@ -199,6 +203,9 @@ impl OutputRecord for Anomaly {
     fn key(&self) -> String {
         let s = &self.series;
         format!("{}/{}/{}", s.namespace, s.service, s.metric_name)
+    }
+    fn count(&self, _open: usize) {
+        METRICS.anomalies_written(1);
     }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.anomalies += written.len() as u64;
@@ -222,6 +229,15 @@ impl OutputRecord for Incident {
         outcome.incident_versions += written.len() as u64;
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
         outcome.incidents.extend(written.into_iter().take(room));
+    }
+    fn count(&self, open: usize) {
+        use incidentflow_dataflows::incident::Status;
+        let status = match self.status {
+            Status::Open => "open",
+            Status::Updated => "updated",
+            Status::Resolved => "resolved",
+        };
+        METRICS.incident_version(status, open);
     }
     fn note_open(open: &mut BTreeMap<String, Time>, record: &Self) {
         use incidentflow_dataflows::incident::Status;
@@ -308,6 +324,9 @@ fn write_in_time_order<D: OutputRecord>(
                 });
                 let mut lines: Vec<(String, String)> = Vec::new();
                 let mut written = Vec::new();
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
@@ -325,6 +344,8 @@ fn write_in_time_order<D: OutputRecord>(
                                 .is_none_or(|(from, until)| from <= time && time < until);
                             if time >= resume.durable_before && inside {
                                 lines.push((record.key(), record.to_json()));
+                                record.count(open.len());
+                                METRICS.output_delay(now_ms.saturating_sub(time) as f64 / 1000.0);
                                 written.push(record.clone());
                             }
                         }
@@ -364,6 +385,7 @@ fn write_in_time_order<D: OutputRecord>(
                         outcome
                             .error
                             .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
+                        METRICS.output_error();
                         out = None;
                         return; // not durable: the checkpoint stays where it was
                     }
@@ -467,7 +489,10 @@ pub fn write_diagnostics(
             }
             if let Some(DeadLetterOutput::Kafka(sinks)) = out.as_mut() {
                 match crate::kafka::send_dead_letters(sinks, &letters, finished) {
-                    Ok(()) => outcome.dead_letters_written += letters.len() as u64,
+                    Ok(()) => {
+                        outcome.dead_letters_written += letters.len() as u64;
+                        METRICS.dead_letters_written(letters.len() as u64);
+                    }
                     Err(e) => {
                         outcome
                             .error
@@ -484,7 +509,10 @@ pub fn write_diagnostics(
                         Ok(())
                     }
                 }) {
-                    Ok(()) => outcome.dead_letters_written += letters.len() as u64,
+                    Ok(()) => {
+                        outcome.dead_letters_written += letters.len() as u64;
+                        METRICS.dead_letters_written(letters.len() as u64);
+                    }
                     Err(e) => {
                         outcome.error.get_or_insert(format!(
                             "cannot write dead letters to {}: {e}",

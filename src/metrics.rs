@@ -1,0 +1,310 @@
+//! Self-monitoring: the process's counters and gauges, served with `/healthz` and `/ready` over
+//! HTTP (`--metrics-addr`) in the Prometheus text format.
+//!
+//! One registry per process (a static, as Prometheus clients keep theirs): the feed publishes its
+//! counts each time it steps the dataflow, the sinks as they write, so a scrape costs the job
+//! nothing. No label carries a series: the label sets are fixed (reasons, statuses, detectors)
+//! or bounded by the partition count.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use incidentflow_dataflows::records::Reason;
+
+use crate::sink::SourceCounts;
+
+/// The process's registry.
+pub static METRICS: Metrics = Metrics::new();
+
+/// Upper bounds (seconds) of the output delay histogram's buckets.
+const DELAY_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Counters and gauges.
+pub struct Metrics {
+    counts: Mutex<SourceCounts>,
+    dead_letters_written: AtomicU64,
+    anomalies: AtomicU64,
+    incident_versions: Mutex<BTreeMap<&'static str, u64>>,
+    open_incidents: AtomicU64,
+    kafka_lag: Mutex<BTreeMap<String, i64>>,
+    /// Event time (ms) the inputs have reached.
+    input_time: AtomicU64,
+    output_errors: AtomicU64,
+    delay: Mutex<([u64; DELAY_BUCKETS.len()], u64, f64)>,
+    /// The inputs are open and being read.
+    inputs_connected: AtomicBool,
+    /// A worker stopped with an error.
+    worker_failed: AtomicBool,
+}
+
+impl Metrics {
+    const fn new() -> Self {
+        Metrics {
+            counts: Mutex::new(SourceCounts {
+                read: 0,
+                valid: 0,
+                dead: [0; Reason::ALL.len()],
+            }),
+            dead_letters_written: AtomicU64::new(0),
+            anomalies: AtomicU64::new(0),
+            incident_versions: Mutex::new(BTreeMap::new()),
+            open_incidents: AtomicU64::new(0),
+            kafka_lag: Mutex::new(BTreeMap::new()),
+            input_time: AtomicU64::new(0),
+            output_errors: AtomicU64::new(0),
+            delay: Mutex::new(([0; DELAY_BUCKETS.len()], 0, 0.0)),
+            inputs_connected: AtomicBool::new(false),
+            worker_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds a worker's counts since its last report.
+    pub fn add_counts(&self, delta: &SourceCounts) {
+        lock(&self.counts).add(delta);
+    }
+
+    /// Dead letters written.
+    pub fn dead_letters_written(&self, n: u64) {
+        self.dead_letters_written.fetch_add(n, Relaxed);
+    }
+
+    /// Anomalies written.
+    pub fn anomalies_written(&self, n: u64) {
+        self.anomalies.fetch_add(n, Relaxed);
+    }
+
+    /// An incident version written, and how many incidents are open after it.
+    pub fn incident_version(&self, status: &'static str, open: usize) {
+        *lock(&self.incident_versions).entry(status).or_default() += 1;
+        self.open_incidents.store(open as u64, Relaxed);
+    }
+
+    /// A Kafka partition's lag (messages behind its high watermark).
+    pub fn kafka_lag(&self, partition: &str, lag: i64) {
+        lock(&self.kafka_lag).insert(partition.to_owned(), lag);
+    }
+
+    /// The largest Kafka lag now (0 without Kafka).
+    pub fn max_kafka_lag(&self) -> i64 {
+        lock(&self.kafka_lag).values().copied().max().unwrap_or(0)
+    }
+
+    /// The event time the inputs have reached.
+    pub fn input_time(&self, t: u64) {
+        self.input_time.fetch_max(t, Relaxed);
+    }
+
+    /// An output failed.
+    pub fn output_error(&self) {
+        self.output_errors.fetch_add(1, Relaxed);
+    }
+
+    /// How long after its event time a record was written (wall clock minus event time).
+    pub fn output_delay(&self, seconds: f64) {
+        let mut d = lock(&self.delay);
+        for (i, bound) in DELAY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                d.0[i] += 1;
+            }
+        }
+        d.1 += 1;
+        d.2 += seconds.max(0.0);
+    }
+
+    /// The inputs are open (or closed again).
+    pub fn inputs_connected(&self, yes: bool) {
+        self.inputs_connected.store(yes, Relaxed);
+    }
+
+    /// A worker failed: `/healthz` answers 503 from now on.
+    pub fn worker_failed(&self) {
+        self.worker_failed.store(true, Relaxed);
+    }
+
+    /// The registry in the Prometheus text format (0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+            out +=
+                &format!("# HELP incidentflow_{name} {help}\n# TYPE incidentflow_{name} {kind}\n");
+            for (labels, value) in samples {
+                out += &format!("incidentflow_{name}{labels} {value}\n");
+            }
+        };
+        let counts = lock(&self.counts).clone();
+        metric(
+            "records_read_total",
+            "counter",
+            "Input records read (samples, topology and deploy events).",
+            vec![(String::new(), counts.read as f64)],
+        );
+        metric(
+            "records_valid_total",
+            "counter",
+            "Input records processed.",
+            vec![(String::new(), counts.valid as f64)],
+        );
+        metric(
+            "records_invalid_total",
+            "counter",
+            "Input records refused, by reason (late ones under reason=\"late\").",
+            Reason::ALL
+                .iter()
+                .zip(counts.dead.iter())
+                .map(|(r, n)| (format!("{{reason=\"{}\"}}", r.as_str()), *n as f64))
+                .collect(),
+        );
+        metric(
+            "dead_letters_written_total",
+            "counter",
+            "Refused records written to the dead-letter output.",
+            vec![(
+                String::new(),
+                self.dead_letters_written.load(Relaxed) as f64,
+            )],
+        );
+        metric(
+            "anomalies_total",
+            "counter",
+            "Anomalies written, by detector.",
+            vec![(
+                "{detector=\"zscore\"}".into(),
+                self.anomalies.load(Relaxed) as f64,
+            )],
+        );
+        let versions = lock(&self.incident_versions).clone();
+        metric(
+            "incident_versions_total",
+            "counter",
+            "Incident versions written, by status.",
+            ["open", "updated", "resolved"]
+                .iter()
+                .map(|s| {
+                    (
+                        format!("{{status=\"{s}\"}}"),
+                        *versions.get(s).unwrap_or(&0) as f64,
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "open_incidents",
+            "gauge",
+            "Incidents open now.",
+            vec![(String::new(), self.open_incidents.load(Relaxed) as f64)],
+        );
+        metric(
+            "kafka_lag_messages",
+            "gauge",
+            "Messages between a Kafka input partition's next offset and its high watermark.",
+            lock(&self.kafka_lag)
+                .iter()
+                .map(|(p, lag)| (format!("{{partition=\"{p}\"}}"), *lag as f64))
+                .collect(),
+        );
+        let input_time = self.input_time.load(Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        metric(
+            "input_event_time_seconds",
+            "gauge",
+            "The event time the inputs have reached (the watermark), as a Unix time.",
+            vec![(String::new(), input_time as f64 / 1000.0)],
+        );
+        metric(
+            "watermark_lag_seconds",
+            "gauge",
+            "Wall clock minus the inputs' event time (live: how far behind the job is; replay: how old the data is).",
+            vec![(String::new(), if input_time == 0 { 0.0 } else { now.saturating_sub(input_time) as f64 / 1000.0 })],
+        );
+        metric(
+            "output_errors_total",
+            "counter",
+            "Output writes that failed.",
+            vec![(String::new(), self.output_errors.load(Relaxed) as f64)],
+        );
+        let (buckets, count, sum) = *lock(&self.delay);
+        out += "# HELP incidentflow_output_delay_seconds Wall clock minus event time of each anomaly and incident version written.\n# TYPE incidentflow_output_delay_seconds histogram\n";
+        for (bound, n) in DELAY_BUCKETS.iter().zip(buckets) {
+            out += &format!("incidentflow_output_delay_seconds_bucket{{le=\"{bound}\"}} {n}\n");
+        }
+        out += &format!("incidentflow_output_delay_seconds_bucket{{le=\"+Inf\"}} {count}\nincidentflow_output_delay_seconds_sum {sum}\nincidentflow_output_delay_seconds_count {count}\n");
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves `/metrics`, `/healthz` and `/ready` on `addr` from a thread of its own.
+pub fn serve(addr: &str, ready_max_lag: u64) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, ready_max_lag);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(mut stream: TcpStream, ready_max_lag: u64) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = String::new();
+    let mut reader = BufReader::new(&stream);
+    reader.read_line(&mut request)?;
+    // Read the headers too: closing with unread bytes would reset the connection.
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, content_type, body) = match path {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", METRICS.render()),
+        "/healthz" if METRICS.worker_failed.load(Relaxed) => (
+            "503 Service Unavailable",
+            "text/plain",
+            "a worker failed\n".into(),
+        ),
+        "/healthz" => ("200 OK", "text/plain", "ok\n".into()),
+        "/ready" => {
+            let lag = METRICS.max_kafka_lag();
+            if !METRICS.inputs_connected.load(Relaxed) {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "inputs not connected\n".into(),
+                )
+            } else if lag > ready_max_lag as i64 {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!(
+                        "kafka lag {lag} messages is over metrics.ready_max_lag {ready_max_lag}\n"
+                    ),
+                )
+            } else {
+                ("200 OK", "text/plain", "ready\n".into())
+            }
+        }
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics, /healthz or /ready\n".into(),
+        ),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

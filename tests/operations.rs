@@ -1,0 +1,179 @@
+//! Running it beside the rest of the stack: the self-monitoring endpoints of a running job over
+//! real HTTP, and the `config` commands.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// GET `path` from `addr`: (status code, body).
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of a metric line `name` (with its labels) in a scrape.
+fn value(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Polls `/metrics` until `name` reaches `want` (or fails after 30 s).
+fn wait_for(addr: &str, name: &str, want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = get(addr, "/metrics") {
+            if value(&body, name) == Some(want) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {want}:\n{body}"
+            );
+        }
+        assert!(Instant::now() < deadline, "no /metrics on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
+    let dir = scratch("operations-metrics");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let anomalies = dir.join("anomalies.jsonl");
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args([
+                "run",
+                "--input",
+                "-",
+                "--metrics-addr",
+                &addr,
+                "--anomalies-out",
+                anomalies.to_str().unwrap(),
+                "--dead-letter",
+                dir.join("dead.jsonl").to_str().unwrap(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = job.0.stdin.take().unwrap();
+    // 40 steady samples a minute apart, then a spike: one anomaly.
+    let mut text = String::new();
+    for minute in 0..40u64 {
+        let v = 1.0 + 0.01 * (minute % 5) as f64;
+        text += &sample(T0 + minute * 60_000, "shop", "api", "latency_p99", v);
+        text += "\n";
+    }
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let first = wait_for(&addr, "incidentflow_records_read_total", 40.0);
+    assert_eq!(
+        value(&first, "incidentflow_records_valid_total"),
+        Some(40.0)
+    );
+    assert_eq!(get(&addr, "/healthz").unwrap(), (200, "ok\n".to_string()));
+    assert_eq!(get(&addr, "/ready").unwrap().0, 200);
+    assert_eq!(get(&addr, "/nothing").unwrap().0, 404);
+    assert!(first.contains("# TYPE incidentflow_records_read_total counter"));
+    assert!(first.contains("# TYPE incidentflow_output_delay_seconds histogram"));
+
+    // More input moves the counters: a spike (an anomaly once a later sample closes its time),
+    // two lines that are not JSON.
+    let mut more = String::new();
+    more += &sample(T0 + 40 * 60_000, "shop", "api", "latency_p99", 50.0);
+    more += "\nnot json\n{also not\n";
+    more += &sample(T0 + 41 * 60_000, "shop", "api", "latency_p99", 1.0);
+    more += "\n";
+    stdin.write_all(more.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let second = wait_for(&addr, "incidentflow_records_read_total", 44.0);
+    assert_eq!(
+        value(
+            &second,
+            "incidentflow_records_invalid_total{reason=\"not_json\"}"
+        ),
+        Some(2.0)
+    );
+    wait_for(&addr, "incidentflow_dead_letters_written_total", 2.0);
+    wait_for(
+        &addr,
+        "incidentflow_anomalies_total{detector=\"zscore\"}",
+        1.0,
+    );
+    drop(stdin); // the end of the input: the job finishes
+    let status = job.0.wait().unwrap();
+    assert!(status.success());
+    let written = std::fs::read_to_string(&anomalies).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+}
+
+#[test]
+fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
+    let dir = scratch("operations-config");
+    let out = incidentflow()
+        .args(["config", "print-default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let default = dir.join("default.toml");
+    std::fs::write(&default, &out.stdout).unwrap();
+    let out = incidentflow()
+        .args(["config", "validate", default.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[kafka]\nsamples_topic = \"raw metrics\"\n").unwrap();
+    let out = incidentflow()
+        .args(["config", "validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("kafka.samples_topic is \"raw metrics\""),
+        "{stderr}"
+    );
+    // The environment lies over the file: a good value fixes it, a misspelt key is named.
+    let out = incidentflow()
+        .args(["config", "validate", bad.to_str().unwrap()])
+        .env("INCIDENTFLOW__KAFKA__SAMPLES_TOPIC", "raw.metrics")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = incidentflow()
+        .args(["config", "validate", default.to_str().unwrap()])
+        .env("INCIDENTFLOW__KAFKA__SAMPLE_TOPIC", "raw.metrics")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("environment") && stderr.contains("sample_topic"),
+        "{stderr}"
+    );
+}
