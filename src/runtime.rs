@@ -327,6 +327,25 @@ fn progress_text(name: &str, at: i64, high: Option<i64>, rate: f64, bar: bool) -
     }
 }
 
+/// Where a line came from: its source's name, its position, and its Kafka message's key.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    source: &'a str,
+    info: LineInfo,
+    key: Option<&'a [u8]>,
+}
+
+impl<'a> Origin<'a> {
+    /// A line of a file or of standard input (no key).
+    fn line(source: &'a str, info: LineInfo) -> Self {
+        Origin {
+            source,
+            info,
+            key: None,
+        }
+    }
+}
+
 /// The dataflow's inputs, advanced together.
 struct Inputs {
     samples: InputSession<Time, Sample, isize>,
@@ -471,7 +490,8 @@ impl<'a> Feed<'a> {
                     }
                     Err(invalid) => {
                         let source = self.source_name.clone();
-                        self.refuse(inputs, &source, info, invalid, &mut line, None)
+                        let origin = Origin::line(&source, info);
+                        self.refuse(inputs, origin, invalid, &mut line)
                     }
                 }
                 since_step += 1;
@@ -564,14 +584,12 @@ impl<'a> Feed<'a> {
                                 self.counts.valid += 1;
                             }
                             Err(invalid) => {
-                                self.refuse(
-                                    inputs,
-                                    &names[k],
+                                let origin = Origin {
+                                    source: &names[k],
                                     info,
-                                    invalid,
-                                    &mut line.to_vec(),
-                                    message.key,
-                                );
+                                    key: message.key,
+                                };
+                                self.refuse(inputs, origin, invalid, &mut line.to_vec());
                             }
                         }
                     }
@@ -619,20 +637,24 @@ impl<'a> Feed<'a> {
             }
             if last_mark.elapsed() >= Duration::from_millis(200) {
                 last_mark = Instant::now();
-                for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
-                    if let (Some(next), Some(newest)) = (progress.next[k], self.owned[k].newest) {
-                        inputs.diagnostics.send(Diagnostic::Mark {
-                            topic: topic.to_owned(),
-                            partition: *partition,
-                            next_offset: next,
-                            newest,
-                        });
-                    }
-                }
+                self.send_marks(inputs, topic, &consumer, &progress);
             }
             self.follow_events(inputs);
         }
         // Where every partition ended, for the offsets the checkpoint commits.
+        self.send_marks(inputs, topic, &consumer, &progress);
+        self.advance(worker, inputs, probe);
+        Ok(())
+    }
+
+    /// Tells worker 0 how far each partition has been read (see `Diagnostic::Mark`).
+    fn send_marks(
+        &self,
+        inputs: &mut Inputs,
+        topic: &str,
+        consumer: &crate::kafka::PartitionConsumer,
+        progress: &Progress,
+    ) {
         for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
             if let (Some(next), Some(newest)) = (progress.next[k], self.owned[k].newest) {
                 inputs.diagnostics.send(Diagnostic::Mark {
@@ -643,29 +665,19 @@ impl<'a> Feed<'a> {
                 });
             }
         }
-        self.advance(worker, inputs, probe);
-        Ok(())
     }
 
     /// Counts a refused line and sends it to the dead-letter output.
-    fn refuse(
-        &mut self,
-        inputs: &mut Inputs,
-        source: &str,
-        info: LineInfo,
-        invalid: Invalid,
-        line: &mut Vec<u8>,
-        key: Option<&[u8]>,
-    ) {
+    fn refuse(&mut self, inputs: &mut Inputs, at: Origin, invalid: Invalid, line: &mut Vec<u8>) {
         self.counts.count_dead(invalid.reason);
         inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
-            source: source.to_owned(),
-            line: info.number,
-            offset: info.offset,
+            source: at.source.to_owned(),
+            line: at.info.number,
+            offset: at.info.offset,
             invalid,
             raw: std::mem::take(line),
-            truncated: info.oversized,
-            key: key.map(<[u8]>::to_vec),
+            truncated: at.info.oversized,
+            key: at.key.map(<[u8]>::to_vec),
         }));
     }
 
@@ -805,9 +817,12 @@ impl<'a> Feed<'a> {
                 for m in read.messages {
                     let name = crate::kafka::source_name(topic, m.partition);
                     for (info, line) in message_lines(&m.payload, m.offset, max_line) {
-                        let line = &mut line.to_vec();
-                        let event = (is_edges, &*name, info, m.key.as_deref());
-                        self.load_event(inputs, event, line, max_line);
+                        let at = Origin {
+                            source: &name,
+                            info,
+                            key: m.key.as_deref(),
+                        };
+                        self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
                     }
                 }
                 continue;
@@ -842,7 +857,8 @@ impl<'a> Feed<'a> {
                 if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                self.load_event(inputs, (is_edges, &name, info, None), &mut line, max_line);
+                let at = Origin::line(&name, info);
+                self.load_event(inputs, is_edges, at, &mut line, max_line);
             }
         }
         // A job that follows the samples topic follows these too: an edge or deploy that comes
@@ -868,26 +884,31 @@ impl<'a> Feed<'a> {
             let is_edges = m.topic == topology_topic;
             let name = crate::kafka::source_name(m.topic, m.partition);
             for (info, line) in message_lines(m.payload, m.offset, max_line) {
-                let event = (is_edges, &*name, info, m.key);
-                self.load_event(inputs, event, &mut line.to_vec(), max_line);
+                let at = Origin {
+                    source: &name,
+                    info,
+                    key: m.key,
+                };
+                self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
             }
         });
         self.follower = Some(follower);
     }
 
-    /// One line of the topology (`is_edges`) or deploys, from the source `name` at `info`
-    /// (in a Kafka message with `key`): into the dataflow at its time, or dead-lettered.
+    /// One line of the topology (`is_edges`) or deploys: into the dataflow at its time, or
+    /// dead-lettered.
     fn load_event(
         &mut self,
         inputs: &mut Inputs,
-        (is_edges, name, info, key): (bool, &str, LineInfo, Option<&[u8]>),
+        is_edges: bool,
+        at: Origin,
         line: &mut Vec<u8>,
         max_line: usize,
     ) {
         self.counts.read += 1;
         // An event whose time the input has passed (followed live) takes effect now.
         let now = inputs.time();
-        let result = if info.oversized {
+        let result = if at.info.oversized {
             Err(oversized(max_line))
         } else if is_edges {
             decode_edge(line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp.max(now), 1))
@@ -897,7 +918,7 @@ impl<'a> Feed<'a> {
         };
         match result {
             Ok(()) => self.counts.valid += 1,
-            Err(invalid) => self.refuse(inputs, name, info, invalid, line, key),
+            Err(invalid) => self.refuse(inputs, at, invalid, line),
         }
     }
 }

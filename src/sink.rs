@@ -15,12 +15,12 @@ use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
-
-use crate::metrics::METRICS;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
+
+use crate::metrics::METRICS;
 
 /// How many anomalies the end-of-run summary keeps to show.
 const SHOWN_ANOMALIES_KEPT: usize = 10_000;
