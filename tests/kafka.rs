@@ -55,18 +55,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
 
     // From files.
-    run_ok(&[
-        "--input",
-        &p("samples.jsonl"),
-        "--topology",
-        &p("topology.jsonl"),
-        "--deploys",
-        &p("deploys.jsonl"),
-        "--anomalies-out",
-        &p("anomalies-file.jsonl"),
-        "--incidents-out",
-        &p("incidents-file.jsonl"),
-    ]);
+    run_on_scenario_files(&dir, "anomalies-file.jsonl", "incidents-file.jsonl");
     let anomalies = std::fs::read(dir.join("anomalies-file.jsonl")).unwrap();
     let incidents = std::fs::read(dir.join("incidents-file.jsonl")).unwrap();
     assert!(anomalies.len() > 1000 && incidents.len() > 1000);
@@ -461,18 +450,7 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     // The uninterrupted run, from files.
-    run_ok(&[
-        "--input",
-        &p("samples.jsonl"),
-        "--topology",
-        &p("topology.jsonl"),
-        "--deploys",
-        &p("deploys.jsonl"),
-        "--anomalies-out",
-        &p("anomalies-file.jsonl"),
-        "--incidents-out",
-        &p("incidents-file.jsonl"),
-    ]);
+    run_on_scenario_files(&dir, "anomalies-file.jsonl", "incidents-file.jsonl");
 
     let config = job(&dir, "k");
     // No partition goes idle while the job waits for the second half.

@@ -122,6 +122,15 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     assert_eq!(written.lines().count(), 1, "{written}");
 }
 
+/// `incidentflow config validate FILE` with `env` set.
+fn validate(file: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    incidentflow()
+        .args(["config", "validate", file.to_str().unwrap()])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
     let dir = scratch("operations-config");
@@ -132,10 +141,7 @@ fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
     assert!(out.status.success());
     let default = dir.join("default.toml");
     std::fs::write(&default, &out.stdout).unwrap();
-    let out = incidentflow()
-        .args(["config", "validate", default.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = validate(&default, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -145,10 +151,7 @@ fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[kafka]\nsamples_topic = \"raw metrics\"\n").unwrap();
-    let out = incidentflow()
-        .args(["config", "validate", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = validate(&bad, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -156,21 +159,19 @@ fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
         "{stderr}"
     );
     // The environment lies over the file: a good value fixes it, a misspelt key is named.
-    let out = incidentflow()
-        .args(["config", "validate", bad.to_str().unwrap()])
-        .env("INCIDENTFLOW__KAFKA__SAMPLES_TOPIC", "raw.metrics")
-        .output()
-        .unwrap();
+    let out = validate(
+        &bad,
+        &[("INCIDENTFLOW__KAFKA__SAMPLES_TOPIC", "raw.metrics")],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = incidentflow()
-        .args(["config", "validate", default.to_str().unwrap()])
-        .env("INCIDENTFLOW__KAFKA__SAMPLE_TOPIC", "raw.metrics")
-        .output()
-        .unwrap();
+    let out = validate(
+        &default,
+        &[("INCIDENTFLOW__KAFKA__SAMPLE_TOPIC", "raw.metrics")],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("environment") && stderr.contains("sample_topic"),

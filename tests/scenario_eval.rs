@@ -74,18 +74,7 @@ fn the_small_scenario_gives_one_incident_per_problem_with_the_root_ranked() {
     let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
     write_dir(&scenario, &dir, 0).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    run_ok(&[
-        "--input",
-        &p("samples.jsonl"),
-        "--topology",
-        &p("topology.jsonl"),
-        "--deploys",
-        &p("deploys.jsonl"),
-        "--anomalies-out",
-        &p("anomalies.jsonl"),
-        "--incidents-out",
-        &p("incidents.jsonl"),
-    ]);
+    run_on_scenario_files(&dir, "anomalies.jsonl", "incidents.jsonl");
     let out = incidentflow()
         .args(["eval", "--truth", &p("truth.jsonl")])
         .args(["--anomalies", &p("anomalies.jsonl")])

@@ -669,13 +669,13 @@ fn kafka_bench(
     use incidentflow_loadgen::kafka::{create_topics, produce_lines, KafkaTarget};
     use std::process::Stdio;
     use std::time::Duration;
-    let Some(tansu) = incidentflow_loadgen::kafka::tansu_binary() else {
+    if incidentflow_loadgen::kafka::tansu_binary().is_none() {
         eprintln!("[kafka] skipped: tansu is not installed (cargo install tansu --version 0.6.0 --features libsql)");
         return Ok((
             "\n**Kafka**: skipped, tansu is not installed.\n".into(),
             serde_json::Value::Null,
         ));
-    };
+    }
     let dir = o.dir.join("kafka");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -684,17 +684,8 @@ fn kafka_bench(
         .map_err(|e| e.to_string())?
         .port();
     let brokers = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{brokers}");
-    let mut broker = Command::new(&tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(&dir)
+    let mut broker = incidentflow_loadgen::kafka::tansu_broker(&brokers, &dir)
+        .ok_or("tansu is not installed")?
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

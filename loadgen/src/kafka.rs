@@ -327,6 +327,20 @@ pub fn tansu_binary() -> Option<std::path::PathBuf> {
     })
 }
 
+/// The command that runs a tansu broker listening on `address` (`host:port`) with its SQLite
+/// storage in `dir`, as the tests and benchmarks start it (the caller sets its output and spawns
+/// it); None when tansu is not installed.
+pub fn tansu_broker(address: &str, dir: &std::path::Path) -> Option<std::process::Command> {
+    let url = format!("tcp://{address}");
+    let mut command = std::process::Command::new(tansu_binary()?);
+    command
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir);
+    Some(command)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,24 @@ pub fn run_ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs the job on a loadgen scenario directory's files (samples, topology, deploys), writing
+/// anomalies and incidents to the files `anomalies` and `incidents` in it.
+pub fn run_on_scenario_files(dir: &Path, anomalies: &str, incidents: &str) -> Output {
+    let p = |n: &str| dir.join(n).to_str().expect("utf-8 path").to_string();
+    run_ok(&[
+        "--input",
+        &p("samples.jsonl"),
+        "--topology",
+        &p("topology.jsonl"),
+        "--deploys",
+        &p("deploys.jsonl"),
+        "--anomalies-out",
+        &p(anomalies),
+        "--incidents-out",
+        &p(incidents),
+    ])
+}
+
 /// The lines of a file.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -230,29 +248,17 @@ impl Broker {
 }
 
 fn spawn_tansu(dir: &Path, address: &str) -> std::process::Child {
-    let url = format!("tcp://{address}");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("broker.log"))
         .expect("broker log");
-    Command::new(
-        incidentflow_loadgen::kafka::tansu_binary()
-            .expect("tansu is not installed: ./scripts/test installs it"),
-    )
-    .args([
-        "broker",
-        "--listener-url",
-        &url,
-        "--advertised-listener-url",
-        &url,
-    ])
-    .args(["--storage-engine", "sqlite://tansu.db"])
-    .current_dir(dir)
-    .stdout(log.try_clone().expect("log"))
-    .stderr(log)
-    .spawn()
-    .expect("start tansu (run ./scripts/test, which installs it)")
+    incidentflow_loadgen::kafka::tansu_broker(address, dir)
+        .expect("tansu is not installed: ./scripts/test installs it")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start tansu (run ./scripts/test, which installs it)")
 }
 
 impl Drop for Broker {
