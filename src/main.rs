@@ -2,6 +2,7 @@
 //! the dataflow and prints the summary. Exit status: 0 on success; 1 with a one-line reason on a
 //! configuration or I/O error. Bad records never change the exit status.
 
+mod alerts;
 mod annotate;
 mod checkpoint;
 mod config;
@@ -9,9 +10,11 @@ mod demo;
 mod error;
 mod eval;
 mod kafka;
+mod log;
 mod metrics;
 mod review;
 mod runtime;
+mod shutdown;
 mod sink;
 mod source;
 mod summary;
@@ -28,6 +31,9 @@ use crate::runtime::{Cluster, Outputs, RunSpec};
 use crate::sink::{open_output, DeadLetterOutput, RecordOutput};
 use crate::source::InputSource;
 use crate::summary::{anomaly_digest, Report};
+
+/// How long queued alerts may still take to go out when the job ends.
+const ALERT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Streaming AIOps: rolling baselines and anomaly detection over metric samples, on
 /// timely/differential dataflow.
@@ -172,8 +178,11 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log::init();
     let result = match cli.command {
-        Command::Run(args) => run(*args),
+        Command::Run(args) => shutdown::on_signals()
+            .map_err(|e| JobError::Usage(format!("cannot handle SIGTERM: {e}")))
+            .and_then(|()| run(*args)),
         Command::Eval(args) => eval_command(args),
         Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),
         Command::Config(ConfigCommand::PrintDefault) => {
@@ -424,7 +433,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
                 "cannot serve metrics on {addr}: {e} (is the port taken?)"
             ))
         })?;
-        eprintln!("incidentflow: serving /metrics, /healthz and /ready on http://{bound}");
+        tracing::info!("serving /metrics, /healthz and /ready on http://{bound}");
     }
     let demo = args.input.is_none();
     let input = match args.input.as_deref() {
@@ -493,14 +502,14 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             .map_or(String::new(), |p| p.display().to_string());
         let marks = incidentflow_dataflows::time::format_rfc3339(c.output_time);
         match reread {
-            _ if c.output_time == 0 => eprintln!("incidentflow: checkpoint {name}: the earlier run had made nothing durable; starting over"),
-            Some(from) => eprintln!(
-                "incidentflow: resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the baseline window, correlation window and quiet period before that and before the oldest incident open then) to rebuild the state",
+            _ if c.output_time == 0 => tracing::info!("checkpoint {name}: the earlier run had made nothing durable; starting over"),
+            Some(from) => tracing::info!(
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the baseline window, correlation window and quiet period before that and before the oldest incident open then) to rebuild the state",
                 kafka.samples_topic,
                 incidentflow_dataflows::time::format_rfc3339(from)
             ),
-            None => eprintln!(
-                "incidentflow: resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state"
+            None => tracing::info!(
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state"
             ),
         }
     }
@@ -514,6 +523,24 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         .dead_letter
         .clone()
         .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
+    // Alert outputs page people: a replay re-computes the past and sends nothing.
+    let replay = from.is_some() || until.is_some();
+    let alerts = if leader && !config.alerts.is_empty() {
+        let names: Vec<&str> = config.alerts.keys().map(String::as_str).collect();
+        if replay {
+            tracing::info!(outputs = ?names, "alert outputs are off during a replay");
+            None
+        } else {
+            tracing::info!(outputs = ?names, "alert outputs on");
+            Some(
+                alerts::Alerts::start(&config.alerts)
+                    .map_err(|e| JobError::Usage(format!("cannot start the alert outputs: {e}")))?,
+            )
+        }
+    } else {
+        None
+    };
+    let alerting = alerts.is_some();
     let outputs = if leader {
         let resume_bytes = |what: &str| resume.as_ref().and_then(|c| c.bytes(what));
         let anomalies = match &args.anomalies_out {
@@ -603,6 +630,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             dead_letter: Some(dead_letter),
             incidents,
             durability,
+            alerts: alerts.as_ref().map(alerts::Alerts::sender),
         }
     } else {
         Outputs {
@@ -610,6 +638,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             dead_letter: None,
             incidents: None,
             durability: sink::Durability::default(),
+            alerts: None,
         }
     };
     for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
@@ -626,7 +655,9 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         _ => (args.topology.clone(), args.deploys.clone()),
     };
     if demo && leader {
-        eprintln!("incidentflow: no --input given; running the embedded demo (a small shop whose database goes bad).");
+        tracing::info!(
+            "no --input given; running the embedded demo (a small shop whose database goes bad)"
+        );
     }
     let total_workers = cluster.workers * cluster.processes;
     let started = Instant::now();
@@ -637,7 +668,10 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     };
     let outcome = runtime::run(
         RunSpec {
-            correlate: topology.is_some() || deploys.is_some() || args.incidents_out.is_some(),
+            correlate: topology.is_some()
+                || deploys.is_some()
+                || args.incidents_out.is_some()
+                || alerting,
             input,
             config,
             cluster,
@@ -653,6 +687,10 @@ fn run(args: RunArgs) -> Result<(), JobError> {
     );
     if let Some(path) = demo_topology {
         let _ = std::fs::remove_file(path); // the demo's own temporary file
+    }
+    // What is queued still goes out, for a while.
+    if let Some(alerts) = alerts {
+        alerts.finish(ALERT_GRACE);
     }
     let outcome = outcome?;
     let elapsed = started.elapsed();
@@ -688,6 +726,9 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         print!("{}", anomaly_digest(&outcome));
     }
     eprint!("{}", report.human());
+    if shutdown::requested() {
+        eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");
+    }
     if let Some(path) = &args.summary_out {
         let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|source| JobError::Output {

@@ -39,6 +39,10 @@ pub struct Metrics {
     inputs_connected: AtomicBool,
     /// A worker stopped with an error.
     worker_failed: AtomicBool,
+    /// Alert requests by output and outcome (delivered, failed, rejected, dropped, suppressed).
+    alert_deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Alert requests tried again, by output.
+    alert_retries: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -59,6 +63,8 @@ impl Metrics {
             delay: Mutex::new(([0; DELAY_BUCKETS.len()], 0, 0.0)),
             inputs_connected: AtomicBool::new(false),
             worker_failed: AtomicBool::new(false),
+            alert_deliveries: Mutex::new(BTreeMap::new()),
+            alert_retries: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -123,6 +129,32 @@ impl Metrics {
     /// A worker failed: `/healthz` answers 503 from now on.
     pub fn worker_failed(&self) {
         self.worker_failed.store(true, Relaxed);
+    }
+
+    /// An alert request to `output` ended so (or a version was dropped or suppressed).
+    pub fn alert_delivery(&self, output: &str, outcome: &'static str) {
+        *lock(&self.alert_deliveries)
+            .entry((output.to_owned(), outcome))
+            .or_default() += 1;
+    }
+
+    /// An alert request to `output` is tried again.
+    pub fn alert_retry(&self, output: &str) {
+        *lock(&self.alert_retries)
+            .entry(output.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Per alert output: its outcomes and retries so far.
+    pub fn alert_counts(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        for ((output, outcome), n) in lock(&self.alert_deliveries).iter() {
+            out.entry(output.clone()).or_default().insert(outcome, *n);
+        }
+        for (output, n) in lock(&self.alert_retries).iter() {
+            out.entry(output.clone()).or_default().insert("retries", *n);
+        }
+        out
     }
 
     /// The registry in the Prometheus text format (0.0.4).
@@ -227,6 +259,24 @@ impl Metrics {
             "counter",
             "Output writes that failed.",
             vec![(String::new(), self.output_errors.load(Relaxed) as f64)],
+        );
+        metric(
+            "alert_deliveries_total",
+            "counter",
+            "Alert requests by output and outcome: delivered, failed (retries exhausted), rejected (4xx), dropped (queue full), suppressed (by a silence).",
+            lock(&self.alert_deliveries)
+                .iter()
+                .map(|((o, outcome), n)| (format!("{{output=\"{o}\",outcome=\"{outcome}\"}}"), *n as f64))
+                .collect(),
+        );
+        metric(
+            "alert_retries_total",
+            "counter",
+            "Alert requests tried again after a 5xx, 408, 429 or connection failure.",
+            lock(&self.alert_retries)
+                .iter()
+                .map(|(o, n)| (format!("{{output=\"{o}\"}}"), *n as f64))
+                .collect(),
         );
         let (buckets, count, sum) = *lock(&self.delay);
         out += "# HELP incidentflow_output_delay_seconds Wall clock minus event time of each anomaly and incident version written.\n# TYPE incidentflow_output_delay_seconds histogram\n";

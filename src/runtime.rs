@@ -116,6 +116,8 @@ pub struct Outputs {
     pub incidents: Option<RecordOutput>,
     /// Resuming from a checkpoint, and keeping one.
     pub durability: Durability,
+    /// The alert outputs' queues (None: no alert outputs, or a replay).
+    pub alerts: Option<crate::alerts::AlertSender>,
 }
 
 /// Runs the job to the end of its input and returns what it found.
@@ -160,9 +162,15 @@ fn run_worker(
     };
     let correlation = spec.config.correlation_config();
     let probe = ProbeHandle::new();
-    let (anomaly_writer, dead_letter_writer, incident_writer, durability) = match outputs {
-        Some(o) => (o.anomalies, o.dead_letter, o.incidents, o.durability),
-        None => (None, None, None, Durability::default()),
+    let (anomaly_writer, dead_letter_writer, incident_writer, durability, alerts) = match outputs {
+        Some(o) => (
+            o.anomalies,
+            o.dead_letter,
+            o.incidents,
+            o.durability,
+            o.alerts,
+        ),
+        None => (None, None, None, Durability::default(), None),
     };
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
@@ -201,6 +209,7 @@ fn run_worker(
                 incident_writer,
                 outcome.clone(),
                 durability.clone(),
+                alerts,
             );
         }
         write_anomalies(
@@ -233,6 +242,11 @@ fn run_worker(
     inputs
         .diagnostics
         .send(Diagnostic::Counts(feed.counts.clone()));
+    if crate::shutdown::requested() {
+        inputs.flush();
+        let later_process = spec.cluster.process_index != 0;
+        crate::shutdown::drain(worker, inputs.time(), &probe, later_process);
+    }
     inputs.close();
     while !probe.done() {
         worker.step();
@@ -288,7 +302,7 @@ impl Progress {
         match (parts.is_empty(), self.bars) {
             (true, _) => {}
             (false, true) => eprintln!("{}", parts.join("\n")),
-            (false, false) => eprintln!("incidentflow: {}", parts.join("; ")),
+            (false, false) => tracing::info!("{}", parts.join("; ")),
         }
         self.last = Instant::now();
     }
@@ -500,6 +514,10 @@ impl<'a> Feed<'a> {
                 if since_step == 16384 || (live && reader.drained()) {
                     since_step = 0;
                     self.advance(worker, inputs, probe);
+                    if crate::shutdown::requested() {
+                        tracing::info!("asked to stop: no more input is read");
+                        return Ok(());
+                    }
                 }
             }
             self.owned[k].finished = true;
@@ -557,6 +575,10 @@ impl<'a> Feed<'a> {
         let mut progress = Progress::new(consumer.partitions.len());
         let mut last_mark = Instant::now();
         while !self.owned.iter().all(|s| s.finished) {
+            if crate::shutdown::requested() {
+                tracing::info!(topic, "asked to stop: no more input is read");
+                break;
+            }
             let mut quiet = false;
             let mut problem = None;
             consumer.poll(Duration::from_millis(50), |polled| match polled {
@@ -624,7 +646,7 @@ impl<'a> Feed<'a> {
             if let Some(e) = problem {
                 // librdkafka reconnects by itself; say so now and then, not on every poll.
                 if last_warning.is_none_or(|w| w.elapsed() > Duration::from_secs(10)) {
-                    eprintln!("incidentflow: kafka {brokers}: {e} (retrying)");
+                    tracing::warn!(brokers = %brokers, "kafka: {e} (retrying)");
                     last_warning = Some(Instant::now());
                 }
             }

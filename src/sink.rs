@@ -184,6 +184,8 @@ pub trait OutputRecord:
     fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
     /// Counts the written record in the process's metrics (`open`: incidents open after it).
     fn count(&self, open: usize);
+    /// Offers the written record to the alert outputs (incident versions only).
+    fn alert(&self, _alerts: &crate::alerts::AlertSender) {}
 }
 
 impl OutputRecord for Anomaly {
@@ -239,6 +241,9 @@ impl OutputRecord for Incident {
         };
         METRICS.incident_version(status, open);
     }
+    fn alert(&self, alerts: &crate::alerts::AlertSender) {
+        alerts.offer(self);
+    }
     fn note_open(open: &mut BTreeMap<String, Time>, record: &Self) {
         use incidentflow_dataflows::incident::Status;
         if record.status == Status::Resolved {
@@ -271,17 +276,19 @@ pub fn write_anomalies(
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
 ) {
-    write_in_time_order(stream, out, outcome, durability)
+    write_in_time_order(stream, out, outcome, durability, None)
 }
 
-/// Writes incident versions (made on worker 0) in time order as times complete.
+/// Writes incident versions (made on worker 0) in time order as times complete, and offers each
+/// written version to the alert outputs.
 pub fn write_incidents(
     stream: Stream<'_, Time, Vec<(Incident, Time, isize)>>,
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
+    alerts: Option<crate::alerts::AlertSender>,
 ) {
-    write_in_time_order(stream, out, outcome, durability)
+    write_in_time_order(stream, out, outcome, durability, alerts)
 }
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
@@ -291,6 +298,7 @@ fn write_in_time_order<D: OutputRecord>(
     mut out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
+    alerts: Option<crate::alerts::AlertSender>,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
@@ -316,12 +324,19 @@ fn write_in_time_order<D: OutputRecord>(
         D::WHAT,
         move |_capability, info| {
             let activator = scope.activator_for(info.address.clone());
+            crate::shutdown::register_writer(activator.clone());
+            let mut drained = false;
             move |(input, frontier), _output| {
                 input.for_each(|_capability, data| {
                     for (record, time, copies) in data.drain(..) {
                         pending.entry(time).or_default().push((record, copies));
                     }
                 });
+                if drained {
+                    // Stopped at a signal: what is past the checkpoint is read again on restart.
+                    pending.clear();
+                    return;
+                }
                 let mut lines: Vec<(String, String)> = Vec::new();
                 let mut written = Vec::new();
                 let now_ms = std::time::SystemTime::now()
@@ -352,19 +367,22 @@ fn write_in_time_order<D: OutputRecord>(
                     }
                 }
                 let finished = frontier.is_empty();
+                // Asked to stop: write what is complete, checkpoint at the frontier, stop there.
+                let stop_here = crate::shutdown::draining() && !finished;
                 // Every record before this is written (and flushed when reported).
                 let before = match frontier.frontier().first() {
                     Some(t) => *t,
                     None => latest.saturating_add(1).max(resume.durable_before),
                 };
-                let checkpoint_due = every.is_some_and(|every| {
-                    let since = last_report.map(|at| at.elapsed());
-                    let due = since.is_none_or(|s| s >= every);
-                    if before > reported && !due {
-                        activator.activate_after(every - since.unwrap_or_default());
-                    }
-                    before > reported && due
-                });
+                let checkpoint_due = stop_here
+                    || every.is_some_and(|every| {
+                        let since = last_report.map(|at| at.elapsed());
+                        let due = since.is_none_or(|s| s >= every);
+                        if before > reported && !due {
+                            activator.activate_after(every - since.unwrap_or_default());
+                        }
+                        before > reported && due
+                    });
                 if written.is_empty() && !finished && !checkpoint_due {
                     return;
                 }
@@ -372,7 +390,6 @@ fn write_in_time_order<D: OutputRecord>(
                     return;
                 }
                 let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                D::record(&mut outcome, written);
                 if let Some(w) = out.as_mut() {
                     let result = w.write(&lines).and_then(|_| {
                         if finished || checkpoint_due {
@@ -387,10 +404,19 @@ fn write_in_time_order<D: OutputRecord>(
                             .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
                         METRICS.output_error();
                         out = None;
+                        if stop_here {
+                            drained = true;
+                            crate::shutdown::writer_drained();
+                        }
                         return; // not durable: the checkpoint stays where it was
                     }
                     bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
                 }
+                // Written (and flushed): now the receivers may hear of it.
+                if let Some(alerts) = &alerts {
+                    written.iter().for_each(|record| record.alert(alerts));
+                }
+                D::record(&mut outcome, written);
                 if let Some(checkpointer) = &durability.checkpointer {
                     if finished || checkpoint_due {
                         // Every record before `before` is written and flushed (delivered).
@@ -410,6 +436,11 @@ fn write_in_time_order<D: OutputRecord>(
                 if finished {
                     reported_done = true;
                     out = None; // flushed and closed
+                }
+                if stop_here {
+                    drained = true;
+                    out = None; // flushed, and checkpointed at `before`
+                    crate::shutdown::writer_drained();
                 }
             }
         },
@@ -453,7 +484,8 @@ pub fn write_diagnostics(
                 return;
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            if finished {
+            // After a signal the inputs close early: the input is not done, commit nothing more.
+            if finished && !crate::shutdown::draining() {
                 if let Some(c) = &checkpointer {
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = c.settle() {

@@ -106,6 +106,10 @@ impl Report<'_> {
                 self.outcome.incident_versions
             );
         }
+        for (output, outcomes) in crate::metrics::METRICS.alert_counts() {
+            let told: Vec<String> = outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let _ = writeln!(s, "  alerts {output:<7}{:>12}", told.join(", "));
+        }
         if let Some(rss) = peak_rss_bytes() {
             let _ = writeln!(s, "  peak memory   {:>9.1} MB", rss as f64 / 1e6);
         }
@@ -143,6 +147,7 @@ impl Report<'_> {
             "workers": self.workers,
             "peak_rss_bytes": peak_rss_bytes(),
             "cpu_seconds": cpu_seconds(),
+            "alerts": crate::metrics::METRICS.alert_counts(),
             "error": self.outcome.error,
         })
     }

@@ -11,27 +11,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-const MIN: u64 = 60_000;
-
-/// Samples every minute on the minute for 20 minutes for each service, steady around 1.0, with a
-/// spike to 9.0 at the given minutes.
-fn samples(spikes: &[(&str, &[u64])]) -> String {
-    let steady = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97];
-    let mut out = String::new();
-    for minute in 0..20u64 {
-        for (k, (service, at)) in spikes.iter().enumerate() {
-            let value = if at.contains(&minute) {
-                9.0
-            } else {
-                steady[(minute as usize + k) % steady.len()]
-            };
-            out += &sample(T0 + minute * MIN, "shop", service, "latency_p99", value);
-            out += "\n";
-        }
-    }
-    out
-}
-
 /// The fixtures are 20 minutes long: score a series from its 5th sample, not the default 20th.
 fn job(dir: &Path) -> String {
     job_with(dir, "")
@@ -42,13 +21,6 @@ fn job_with(dir: &Path, extra: &str) -> String {
     let path = dir.join("job.toml");
     std::fs::write(&path, format!("[baseline]\nmin_points = 5\n{extra}")).unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn edge(caller: &str, callee: &str, at: Option<u64>, op: &str) -> String {
-    match at {
-        None => format!("{{\"caller\":\"{caller}\",\"callee\":\"{callee}\"}}\n"),
-        Some(t) => format!("{{\"timestamp\":\"{}\",\"caller\":\"{caller}\",\"callee\":\"{callee}\",\"op\":\"{op}\"}}\n", rfc3339(t)),
-    }
 }
 
 /// Runs the job on the fixture and returns the incident versions.

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::*;
 use incidentflow_loadgen::files::write_dir;
@@ -417,8 +417,22 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
 
 #[test]
 fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
-    let broker = Broker::start("kill");
-    let dir = scratch("kafka-kill");
+    stop_mid_stream_and_resume("kill", "KILL");
+}
+
+#[test]
+fn a_job_stopped_by_sigterm_drains_checkpoints_and_resumes_without_duplicates() {
+    stop_mid_stream_and_resume("term", "TERM");
+}
+
+/// Runs the medium scenario through Kafka with a checkpoint, stops the job with `signal` while it
+/// waits for the second half of the samples, produces that half, restarts it, and checks that the
+/// outputs are the uninterrupted run's. After SIGKILL, versions written after the last checkpoint
+/// may come twice; after SIGTERM the job drains, checkpoints and exits by itself, and nothing
+/// comes twice.
+fn stop_mid_stream_and_resume(name: &str, signal: &str) {
+    let broker = Broker::start(name);
+    let dir = scratch(&format!("kafka-{name}"));
     let scenario = Scenario::new(ScenarioConfig::named("medium", 3).unwrap());
     write_dir(&scenario, &dir, 0).unwrap();
     let target = KafkaTarget {
@@ -481,15 +495,16 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
     ]
     .map(String::from)
     .to_vec();
+    let first_log = dir.join("first.log");
     let mut first = KillOnDrop(
         incidentflow()
             .args(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&first_log).unwrap())
             .spawn()
             .unwrap(),
     );
-    // Kill it (SIGKILL) once a checkpoint says the outputs are durable past 2.5 h of the 3 h it
+    // Stop it once a checkpoint says the outputs are durable past 2.5 h of the 3 h it
     // has (it follows the topic and has only half of it), so that a restart has a long stretch
     // it need not read again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -511,8 +526,17 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    first.0.kill().unwrap();
-    first.0.wait().unwrap();
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), first.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = first.0.wait().unwrap();
+    let first_stderr = std::fs::read_to_string(&first_log).unwrap();
+    if signal == "TERM" {
+        assert!(status.success(), "{status}: {first_stderr}");
+        assert!(first_stderr.contains("asked to stop"), "{first_stderr}");
+    }
     produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
     let expected = std::fs::read_to_string(dir.join("anomalies-file.jsonl")).unwrap();
     // Killed in the middle: its checkpoint is short of the last incident version.
@@ -563,11 +587,16 @@ fn a_job_killed_mid_stream_resumes_from_its_checkpoint_and_loses_nothing() {
         resumed.lines().count(),
         expected.lines().count()
     );
-    // The topic holds every incident version of the uninterrupted run, and nothing else: some may
-    // come twice (sent by the killed run after its last checkpoint), identical, with their key.
+    // The topic holds every incident version of the uninterrupted run, and nothing else: after
+    // SIGKILL some may come twice (sent by the killed run after its last checkpoint), identical,
+    // with their key; after SIGTERM none does.
     let mut union: Vec<(String, String)> = read_topic(&broker.address, "k.incidents");
     union.sort();
+    let written = union.len();
     union.dedup();
+    if signal == "TERM" {
+        assert_eq!(written, union.len(), "a drained job wrote a version twice");
+    }
     let mut uninterrupted: Vec<(String, String)> =
         std::fs::read_to_string(dir.join("incidents-file.jsonl"))
             .unwrap()

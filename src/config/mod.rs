@@ -10,7 +10,8 @@ pub mod operations;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use operations::{AlertKind, AlertOutput, MetricsSection, Runbook, Secret, Silence};
+pub use operations::{AlertKind, AlertOutput};
+use operations::{MetricsSection, Runbook, Secret, Silence};
 
 use incidentflow_dataflows::time::{format_duration, parse_duration};
 

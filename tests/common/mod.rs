@@ -409,3 +409,32 @@ pub fn run_two_by_two(dir: &Path, args: &[String]) {
         );
     }
 }
+
+pub const MIN: u64 = 60_000;
+
+/// Samples every minute on the minute for 20 minutes for each service, steady around 1.0, with a
+/// spike to 9.0 at the given minutes.
+pub fn samples(spikes: &[(&str, &[u64])]) -> String {
+    let steady = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97];
+    let mut out = String::new();
+    for minute in 0..20u64 {
+        for (k, (service, at)) in spikes.iter().enumerate() {
+            let value = if at.contains(&minute) {
+                9.0
+            } else {
+                steady[(minute as usize + k) % steady.len()]
+            };
+            out += &sample(T0 + minute * MIN, "shop", service, "latency_p99", value);
+            out += "\n";
+        }
+    }
+    out
+}
+
+/// A topology edge as JSON Lines: static (no time) or an `add`/`remove` at a time.
+pub fn edge(caller: &str, callee: &str, at: Option<u64>, op: &str) -> String {
+    match at {
+        None => format!("{{\"caller\":\"{caller}\",\"callee\":\"{callee}\"}}\n"),
+        Some(t) => format!("{{\"timestamp\":\"{}\",\"caller\":\"{caller}\",\"callee\":\"{callee}\",\"op\":\"{op}\"}}\n", rfc3339(t)),
+    }
+}

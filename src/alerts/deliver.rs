@@ -1,0 +1,181 @@
+//! One alert output's thread: takes incident versions off its queue, asks the policy what to
+//! send, and sends it over HTTP with a timeout, retrying a 5xx, a 408, a 429 or a connection
+//! failure with a doubling backoff (up to 30 s between tries) for at most `retries` more
+//! attempts. A 4xx other than those is the receiver refusing the request: not retried, counted
+//! as rejected, logged with its answer. Nothing here can stop or slow the job.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use incidentflow_dataflows::incident::Incident;
+
+use super::policy::{Decision, Policy, Request};
+use crate::config::{AlertKind, AlertOutput};
+use crate::metrics::METRICS;
+
+/// The longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// PagerDuty's Events API v2 endpoint, when `url` is not set.
+pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// One output's sender.
+pub struct Delivery {
+    name: String,
+    url: String,
+    retries: u32,
+    backoff: Duration,
+    resend: Option<Duration>,
+    policy: Policy,
+    agent: ureq::Agent,
+    give_up_at: Arc<OnceLock<Instant>>,
+}
+
+/// How one request ended.
+enum Sent {
+    Delivered,
+    Rejected(String),
+    Failed(String),
+}
+
+impl Delivery {
+    /// A sender for the output `name`.
+    pub fn new(name: &str, output: &AlertOutput, give_up_at: Arc<OnceLock<Instant>>) -> Self {
+        let kind = output.kind.unwrap_or(AlertKind::Webhook);
+        let url = match kind {
+            AlertKind::Alertmanager => {
+                format!("{}/api/v2/alerts", output.url.trim_end_matches('/'))
+            }
+            AlertKind::Pagerduty if output.url.is_empty() => PAGERDUTY_EVENTS.to_string(),
+            AlertKind::Pagerduty => output.url.clone(),
+            AlertKind::Webhook | AlertKind::Slack => output.webhook_url.expose().to_string(),
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(output.timeout.0)))
+            .http_status_as_error(false)
+            .user_agent(concat!("incidentflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Delivery {
+            name: name.to_owned(),
+            url,
+            retries: output.retries,
+            backoff: Duration::from_millis(output.backoff.0.max(1)),
+            resend: (kind == AlertKind::Alertmanager)
+                .then(|| Duration::from_millis(output.resend_interval.0)),
+            policy: Policy::new(kind, output.routing_key.expose(), output.resend_interval.0),
+            agent,
+            give_up_at,
+        }
+    }
+
+    /// Delivers versions until the queue is closed, or the job ends and the queue is empty.
+    pub fn run(mut self, versions: Receiver<Arc<Incident>>) {
+        let mut last_resend = Instant::now();
+        loop {
+            let closing = self.give_up_at.get().is_some();
+            let mut wait = match self.resend {
+                Some(every) => every.saturating_sub(last_resend.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            if closing {
+                wait = wait.min(Duration::from_millis(100));
+            }
+            match versions.recv_timeout(wait) {
+                Ok(incident) => match self.policy.on_version(&incident, now_ms()) {
+                    Decision::Send(requests) => {
+                        for request in requests {
+                            self.send(&request);
+                        }
+                    }
+                    Decision::Suppressed => METRICS.alert_delivery(&self.name, "suppressed"),
+                    Decision::Unchanged => {}
+                },
+                Err(RecvTimeoutError::Timeout) if closing => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(request) = self.policy.resend(now_ms()) {
+                        self.send(&request);
+                    }
+                    last_resend = Instant::now();
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Sends one request, retrying as the module says; counts and logs how it ended.
+    fn send(&self, request: &Request) {
+        let mut wait = self.backoff;
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.post(&request.body) {
+                Sent::Failed(why) if attempt < self.retries && !self.past_deadline(wait) => {
+                    tracing::warn!(output = %self.name, what = request.what, incident_id = request.incident_id.as_deref().unwrap_or(""), attempt = attempt + 1, "alert delivery failed ({why}); retrying in {wait:?}");
+                    METRICS.alert_retry(&self.name);
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                sent => break sent,
+            }
+        };
+        let incident_id = request.incident_id.as_deref().unwrap_or("");
+        match outcome {
+            Sent::Delivered => {
+                METRICS.alert_delivery(&self.name, "delivered");
+                tracing::debug!(output = %self.name, what = request.what, incident_id, "alert delivered");
+            }
+            Sent::Rejected(why) => {
+                METRICS.alert_delivery(&self.name, "rejected");
+                tracing::error!(output = %self.name, what = request.what, incident_id, "alert rejected by the receiver: {why}");
+            }
+            Sent::Failed(why) => {
+                METRICS.alert_delivery(&self.name, "failed");
+                tracing::error!(output = %self.name, what = request.what, incident_id, attempts = attempt + 1, "alert not delivered, giving up: {why}");
+            }
+        }
+    }
+
+    /// Whether waiting `wait` more would pass the end of the job's grace period.
+    fn past_deadline(&self, wait: Duration) -> bool {
+        self.give_up_at
+            .get()
+            .is_some_and(|at| Instant::now() + wait > *at)
+    }
+
+    fn post(&self, body: &str) -> Sent {
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .send(body);
+        match response {
+            // A webhook's URL is a secret: keep it out of the logs.
+            Err(e) => Sent::Failed(
+                e.to_string()
+                    .replace(self.url.as_str(), "<the output's url>"),
+            ),
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                if (200..300).contains(&status) {
+                    return Sent::Delivered;
+                }
+                let mut answer = response.body_mut().read_to_string().unwrap_or_default();
+                answer.truncate(300);
+                let why = format!("HTTP {status}: {}", answer.trim());
+                if status >= 500 || status == 408 || status == 429 {
+                    Sent::Failed(why)
+                } else {
+                    Sent::Rejected(why)
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
