@@ -1,6 +1,10 @@
 //! Runbooks and silences: what the job's settings add to an incident version before it is
 //! written. A pure function of the version and the settings (silences are in event time), so a
-//! replay annotates exactly as the live run did.
+//! replay annotates exactly as the live run did. Silences may also come from a side input
+//! (`--silences FILE|kafka`, see `side_input`): those read at start are in force from the start,
+//! like the settings'; one that arrives later applies to the versions made after it (as an
+//! Alertmanager silence applies to notifications after it), so a replay, which reads it at
+//! start, may mark earlier versions than the live run did.
 //!
 //! Both match the likely cause (the first ranked cause): its service, and for runbooks the metric
 //! and direction of its strongest anomaly. Remediation stays advisory: the runbook's action is a
@@ -11,7 +15,49 @@ use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::Direction;
 use incidentflow_dataflows::time::{parse_rfc3339, Time};
 
+use std::sync::{OnceLock, RwLock};
+
 use crate::config::operations::{matches_any, Runbook, Silence};
+
+/// Silences from the side input, with their parsed times (set when `--silences` is given).
+static LIVE: OnceLock<RwLock<Vec<(Silence, Time, Time)>>> = OnceLock::new();
+
+/// Turns the side-input silences on (before the dataflow is built).
+pub fn live_silences_on() {
+    let _ = LIVE.set(RwLock::new(Vec::new()));
+}
+
+/// A silence line from the side input: added, or refused with its position and reason.
+pub fn silence_line(line: &[u8], position: &str) {
+    let parsed = serde_json::from_slice::<Silence>(line)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            let time = |key: &str, v: &str| {
+                parse_rfc3339(v).map_err(|_| format!("{key} {v:?} is not an RFC 3339 time"))
+            };
+            let (start, end) = (time("start", &s.start)?, time("end", &s.end)?);
+            if start >= end {
+                return Err(format!("start {} is not before end {}", s.start, s.end));
+            }
+            if s.name.is_empty() {
+                return Err("name is empty".into());
+            }
+            Ok((s, start, end))
+        });
+    match (parsed, LIVE.get()) {
+        (Ok(silence), Some(live)) => {
+            tracing::info!(position, name = %silence.0.name, "silence added");
+            live.write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(silence);
+        }
+        (Ok(_), None) => {}
+        (Err(reason), _) => {
+            crate::metrics::METRICS.side_input_refused("silences");
+            tracing::warn!(position, "silence refused: {reason}");
+        }
+    }
+}
 
 /// The runbooks and silences, ready to match.
 #[derive(Clone, Default)]
@@ -38,7 +84,7 @@ impl Annotator {
 
     /// Whether there is anything to add.
     pub fn is_empty(&self) -> bool {
-        self.runbooks.is_empty() && self.silences.is_empty()
+        self.runbooks.is_empty() && self.silences.is_empty() && LIVE.get().is_none()
     }
 
     /// Sets the version's runbook and suppression.
@@ -63,12 +109,19 @@ impl Annotator {
                     && (r.direction.is_empty() || r.direction == direction)
             })
             .map(|r| (r.name.clone(), r.url.clone(), r.action.clone()));
+        let matching = |(s, start, end): &(Silence, Time, Time)| {
+            (*start..*end).contains(&incident.updated_at) && matches_any(&s.services, service)
+        };
         incident.notes.suppressed_by = self
             .silences
             .iter()
-            .find(|(s, start, end)| {
-                (*start..*end).contains(&incident.updated_at) && matches_any(&s.services, service)
-            })
-            .map(|(s, _, _)| s.name.clone());
+            .find(|s| matching(s))
+            .map(|(s, _, _)| s.name.clone())
+            .or_else(|| {
+                let live = LIVE.get()?.read().unwrap_or_else(|p| p.into_inner());
+                live.iter()
+                    .find(|s| matching(s))
+                    .map(|(s, _, _)| s.name.clone())
+            });
     }
 }

@@ -110,6 +110,12 @@ pub struct EvalReport {
     pub incidents: Option<IncidentFigures>,
     /// One row per fault.
     pub per_fault: Vec<FaultScore>,
+    /// What responders' labels say (with --feedback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::feedback::FeedbackFigures>,
+    /// Whether a ground truth was given (without one, only the feedback is reported).
+    #[serde(skip)]
+    pub with_truth: bool,
 }
 
 /// Anomaly-level figures.
@@ -365,12 +371,20 @@ pub fn evaluate(
         anomalies: anomaly_figures,
         incidents: incident_figures,
         per_fault,
+        feedback: None,
+        with_truth: true,
     })
 }
 
 /// The report for a person.
 pub fn render(report: &EvalReport) -> String {
     let mut s = String::new();
+    if let Some(f) = &report.feedback {
+        s += &crate::feedback::render(f);
+    }
+    if !report.with_truth {
+        return s;
+    }
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let ms = |x: Option<u64>| x.map_or("-".to_string(), format_duration);
     let _ = writeln!(
@@ -474,19 +488,23 @@ fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, Jo
 
 /// Reads the files, evaluates, prints and writes the JSON report.
 pub fn run(
-    truth: &Path,
+    truth: Option<&Path>,
     anomalies: Option<&Path>,
     incidents: Option<&Path>,
+    feedback: Option<&Path>,
     grace_ms: u64,
     out: &Path,
 ) -> Result<String, JobError> {
-    let faults: Vec<TruthFault> = read_lines(truth, "ground truth")?
-        .into_iter()
-        .map(|(line, v)| {
-            serde_json::from_value(v)
-                .map_err(|e| JobError::Usage(format!("{} line {line}: {e}", truth.display())))
-        })
-        .collect::<Result<_, _>>()?;
+    let faults: Vec<TruthFault> = match truth {
+        None => Vec::new(),
+        Some(truth) => read_lines(truth, "ground truth")?
+            .into_iter()
+            .map(|(line, v)| {
+                serde_json::from_value(v)
+                    .map_err(|e| JobError::Usage(format!("{} line {line}: {e}", truth.display())))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let anomalies = match anomalies {
         None => None,
         Some(path) => Some(
@@ -545,13 +563,17 @@ pub fn run(
                 .collect::<Result<Vec<_>, JobError>>()?,
         ),
     };
-    let report = evaluate(
+    let mut report = evaluate(
         &faults,
         anomalies.as_deref(),
         incidents.as_deref(),
         grace_ms,
     )
     .map_err(JobError::Usage)?;
+    report.with_truth = truth.is_some();
+    if let (Some(path), Some(incidents)) = (feedback, &incidents) {
+        report.feedback = Some(feedback_figures(path, incidents)?);
+    }
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     std::fs::write(out, json + "\n").map_err(|source| JobError::Output {
         what: "the evaluation",
@@ -559,6 +581,54 @@ pub fn run(
         source,
     })?;
     Ok(render(&report))
+}
+
+/// Reads the labels (a bad line is skipped, said with its line, and counted) and joins them to the incidents
+/// (the newest version of each gives its causes).
+fn feedback_figures(
+    path: &Path,
+    incidents: &[IncidentVersion],
+) -> Result<crate::feedback::FeedbackFigures, JobError> {
+    let text = std::fs::read(path).map_err(|source| JobError::Input {
+        what: "feedback",
+        name: path.display().to_string(),
+        source,
+    })?;
+    let mut labels = BTreeMap::new();
+    let mut invalid = 0;
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match crate::feedback::parse(line) {
+            Ok(label) => {
+                labels.insert(label.incident_id.clone(), label);
+            }
+            Err(reason) => {
+                invalid += 1;
+                eprintln!(
+                    "incidentflow eval: {} line {}: label skipped: {reason}",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+    let mut newest: BTreeMap<&str, &IncidentVersion> = BTreeMap::new();
+    for v in incidents {
+        let e = newest.entry(&v.incident_id).or_insert(v);
+        if v.version >= e.version {
+            *e = v;
+        }
+    }
+    let causes = newest
+        .into_iter()
+        .map(|(id, v)| (id.to_string(), v.causes.clone()))
+        .collect();
+    Ok(crate::feedback::FeedbackFigures {
+        invalid,
+        ..crate::feedback::figures(&labels, &causes)
+    })
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@ mod config;
 mod demo;
 mod error;
 mod eval;
+mod feedback;
 mod kafka;
 mod log;
 mod metrics;
 mod review;
 mod runtime;
 mod shutdown;
+mod side_input;
 mod sink;
 mod source;
 mod summary;
@@ -76,7 +78,10 @@ enum ConfigCommand {
 struct EvalArgs {
     /// Ground truth: one injected fault per line (incidentflow-loadgen's truth.jsonl).
     #[arg(long, value_name = "FILE")]
-    truth: PathBuf,
+    truth: Option<PathBuf>,
+    /// Responder feedback labels (JSON Lines), joined to --incidents.
+    #[arg(long, value_name = "FILE")]
+    feedback: Option<PathBuf>,
     /// The job's anomalies (JSON Lines).
     #[arg(long, value_name = "FILE")]
     anomalies: Option<PathBuf>,
@@ -107,6 +112,14 @@ struct RunArgs {
     /// Job file (TOML) with the detector settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Responder feedback labels (JSON Lines), a file or kafka for the feedback topic: read at
+    /// start, then followed; reported on /metrics.
+    #[arg(long, value_name = "FILE|kafka")]
+    feedback: Option<String>,
+    /// Silences (JSON Lines: name, services, start, end), a file or kafka for the silences topic:
+    /// read at start, then followed; they add to the job file's [[silences]].
+    #[arg(long, value_name = "FILE|kafka")]
+    silences: Option<String>,
     /// Worker threads per process.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
@@ -357,12 +370,23 @@ fn eval_command(args: EvalArgs) -> Result<(), JobError> {
             "eval needs --anomalies FILE and/or --incidents FILE to score".into(),
         ));
     }
+    if args.truth.is_none() && args.feedback.is_none() {
+        return Err(JobError::Usage(
+            "eval scores against --truth FILE (injected faults) and/or --feedback FILE (responder labels)".into(),
+        ));
+    }
+    if args.feedback.is_some() && args.incidents.is_none() {
+        return Err(JobError::Usage(
+            "--feedback labels incidents: give the job's --incidents FILE too".into(),
+        ));
+    }
     let grace = incidentflow_dataflows::time::parse_duration(&args.grace)
         .map_err(|e| JobError::Usage(format!("--grace: {e}")))?;
     let text = eval::run(
-        &args.truth,
+        args.truth.as_deref(),
         args.anomalies.as_deref(),
         args.incidents.as_deref(),
+        args.feedback.as_deref(),
         grace,
         &args.out,
     )?;
@@ -434,6 +458,25 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             ))
         })?;
         tracing::info!("serving /metrics, /healthz and /ready on http://{bound}");
+    }
+    for (what, arg, topic) in [
+        ("feedback", &args.feedback, &kafka.feedback_topic),
+        ("silences", &args.silences, &kafka.silences_topic),
+    ] {
+        let Some(arg) = arg else { continue };
+        let source = match arg.as_str() {
+            "kafka" => side_input::SideSource::Topic {
+                brokers: kafka.brokers.clone(),
+                topic: topic.clone(),
+            },
+            path => side_input::SideSource::File(PathBuf::from(path)),
+        };
+        if what == "silences" {
+            annotate::live_silences_on();
+            side_input::follow(what, source, annotate::silence_line)?;
+        } else {
+            side_input::follow(what, source, |line, at| feedback::BOOK.line(line, at))?;
+        }
     }
     let demo = args.input.is_none();
     let input = match args.input.as_deref() {

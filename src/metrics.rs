@@ -43,6 +43,8 @@ pub struct Metrics {
     alert_deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Alert requests tried again, by output.
     alert_retries: Mutex<BTreeMap<String, u64>>,
+    /// Side-input lines refused, by side input (feedback, silences).
+    side_input_refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -65,6 +67,7 @@ impl Metrics {
             worker_failed: AtomicBool::new(false),
             alert_deliveries: Mutex::new(BTreeMap::new()),
             alert_retries: Mutex::new(BTreeMap::new()),
+            side_input_refused: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -143,6 +146,11 @@ impl Metrics {
         *lock(&self.alert_retries)
             .entry(output.to_owned())
             .or_default() += 1;
+    }
+
+    /// A side-input line was refused (and logged with its position).
+    pub fn side_input_refused(&self, what: &'static str) {
+        *lock(&self.side_input_refused).entry(what).or_default() += 1;
     }
 
     /// Per alert output: its outcomes and retries so far.
@@ -276,6 +284,48 @@ impl Metrics {
             lock(&self.alert_retries)
                 .iter()
                 .map(|(o, n)| (format!("{{output=\"{o}\"}}"), *n as f64))
+                .collect(),
+        );
+        metric(
+            "side_input_refused_total",
+            "counter",
+            "Feedback labels and silences refused (each logged with its position and reason).",
+            lock(&self.side_input_refused)
+                .iter()
+                .map(|(w, n)| (format!("{{input=\"{w}\"}}"), *n as f64))
+                .collect(),
+        );
+        let feedback = crate::feedback::BOOK.figures();
+        metric(
+            "feedback_labels",
+            "gauge",
+            "Incidents labelled by responders, by label (the last label per incident).",
+            feedback
+                .by_label
+                .iter()
+                .map(|(l, n)| (format!("{{label=\"{l}\"}}"), *n as f64))
+                .collect(),
+        );
+        metric(
+            "feedback_coverage_ratio",
+            "gauge",
+            "Incidents labelled / incidents written.",
+            vec![(String::new(), feedback.coverage)],
+        );
+        metric(
+            "feedback_noisy_ratio",
+            "gauge",
+            "Incidents labelled noisy / incidents labelled.",
+            vec![(String::new(), feedback.noisy_rate)],
+        );
+        metric(
+            "feedback_root_cause_accuracy_ratio",
+            "gauge",
+            "Labels whose actual root cause the incident ranked first / labels that judge the cause, by label and over all (label=\"all\").",
+            feedback
+                .root_cause
+                .iter()
+                .map(|(l, j)| (format!("{{label=\"{l}\"}}"), j.accuracy))
                 .collect(),
         );
         let (buckets, count, sum) = *lock(&self.delay);

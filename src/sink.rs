@@ -184,6 +184,8 @@ pub trait OutputRecord:
     fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
     /// Counts the written record in the process's metrics (`open`: incidents open after it).
     fn count(&self, open: usize);
+    /// The record is written (incident versions: remembered for the feedback figures).
+    fn written(&self) {}
     /// Offers the written record to the alert outputs (incident versions only).
     fn alert(&self, _alerts: &crate::alerts::AlertSender) {}
 }
@@ -243,6 +245,9 @@ impl OutputRecord for Incident {
     }
     fn alert(&self, alerts: &crate::alerts::AlertSender) {
         alerts.offer(self);
+    }
+    fn written(&self) {
+        crate::feedback::BOOK.saw(self);
     }
     fn note_open(open: &mut BTreeMap<String, Time>, record: &Self) {
         use incidentflow_dataflows::incident::Status;
@@ -413,8 +418,11 @@ fn write_in_time_order<D: OutputRecord>(
                     bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
                 }
                 // Written (and flushed): now the receivers may hear of it.
-                if let Some(alerts) = &alerts {
-                    written.iter().for_each(|record| record.alert(alerts));
+                for record in &written {
+                    record.written();
+                    if let Some(alerts) = &alerts {
+                        record.alert(alerts);
+                    }
                 }
                 D::record(&mut outcome, written);
                 if let Some(checkpointer) = &durability.checkpointer {

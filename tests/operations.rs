@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value;
 
 /// GET `path` from `addr`: (status code, body).
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
@@ -177,4 +178,183 @@ fn config_validate_says_what_is_wrong_and_print_default_is_a_valid_file() {
         !out.status.success() && stderr.contains("environment") && stderr.contains("sample_topic"),
         "{stderr}"
     );
+}
+
+#[test]
+fn feedback_labels_and_silences_are_followed_while_the_job_runs_and_reported() {
+    let dir = scratch("operations-feedback");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (labels, silences) = (dir.join("labels.jsonl"), dir.join("silences.jsonl"));
+    std::fs::write(&labels, "").unwrap();
+    std::fs::write(&silences, "").unwrap();
+    std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
+    std::fs::write(dir.join("job.toml"), "[baseline]\nmin_points = 5\n").unwrap();
+    let incidents = dir.join("incidents.jsonl");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--input", "-", "--metrics-addr", &addr])
+            .args([
+                "--config",
+                &p("job.toml"),
+                "--topology",
+                &p("topology.jsonl"),
+            ])
+            .args(["--incidents-out", incidents.to_str().unwrap()])
+            .args(["--feedback", labels.to_str().unwrap()])
+            .args(["--silences", silences.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("job.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = job.0.stdin.take().unwrap();
+    // A silence for the database from minute 30 on, and one that is not a silence.
+    let silence = format!(
+        "{{\"name\":\"db work\",\"services\":[\"db\"],\"start\":\"{}\",\"end\":\"{}\"}}\nnot a silence\n",
+        rfc3339(T0 + 30 * MIN),
+        rfc3339(T0 + 60 * MIN)
+    );
+    std::fs::write(&silences, silence).unwrap();
+    wait_for(
+        &addr,
+        "incidentflow_side_input_refused_total{input=\"silences\"}",
+        1.0,
+    );
+    // One incident: opened at minute 9, updated at 10 (resolved once later samples pass its quiet
+    // period).
+    let text = samples(&[("api", &[10, 12]), ("db", &[9, 10, 11, 12])]);
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_for(
+        &addr,
+        "incidentflow_incident_versions_total{status=\"updated\"}",
+        1.0,
+    );
+    let id = json_lines(&incidents)[0]["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        value(
+            &get(&addr, "/metrics").unwrap().1,
+            "incidentflow_feedback_coverage_ratio"
+        ),
+        Some(0.0)
+    );
+    // A responder says the cause was wrong (it was api), and another line is not a label.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&labels)
+        .unwrap();
+    writeln!(
+        file,
+        "{{\"incident_id\":\"{id}\",\"label\":\"wrong-cause\",\"root_cause_service\":\"api\",\"by\":\"oncall\"}}"
+    )
+    .unwrap();
+    writeln!(file, "{{\"incident_id\":\"{id}\",\"label\":\"meh\"}}").unwrap();
+    drop(file);
+    let scrape = wait_for(&addr, "incidentflow_feedback_coverage_ratio", 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "incidentflow_feedback_labels{label=\"wrong-cause\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "incidentflow_feedback_root_cause_accuracy_ratio{label=\"all\"}"
+        ),
+        Some(0.0)
+    );
+    wait_for(
+        &addr,
+        "incidentflow_side_input_refused_total{input=\"feedback\"}",
+        1.0,
+    );
+    // Samples past minute 30: a new database incident, marked by the silence read while running.
+    let mut later = String::new();
+    for minute in 20..40u64 {
+        for (service, spike) in [("api", false), ("db", minute == 33)] {
+            // Far above a baseline that still holds the first incident's spikes.
+            let v = if spike {
+                100.0
+            } else {
+                1.0 + 0.01 * (minute % 5) as f64
+            };
+            later += &sample(T0 + minute * MIN, "shop", service, "latency_p99", v);
+            later += "\n";
+        }
+    }
+    stdin.write_all(later.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(job.0.wait().unwrap().success());
+    let versions = json_lines(&incidents);
+    let silenced: Vec<&Value> = versions
+        .iter()
+        .filter(|v| v["incident_id"] != id.as_str())
+        .collect();
+    assert!(!silenced.is_empty(), "{versions:#?}");
+    assert!(
+        silenced.iter().all(|v| v["suppressed_by"] == "db work"),
+        "{silenced:#?}"
+    );
+    assert!(versions
+        .iter()
+        .filter(|v| v["incident_id"] == id.as_str())
+        .all(|v| v.get("suppressed_by").is_none()));
+}
+
+#[test]
+fn eval_joins_feedback_labels_to_the_incidents() {
+    let dir = scratch("operations-eval-feedback");
+    let incidents = dir.join("incidents.jsonl");
+    let version = |id: &str, v: u64, cause: &str| {
+        format!(
+            "{{\"incident_id\":\"{id}\",\"version\":{v},\"created_at\":\"2026-11-25T00:00:00Z\",\"updated_at\":\"2026-11-25T00:0{v}:00Z\",\"services\":[\"{cause}\"],\"hypothesis\":{{\"ranked_causes\":[{{\"service\":\"{cause}\"}}]}}}}\n"
+        )
+    };
+    let text = version("inc-a", 1, "api")
+        + &version("inc-a", 2, "db")
+        + &version("inc-b", 1, "cache")
+        + &version("inc-c", 1, "web");
+    std::fs::write(&incidents, text).unwrap();
+    let labels = dir.join("labels.jsonl");
+    std::fs::write(
+        &labels,
+        "{\"incident_id\":\"inc-a\",\"label\":\"useful\",\"root_cause_service\":\"db\"}\n\
+         {\"incident_id\":\"inc-b\",\"label\":\"noisy\"}\n\
+         {\"incident_id\":\"inc-zzz\",\"label\":\"late\"}\n\
+         {\"incident_id\":\"inc-c\",\"label\":\"useless\"}\n",
+    )
+    .unwrap();
+    let out = incidentflow()
+        .args(["eval", "--incidents", incidents.to_str().unwrap()])
+        .args(["--feedback", labels.to_str().unwrap()])
+        .args(["--out", dir.join("eval.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("labels.jsonl line 4: label skipped: unknown variant `useless`"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("feedback: 2 of 3 incidents labelled (coverage 66.7%)"),
+        "{stdout}"
+    );
+    let report = summary(&dir.join("eval.json"));
+    let f = &report["feedback"];
+    assert_eq!(f["labelled"], 2);
+    assert_eq!(f["unmatched_labels"], 1);
+    assert_eq!(f["invalid"], 1);
+    assert_eq!(f["noisy_rate"], 0.5);
+    // The newest version ranks db first: the label's root cause.
+    assert_eq!(f["root_cause"]["all"]["right"], 1);
+    assert_eq!(f["root_cause"]["all"]["accuracy"], 1.0);
 }

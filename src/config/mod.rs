@@ -84,6 +84,10 @@ pub struct KafkaSection {
     pub anomalies_topic: String,
     /// Incident versions out (key: the incident id).
     pub incidents_topic: String,
+    /// Responder feedback labels in (`--feedback kafka`).
+    pub feedback_topic: String,
+    /// Silences in (`--silences kafka`).
+    pub silences_topic: String,
     /// A partition with no record for this long (wall clock) stops holding event time back: its
     /// watermark then follows the clock, and records that come later than that are late.
     pub idle_timeout: Millis,
@@ -98,6 +102,8 @@ impl Default for KafkaSection {
             deploys_topic: "raw.deploys".into(),
             anomalies_topic: "aiops.anomalies".into(),
             incidents_topic: "aiops.incidents".into(),
+            feedback_topic: "aiops.feedback".into(),
+            silences_topic: "aiops.silences".into(),
             idle_timeout: Millis(5_000),
         }
     }
@@ -364,6 +370,8 @@ impl JobConfig {
             ("deploys_topic", &k.deploys_topic),
             ("anomalies_topic", &k.anomalies_topic),
             ("incidents_topic", &k.incidents_topic),
+            ("feedback_topic", &k.feedback_topic),
+            ("silences_topic", &k.silences_topic),
         ] {
             let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
             if topic.is_empty()
