@@ -137,9 +137,7 @@ impl Checkpointer {
 
     /// Commits consumer offsets of the Kafka input to `brokers` as the outputs become durable.
     pub fn commit_to(&mut self, brokers: &str) -> Result<(), String> {
-        use rdkafka::config::ClientConfig;
-        let consumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let consumer = crate::kafka::client_config(brokers)
             .set("group.id", "incidentflow")
             .set("enable.auto.commit", "false")
             .set("log_level", "3")

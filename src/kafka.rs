@@ -38,11 +38,24 @@ fn kafka_error(brokers: &str, what: &str, e: impl std::fmt::Display) -> JobError
 }
 
 /// Settings every client shares.
-fn client_config(brokers: &str) -> ClientConfig {
+/// The brokers' security settings (`[kafka]` security_protocol, SASL, TLS) for every client of
+/// the process; set once at start (`use_security`), plaintext when never set.
+static SECURITY: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+
+/// Sets the security settings every Kafka client of the process uses.
+pub fn use_security(settings: Vec<(&'static str, String)>) {
+    let _ = SECURITY.set(settings);
+}
+
+/// A client's settings: the brokers, our client id, the security settings.
+pub fn client_config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("client.id", "incidentflow")
         .set("log_level", "3"); // errors only: the job reports what matters itself
+    for (key, value) in SECURITY.get().into_iter().flatten() {
+        c.set(*key, value);
+    }
     c
 }
 
@@ -576,5 +589,31 @@ mod tests {
         }
         assert_eq!(owned_partitions(4, 3, 1), vec![1]);
         assert!(owned_partitions(2, 4, 3).is_empty());
+    }
+
+    #[test]
+    fn this_librdkafka_speaks_tls_and_every_sasl_mechanism_the_settings_allow() {
+        for (protocol, mechanism) in [
+            ("ssl", ""),
+            ("sasl_plaintext", "PLAIN"),
+            ("sasl_ssl", "PLAIN"),
+            ("sasl_ssl", "SCRAM-SHA-256"),
+            ("sasl_ssl", "SCRAM-SHA-512"),
+        ] {
+            let mut config = client_config("127.0.0.1:1");
+            config.set("security.protocol", protocol);
+            if !mechanism.is_empty() {
+                config
+                    .set("sasl.mechanisms", mechanism)
+                    .set("sasl.username", "job")
+                    .set("sasl.password", "secret");
+            }
+            let created: Result<BaseConsumer, _> = config.create();
+            assert!(
+                created.is_ok(),
+                "{protocol} {mechanism}: {:?}",
+                created.err()
+            );
+        }
     }
 }

@@ -449,6 +449,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         config.metrics.addr = addr.clone();
     }
     let kafka = config.kafka.clone();
+    kafka::use_security(config.kafka_security());
     let cluster = cluster(&args)?;
     if !config.metrics.addr.is_empty() {
         let addr = &config.metrics.addr;

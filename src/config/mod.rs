@@ -8,7 +8,7 @@ pub mod layers;
 pub mod operations;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use operations::{AlertKind, AlertOutput};
 use operations::{MetricsSection, Runbook, Secret, Silence};
@@ -91,6 +91,19 @@ pub struct KafkaSection {
     /// A partition with no record for this long (wall clock) stops holding event time back: its
     /// watermark then follows the clock, and records that come later than that are late.
     pub idle_timeout: Millis,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl.
+    pub security_protocol: String,
+    /// With SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub sasl_mechanism: String,
+    /// With SASL: the user.
+    pub sasl_username: String,
+    /// Secret, with SASL: the password (environment or `sasl_password_file` only).
+    #[serde(skip_serializing_if = "Secret::is_unset")]
+    pub sasl_password: Secret,
+    /// A file holding `sasl_password`.
+    pub sasl_password_file: Option<PathBuf>,
+    /// With TLS: a PEM file of the CA certificates to trust; empty: the system's.
+    pub ssl_ca_location: String,
 }
 
 impl Default for KafkaSection {
@@ -105,6 +118,12 @@ impl Default for KafkaSection {
             feedback_topic: "aiops.feedback".into(),
             silences_topic: "aiops.silences".into(),
             idle_timeout: Millis(5_000),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            sasl_password_file: None,
+            ssl_ca_location: String::new(),
         }
     }
 }
@@ -296,6 +315,10 @@ impl JobConfig {
                 .map(|text| Secret::new(text.trim()))
                 .map_err(|e| format!("{key} {}: cannot read it: {e}", path.display()))
         };
+        let kafka = &mut self.kafka;
+        if let (false, Some(path)) = (kafka.sasl_password.is_set(), &kafka.sasl_password_file) {
+            kafka.sasl_password = read("kafka.sasl_password_file".into(), path)?;
+        }
         for (name, alert) in &mut self.alerts {
             if let (false, Some(path)) = (alert.webhook_url.is_set(), &alert.webhook_url_file) {
                 alert.webhook_url = read(format!("alerts.{name}.webhook_url_file"), path)?;
@@ -385,7 +408,56 @@ impl JobConfig {
                 ));
             }
         }
+        let sasl = match k.security_protocol.as_str() {
+            "plaintext" | "ssl" => false,
+            "sasl_plaintext" | "sasl_ssl" => true,
+            other => {
+                return Err(format!(
+                    "kafka.security_protocol is {other:?}; say plaintext, ssl, sasl_plaintext or sasl_ssl"
+                ))
+            }
+        };
+        if sasl {
+            if !matches!(
+                k.sasl_mechanism.as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            ) {
+                return Err(format!(
+                    "kafka.sasl_mechanism is {:?}; with {} say PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    k.sasl_mechanism, k.security_protocol
+                ));
+            }
+            if k.sasl_username.is_empty() {
+                return Err(format!(
+                    "kafka.sasl_username is missing: {} needs it",
+                    k.security_protocol
+                ));
+            }
+            if !k.sasl_password.is_set() {
+                return Err("kafka.sasl_password is missing: set INCIDENTFLOW__KAFKA__SASL_PASSWORD or kafka.sasl_password_file".into());
+            }
+        } else if !k.sasl_mechanism.is_empty() || !k.sasl_username.is_empty() {
+            return Err(format!(
+                "kafka.sasl_mechanism and sasl_username need security_protocol sasl_plaintext or sasl_ssl (it is {})",
+                k.security_protocol
+            ));
+        }
         Ok(())
+    }
+
+    /// The librdkafka settings for the brokers' security (none for plaintext).
+    pub fn kafka_security(&self) -> Vec<(&'static str, String)> {
+        let k = &self.kafka;
+        let mut out = vec![("security.protocol", k.security_protocol.clone())];
+        if k.security_protocol.starts_with("sasl") {
+            out.push(("sasl.mechanisms", k.sasl_mechanism.clone()));
+            out.push(("sasl.username", k.sasl_username.clone()));
+            out.push(("sasl.password", k.sasl_password.expose().to_string()));
+        }
+        if k.security_protocol.ends_with("ssl") && !k.ssl_ca_location.is_empty() {
+            out.push(("ssl.ca.location", k.ssl_ca_location.clone()));
+        }
+        out
     }
 
     fn check_operations(&self) -> Result<(), String> {
@@ -651,6 +723,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.alerts["pd"].routing_key.expose(), "FR0MENV");
+        // The Kafka SASL password: from a file, handed to librdkafka, never shown.
+        let password_file = dir.join("kafka-password");
+        std::fs::write(&password_file, "PA55WORD\n").unwrap();
+        let text = format!(
+            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"job\"\nsasl_password_file = \"{}\"\n",
+            password_file.display()
+        );
+        std::fs::write(&file, text).unwrap();
+        let c = JobConfig::load_layered(Some(&file), env(&[])).unwrap();
+        assert!(c
+            .kafka_security()
+            .contains(&("sasl.password", "PA55WORD".to_string())));
+        assert!(!format!("{c:?}").contains("PA55WORD"));
+        assert!(!toml::to_string(&c).unwrap().contains("PA55WORD"));
+        // ...and refused in the job file itself.
+        std::fs::write(&file, "[kafka]\nsasl_password = \"PA55WORD\"\n").unwrap();
+        let e = JobConfig::load_layered(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sasl_password") && !e.contains("PA55WORD"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -678,6 +773,11 @@ mod tests {
             ("[alerts.x]\nkind = \"webhook\"\nwebhook_url_file = \"/nonexistent/hook\"\n", "alerts.x.webhook_url_file /nonexistent/hook: cannot read it"),
             ("[alerts.x]\nkind = \"alertmanager\"\nurl = \"http://am\"\ntimeout = \"0s\"\n", "alerts.x.timeout must be longer than 0s"),
             ("[alerts.x]\nkind = \"alertmanager\"\nurl = \"http://am\"\nretries = 50\n", "alerts.x.retries is 50; at most 20"),
+            ("[kafka]\nsecurity_protocol = \"tls\"\n", "kafka.security_protocol is \"tls\"; say plaintext, ssl, sasl_plaintext or sasl_ssl"),
+            ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", "kafka.sasl_mechanism is \"\"; with sasl_ssl say PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+            ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"PLAIN\"\n", "kafka.sasl_username is missing: sasl_ssl needs it"),
+            ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"job\"\n", "kafka.sasl_password is missing: set INCIDENTFLOW__KAFKA__SASL_PASSWORD or kafka.sasl_password_file"),
+            ("[kafka]\nsasl_username = \"job\"\n", "kafka.sasl_mechanism and sasl_username need security_protocol sasl_plaintext or sasl_ssl (it is plaintext)"),
             ("[alerts.x]\nkind = \"alertmanager\"\nurl = \"http://am\"\nresend_interval = \"10ms\"\n", "alerts.x.resend_interval must be at least 1s"),
             ("[alerts.x]\nkind = \"webhook\"\nwebhook_url = \"http://hook\"\n", "alerts.x.webhook_url is a secret and does not belong in the job file"),
             ("[[runbooks]]\nname = \"r\"\n", "runbooks[0] has neither url nor action"),

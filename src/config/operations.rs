@@ -24,6 +24,11 @@ impl Secret {
         !self.0.is_empty()
     }
 
+    /// Whether it is not set (for serde's `skip_serializing_if`).
+    pub fn is_unset(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// A secret holding `value` (tests and `*_file` resolution).
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
