@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ pub struct Metrics {
     alert_retries: Mutex<BTreeMap<String, u64>>,
     /// Side-input lines refused, by side input (feedback, silences).
     side_input_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Updates held in the arrangements of this process's workers.
+    arrangement_records: AtomicI64,
 }
 
 impl Metrics {
@@ -54,6 +56,8 @@ impl Metrics {
                 read: 0,
                 valid: 0,
                 dead: [0; Reason::ALL.len()],
+                topology: 0,
+                deploys: 0,
             }),
             dead_letters_written: AtomicU64::new(0),
             anomalies: AtomicU64::new(0),
@@ -68,6 +72,7 @@ impl Metrics {
             alert_deliveries: Mutex::new(BTreeMap::new()),
             alert_retries: Mutex::new(BTreeMap::new()),
             side_input_refused: Mutex::new(BTreeMap::new()),
+            arrangement_records: AtomicI64::new(0),
         }
     }
 
@@ -183,6 +188,19 @@ impl Metrics {
             vec![(String::new(), counts.read as f64)],
         );
         metric(
+            "records_in_total",
+            "counter",
+            "Input records read, by source: samples, topology (edges) and deploys (events).",
+            vec![
+                (
+                    "{source=\"samples\"}".into(),
+                    (counts.read - counts.topology - counts.deploys) as f64,
+                ),
+                ("{source=\"topology\"}".into(), counts.topology as f64),
+                ("{source=\"deploys\"}".into(), counts.deploys as f64),
+            ],
+        );
+        metric(
             "records_valid_total",
             "counter",
             "Input records processed.",
@@ -287,6 +305,12 @@ impl Metrics {
                 .collect(),
         );
         metric(
+            "arrangement_records",
+            "gauge",
+            "Updates held in the dataflow's arrangements (baselines, topology, incident state), summed over this process's workers.",
+            vec![(String::new(), self.arrangement_records.load(Relaxed).max(0) as f64)],
+        );
+        metric(
             "side_input_refused_total",
             "counter",
             "Feedback labels and silences refused (each logged with its position and reason).",
@@ -336,6 +360,33 @@ impl Metrics {
         out += &format!("incidentflow_output_delay_seconds_bucket{{le=\"+Inf\"}} {count}\nincidentflow_output_delay_seconds_sum {sum}\nincidentflow_output_delay_seconds_count {count}\n");
         out
     }
+}
+
+/// Follows the sizes of the worker's arrangements through differential's log: a batch adds its
+/// updates, a completed merge replaces two batches by one, a drop removes one. Call before the
+/// dataflow is built (its arrangements look the logger up when they are made).
+pub fn track_arrangements(worker: &mut timely::worker::Worker) {
+    use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+    let Some(mut registry) = worker.log_register() else {
+        return;
+    };
+    registry.insert::<DifferentialEventBuilder, _>("differential/arrange", |_time, data| {
+        let Some(events) = data else { return };
+        let mut delta = 0i64;
+        for (_, event) in events.iter() {
+            match event {
+                DifferentialEvent::Batch(b) => delta += b.length as i64,
+                DifferentialEvent::Merge(m) => {
+                    if let Some(merged) = m.complete {
+                        delta += merged as i64 - (m.length1 + m.length2) as i64;
+                    }
+                }
+                DifferentialEvent::Drop(d) => delta -= d.length as i64,
+                _ => {}
+            }
+        }
+        METRICS.arrangement_records.fetch_add(delta, Relaxed);
+    });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

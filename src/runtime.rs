@@ -172,6 +172,7 @@ fn run_worker(
         ),
         None => (None, None, None, Durability::default(), None),
     };
+    crate::metrics::track_arrangements(worker);
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
@@ -805,6 +806,8 @@ impl<'a> Feed<'a> {
         let mut delta = SourceCounts {
             read: now.read - before.read,
             valid: now.valid - before.valid,
+            topology: now.topology - before.topology,
+            deploys: now.deploys - before.deploys,
             ..SourceCounts::default()
         };
         for (d, (n, b)) in delta
@@ -860,6 +863,7 @@ impl<'a> Feed<'a> {
             if is_edges && is_yaml(path) {
                 for e in static_yaml_topology(path)? {
                     self.counts.read += 1;
+                    self.counts.topology += 1;
                     self.counts.valid += 1;
                     inputs.edges.update_at(e, 0, 1);
                 }
@@ -928,6 +932,11 @@ impl<'a> Feed<'a> {
         max_line: usize,
     ) {
         self.counts.read += 1;
+        if is_edges {
+            self.counts.topology += 1;
+        } else {
+            self.counts.deploys += 1;
+        }
         // An event whose time the input has passed (followed live) takes effect now.
         let now = inputs.time();
         let result = if at.info.oversized {

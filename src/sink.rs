@@ -34,6 +34,12 @@ pub struct SourceCounts {
     pub valid: u64,
     /// Records dead-lettered, by [`Reason`] (indexed as `Reason::ALL`).
     pub dead: [u64; Reason::ALL.len()],
+    /// Of the records read, topology edges.
+    #[serde(default)]
+    pub topology: u64,
+    /// Of the records read, deploy events.
+    #[serde(default)]
+    pub deploys: u64,
 }
 
 impl SourceCounts {
@@ -53,6 +59,8 @@ impl SourceCounts {
     pub fn add(&mut self, other: &SourceCounts) {
         self.read += other.read;
         self.valid += other.valid;
+        self.topology += other.topology;
+        self.deploys += other.deploys;
         for (a, b) in self.dead.iter_mut().zip(other.dead.iter()) {
             *a += b;
         }

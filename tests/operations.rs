@@ -87,6 +87,13 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
         value(&first, "incidentflow_records_valid_total"),
         Some(40.0)
     );
+    assert_eq!(
+        value(&first, "incidentflow_records_in_total{source=\"samples\"}"),
+        Some(40.0)
+    );
+    // The baselines hold the samples (those the watermark has passed) in an arrangement.
+    let held = value(&first, "incidentflow_arrangement_records").unwrap();
+    assert!(held > 0.0, "{held}");
     assert_eq!(get(&addr, "/healthz").unwrap(), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/ready").unwrap().0, 200);
     assert_eq!(get(&addr, "/nothing").unwrap().0, 404);
@@ -256,6 +263,13 @@ fn feedback_labels_and_silences_are_followed_while_the_job_runs_and_reported() {
     writeln!(file, "{{\"incident_id\":\"{id}\",\"label\":\"meh\"}}").unwrap();
     drop(file);
     let scrape = wait_for(&addr, "incidentflow_feedback_coverage_ratio", 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "incidentflow_records_in_total{source=\"topology\"}"
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         value(
             &scrape,
