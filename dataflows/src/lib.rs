@@ -15,6 +15,7 @@
 
 pub mod baseline;
 pub mod decode;
+pub mod detectors;
 pub mod incident;
 pub mod moments;
 pub mod neighbourhood;

@@ -1,0 +1,159 @@
+//! Episodes, not points: a series' anomaly opens when a detector's strength reaches 1, stays
+//! open while it keeps above 0.7 (hysteresis: a value hovering at the threshold does not open and
+//! close over and over), and closes after 3 samples in a row below that. While open it reports
+//! again only when its score has grown by 0.05 since it last did; its score (see [`super::score`])
+//! grows with the strongest strength seen and with the number of anomalous samples. One episode is
+//! one stream of events (open, updates, close), not an event per sample; a new one opens only
+//! after the last has closed.
+
+use super::score::anomaly_score;
+use crate::time::Time;
+
+/// Strength at which an episode opens.
+pub const OPEN: f64 = 1.0;
+/// Strength below which a sample counts towards closing.
+pub const STAY: f64 = 0.7;
+/// Samples in a row below `STAY` that close an episode.
+pub const RECOVER: u32 = 3;
+/// Score growth that is reported as an update.
+pub const REPORT_GROWTH: f64 = 0.05;
+
+/// What an observation did to the episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Change {
+    /// Nothing to report.
+    None,
+    /// An episode opened at this sample.
+    Opened { score: f64 },
+    /// The open episode's score grew.
+    Updated { score: f64 },
+    /// The episode closed at this sample (the series has recovered); it began at `started`.
+    Closed { score: f64, started: Time },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Open {
+    started: Time,
+    peak: f64,
+    anomalous: u32,
+    calm: u32,
+    reported: f64,
+}
+
+/// One series' episode for one detector.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Episode {
+    open: Option<Open>,
+}
+
+impl Episode {
+    /// Whether an episode is open.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// When the open episode began.
+    pub fn started(&self) -> Option<Time> {
+        self.open.as_ref().map(|o| o.started)
+    }
+
+    /// Follows the episode with one sample's strength at `t`.
+    pub fn observe(&mut self, t: Time, strength: f64) -> Change {
+        let strength = if strength.is_nan() { 0.0 } else { strength };
+        match self.open.as_mut() {
+            None if strength >= OPEN => {
+                let score = anomaly_score(strength, 1);
+                self.open = Some(Open {
+                    started: t,
+                    peak: strength,
+                    anomalous: 1,
+                    calm: 0,
+                    reported: score,
+                });
+                Change::Opened { score }
+            }
+            None => Change::None,
+            Some(open) if strength >= STAY => {
+                open.calm = 0;
+                open.anomalous = open.anomalous.saturating_add(1);
+                open.peak = open.peak.max(strength);
+                let score = anomaly_score(open.peak, open.anomalous);
+                if score >= open.reported + REPORT_GROWTH {
+                    open.reported = score;
+                    Change::Updated { score }
+                } else {
+                    Change::None
+                }
+            }
+            Some(open) => {
+                open.calm += 1;
+                if open.calm < RECOVER {
+                    return Change::None;
+                }
+                let score = anomaly_score(open.peak, open.anomalous);
+                let started = open.started;
+                self.open = None;
+                Change::Closed { score, started }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(strengths: &[f64]) -> Vec<(usize, Change)> {
+        let mut e = Episode::default();
+        strengths
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, e.observe(i as Time, *s)))
+            .filter(|(_, c)| *c != Change::None)
+            .collect()
+    }
+
+    #[test]
+    fn a_spike_is_one_episode_that_opens_and_closes() {
+        let changes = run(&[0.1, 0.2, 3.0, 0.2, 0.1, 0.1, 0.1]);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(matches!(changes[0], (2, Change::Opened { score }) if (score - 0.75).abs() < 1e-9));
+        assert!(matches!(changes[1], (5, Change::Closed { started: 2, .. })));
+    }
+
+    #[test]
+    fn a_value_hovering_at_the_threshold_does_not_flap() {
+        // 0.95, 1.05, 0.9, 1.1, ... for 200 samples: one episode, open throughout.
+        let hovering: Vec<f64> = (0..200)
+            .map(|i| if i % 2 == 0 { 1.05 } else { 0.9 })
+            .collect();
+        let changes = run(&hovering);
+        let opened = changes
+            .iter()
+            .filter(|(_, c)| matches!(c, Change::Opened { .. }))
+            .count();
+        assert_eq!(opened, 1, "{changes:?}");
+        assert!(!changes
+            .iter()
+            .any(|(_, c)| matches!(c, Change::Closed { .. })));
+        // Updates only as the score grows with persistence, not every sample.
+        assert!(changes.len() < 10, "{changes:?}");
+    }
+
+    #[test]
+    fn it_re_arms_only_after_recovery() {
+        let changes = run(&[2.0, 0.5, 0.5, 2.0, 0.1, 0.1, 0.1, 2.0]);
+        let kinds: Vec<&str> = changes
+            .iter()
+            .map(|(_, c)| match c {
+                Change::Opened { .. } => "open",
+                Change::Updated { .. } => "update",
+                Change::Closed { .. } => "close",
+                Change::None => "",
+            })
+            .collect();
+        // The second 2.0 came before recovery: the same episode (its score grew too little to
+        // report); only after three calm samples does a new one open.
+        assert_eq!(kinds, ["open", "close", "open"]);
+    }
+}
