@@ -112,6 +112,10 @@ struct RunArgs {
     /// Job file (TOML) with the detector settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Write the challengers' anomaly episodes ([detectors] challengers) as JSON Lines to FILE (-
+    /// for standard output, kafka for the challengers topic).
+    #[arg(long, value_name = "FILE|-|kafka")]
+    challengers_out: Option<String>,
     /// Responder feedback labels (JSON Lines), a file or kafka for the feedback topic: read at
     /// start, then followed; reported on /metrics.
     #[arg(long, value_name = "FILE|kafka")]
@@ -643,9 +647,22 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             )?),
             None => None,
         };
+        let challengers = match &args.challengers_out {
+            Some(target) => Some(record_output_resumed(
+                resume_bytes("challengers"),
+                target,
+                "challengers",
+                &kafka.challengers_topic,
+                &kafka,
+            )?),
+            None => None,
+        };
         let mut names = Vec::new();
         if anomalies.is_some() {
             names.push("anomalies");
+        }
+        if challengers.is_some() {
+            names.push("challengers");
         }
         if incidents.is_some() {
             names.push("incidents");
@@ -675,6 +692,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             incidents,
             durability,
             alerts: alerts.as_ref().map(alerts::Alerts::sender),
+            challengers,
         }
     } else {
         Outputs {
@@ -683,6 +701,7 @@ fn run(args: RunArgs) -> Result<(), JobError> {
             incidents: None,
             durability: sink::Durability::default(),
             alerts: None,
+            challengers: None,
         }
     };
     for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {

@@ -27,7 +27,7 @@ const DELAY_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 pub struct Metrics {
     counts: Mutex<SourceCounts>,
     dead_letters_written: AtomicU64,
-    anomalies: AtomicU64,
+    anomalies: Mutex<BTreeMap<&'static str, u64>>,
     incident_versions: Mutex<BTreeMap<&'static str, u64>>,
     open_incidents: AtomicU64,
     kafka_lag: Mutex<BTreeMap<String, i64>>,
@@ -60,7 +60,7 @@ impl Metrics {
                 deploys: 0,
             }),
             dead_letters_written: AtomicU64::new(0),
-            anomalies: AtomicU64::new(0),
+            anomalies: Mutex::new(BTreeMap::new()),
             incident_versions: Mutex::new(BTreeMap::new()),
             open_incidents: AtomicU64::new(0),
             kafka_lag: Mutex::new(BTreeMap::new()),
@@ -87,8 +87,8 @@ impl Metrics {
     }
 
     /// Anomalies written.
-    pub fn anomalies_written(&self, n: u64) {
-        self.anomalies.fetch_add(n, Relaxed);
+    pub fn anomaly_written(&self, detector: &'static str) {
+        *lock(&self.anomalies).entry(detector).or_default() += 1;
     }
 
     /// An incident version written, and how many incidents are open after it.
@@ -228,11 +228,19 @@ impl Metrics {
         metric(
             "anomalies_total",
             "counter",
-            "Anomalies written, by detector.",
-            vec![(
-                "{detector=\"zscore\"}".into(),
-                self.anomalies.load(Relaxed) as f64,
-            )],
+            "Anomaly events written, by detector (the champion's and the challengers').",
+            {
+                let written = lock(&self.anomalies).clone();
+                incidentflow_dataflows::records::Detector::ALL
+                    .iter()
+                    .map(|d| {
+                        (
+                            format!("{{detector=\"{}\"}}", d.name()),
+                            *written.get(d.name()).unwrap_or(&0) as f64,
+                        )
+                    })
+                    .collect()
+            },
         );
         let versions = lock(&self.incident_versions).clone();
         metric(

@@ -10,7 +10,7 @@ use differential_dataflow::AsCollection;
 use incidentflow_dataflows::decode::{decode_deploy, decode_edge, Decoder};
 use incidentflow_dataflows::incident::track_incidents;
 use incidentflow_dataflows::neighbourhood::{active_services, neighbourhoods};
-use incidentflow_dataflows::pipeline::detect_anomalies;
+use incidentflow_dataflows::pipeline::detect;
 use incidentflow_dataflows::records::{
     DeadLetter, DeployEvent, EdgeChange, Invalid, Reason, Sample,
 };
@@ -26,8 +26,8 @@ use crate::config::JobConfig;
 use crate::error::JobError;
 use crate::metrics::METRICS;
 use crate::sink::{
-    write_anomalies, write_diagnostics, write_incidents, DeadLetterOutput, Diagnostic, Durability,
-    Outcome, RecordOutput, SourceCounts,
+    write_anomalies, write_challengers, write_diagnostics, write_incidents, Challenger,
+    DeadLetterOutput, Diagnostic, Durability, Outcome, RecordOutput, SourceCounts,
 };
 use crate::source::{plan_partitions, InputSource, LineInfo, Partition};
 
@@ -118,6 +118,8 @@ pub struct Outputs {
     pub durability: Durability,
     /// The alert outputs' queues (None: no alert outputs, or a replay).
     pub alerts: Option<crate::alerts::AlertSender>,
+    /// Where the challengers' anomalies go (None: only counted).
+    pub challengers: Option<RecordOutput>,
 }
 
 /// Runs the job to the end of its input and returns what it found.
@@ -160,24 +162,25 @@ fn run_worker(
         score_from: spec.score_from,
         ..spec.config.zscore_config()
     };
+    let detection = spec.config.detection_config();
     let correlation = spec.config.correlation_config();
     let probe = ProbeHandle::new();
-    let (anomaly_writer, dead_letter_writer, incident_writer, durability, alerts) = match outputs {
-        Some(o) => (
-            o.anomalies,
-            o.dead_letter,
-            o.incidents,
-            o.durability,
-            o.alerts,
-        ),
-        None => (None, None, None, Durability::default(), None),
+    let (mut challenger_writer, mut alerts) = (None, None);
+    let (anomaly_writer, dead_letter_writer, incident_writer, durability) = match outputs {
+        Some(o) => {
+            (challenger_writer, alerts) = (o.challengers, o.alerts);
+            (o.anomalies, o.dead_letter, o.incidents, o.durability)
+        }
+        None => (None, None, None, Durability::default()),
     };
     crate::metrics::track_arrangements(worker);
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
         let mut deploys = InputSession::<Time, DeployEvent, isize>::new();
-        let anomalies = detect_anomalies(samples.to_collection(scope), &zscore);
+        let detected = detect(samples.to_collection(scope), &zscore, &detection);
+        let anomalies = detected.champion.clone();
+        let evidence = detected.evidence();
         let edges = edges_in.to_collection(scope);
         let deploys_stream = deploys.to_collection(scope).inner;
         if spec.correlate {
@@ -186,15 +189,10 @@ fn run_worker(
                 .inner
                 .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
                 .as_collection();
-            let active = active_services(anomalies.clone(), correlation.window_ms);
+            let active = active_services(evidence.clone(), correlation.window_ms);
             let labels = neighbourhoods(active, pairs, correlation.silent_intermediates);
-            let incidents = track_incidents(
-                labels,
-                anomalies.clone(),
-                edges.inner,
-                deploys_stream,
-                &correlation,
-            );
+            let incidents =
+                track_incidents(labels, evidence, edges.inner, deploys_stream, &correlation);
             let annotator =
                 crate::annotate::Annotator::new(&spec.config.runbooks, &spec.config.silences);
             let incidents = if annotator.is_empty() {
@@ -210,7 +208,7 @@ fn run_worker(
                 incident_writer,
                 outcome.clone(),
                 durability.clone(),
-                alerts,
+                alerts.take(),
             );
         }
         write_anomalies(
@@ -219,6 +217,18 @@ fn run_worker(
             outcome.clone(),
             durability.clone(),
         );
+        if !detection.challengers.is_empty() {
+            write_challengers(
+                detected
+                    .challengers
+                    .inner
+                    .map(|(a, t, r)| (Challenger(a), t, r))
+                    .probe_with(&probe),
+                challenger_writer.take(),
+                outcome.clone(),
+                durability.clone(),
+            );
+        }
         let mut diagnostics = DiagnosticInput::new();
         let stream = scope.input_from(&mut diagnostics);
         write_diagnostics(

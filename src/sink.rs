@@ -101,6 +101,8 @@ pub struct Outcome {
     pub dead_letters_written: u64,
     /// Incident versions written.
     pub incident_versions: u64,
+    /// Challengers' anomaly events written.
+    pub challenger_anomalies: u64,
     /// The incident versions (the first ten thousand), for the summary.
     pub incidents: Vec<Incident>,
     /// The first output error; the job exits non-zero when set.
@@ -202,12 +204,26 @@ impl OutputRecord for Anomaly {
     const WHAT: &'static str = "anomalies";
     fn order(&self, other: &Self) -> std::cmp::Ordering {
         let (x, y) = (&self.series, &other.series);
-        (&x.namespace, &x.service, &x.metric_name, self.detector).cmp(&(
-            &y.namespace,
-            &y.service,
-            &y.metric_name,
-            other.detector,
-        ))
+        // Down to the value and the episode: two events of one series at one time (two samples
+        // at the same millisecond) come in one order at every worker count.
+        (
+            &x.namespace,
+            &x.service,
+            &x.metric_name,
+            &x.labels,
+            self.detector,
+            self.value,
+            self.episode,
+        )
+            .cmp(&(
+                &y.namespace,
+                &y.service,
+                &y.metric_name,
+                &y.labels,
+                other.detector,
+                other.value,
+                other.episode,
+            ))
     }
     fn to_json(&self) -> String {
         Anomaly::to_json(self)
@@ -217,12 +233,35 @@ impl OutputRecord for Anomaly {
         format!("{}/{}/{}", s.namespace, s.service, s.metric_name)
     }
     fn count(&self, _open: usize) {
-        METRICS.anomalies_written(1);
+        METRICS.anomaly_written(self.detector.name());
     }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.anomalies += written.len() as u64;
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.shown.len());
         outcome.shown.extend(written.into_iter().take(room));
+    }
+}
+
+/// A challenger's anomaly: written to its own output (`--challengers-out`), checkpointed apart.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Challenger(pub Anomaly);
+
+impl OutputRecord for Challenger {
+    const WHAT: &'static str = "challengers";
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.order(&other.0)
+    }
+    fn to_json(&self) -> String {
+        self.0.to_json()
+    }
+    fn key(&self) -> String {
+        self.0.key()
+    }
+    fn count(&self, _open: usize) {
+        METRICS.anomaly_written(self.0.detector.name());
+    }
+    fn record(outcome: &mut Outcome, written: Vec<Self>) {
+        outcome.challenger_anomalies += written.len() as u64;
     }
 }
 
@@ -285,6 +324,16 @@ pub struct Durability {
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_anomalies(
     stream: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
+    out: Option<RecordOutput>,
+    outcome: Arc<Mutex<Outcome>>,
+    durability: Durability,
+) {
+    write_in_time_order(stream, out, outcome, durability, None)
+}
+
+/// Writes the challengers' anomalies (exchanged to worker 0) in time order as times complete.
+pub fn write_challengers(
+    stream: Stream<'_, Time, Vec<(Challenger, Time, isize)>>,
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,

@@ -92,6 +92,13 @@ impl Report<'_> {
                 .map(|t| format!("  -> {}", if t == "-" { "stdout" } else { t }))
                 .unwrap_or_default()
         );
+        if self.outcome.challenger_anomalies > 0 {
+            let _ = writeln!(
+                s,
+                "  challengers   {:>12}  (anomaly events of the detectors in shadow)",
+                self.outcome.challenger_anomalies
+            );
+        }
         let incidents: std::collections::BTreeSet<&str> = self
             .outcome
             .incidents
@@ -141,6 +148,7 @@ impl Report<'_> {
             "dead_lettered_by_reason": by_reason,
             "anomalies": self.outcome.anomalies,
             "incident_versions": self.outcome.incident_versions,
+            "challenger_anomalies": self.outcome.challenger_anomalies,
             "incidents": self.outcome.incidents.iter().map(|i| i.incident_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "records_per_second": self.rate(),

@@ -1,5 +1,6 @@
 //! Equality across shapes: `--workers 1`, `--workers 4` and 2 processes x 2 workers on 127.0.0.1
-//! produce byte-identical anomaly and incident files, the same dead letters and the same counts.
+//! produce byte-identical anomaly, challenger and incident files, the same dead letters and the
+//! same counts; and challengers in shadow change nothing of the champion's output.
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
 
@@ -10,6 +11,9 @@ use std::path::Path;
 use common::*;
 
 const JOB: &str = "[baseline]\nwindow = \"10m\"\nmin_points = 5\n[zscore]\nthreshold = 3.0\n[time]\nallowed_lateness = \"30s\"\n[input]\npartition_bytes = 16384\n";
+/// Every other detector in shadow.
+const CHALLENGERS: &str =
+    "[detectors]\nchallengers = [\"robust\", \"level_shift\", \"trend\", \"seasonal\"]\n";
 
 fn args<'a>(dir: &'a Path, tag: &str, input: &'a Path) -> Vec<String> {
     vec![
@@ -37,6 +41,11 @@ fn args<'a>(dir: &'a Path, tag: &str, input: &'a Path) -> Vec<String> {
         dir.join("topology.jsonl").to_str().unwrap().into(),
         "--incidents-out".into(),
         dir.join(format!("incidents-{tag}.jsonl"))
+            .to_str()
+            .unwrap()
+            .into(),
+        "--challengers-out".into(),
+        dir.join(format!("challengers-{tag}.jsonl"))
             .to_str()
             .unwrap()
             .into(),
@@ -72,7 +81,7 @@ fn counts(dir: &Path, tag: &str) -> (u64, u64, u64, u64) {
 #[test]
 fn one_four_and_two_by_two_workers_give_the_same_output() {
     let dir = scratch("workers");
-    std::fs::write(dir.join("job.toml"), JOB).unwrap();
+    std::fs::write(dir.join("job.toml"), format!("{JOB}{CHALLENGERS}")).unwrap();
     std::fs::write(dir.join("topology.jsonl"), topology()).unwrap();
     let input = dir.join("messy.jsonl");
     std::fs::write(&input, messy_input(7, 150, 40)).unwrap();
@@ -109,7 +118,42 @@ fn one_four_and_two_by_two_workers_give_the_same_output() {
         versions.len(),
         ids.len()
     );
+    // The challengers found episodes, each tagged with its detector.
+    let challengers = std::fs::read(dir.join("challengers-w1.jsonl")).unwrap();
+    let detectors: std::collections::BTreeSet<String> = lines(&dir.join("challengers-w1.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|a| assert!(a["episode"]["episode_id"].is_string(), "{a}"))
+        .map(|a| a["detector"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        detectors.len() >= 2 && !detectors.contains("zscore"),
+        "{detectors:?}"
+    );
+    // Without them, the champion's anomalies and the incidents are the same bytes.
+    std::fs::write(dir.join("job.toml"), JOB).unwrap();
+    let mut alone = args(&dir, "alone", &input);
+    alone.truncate(alone.len() - 2);
+    let out = incidentflow().args(&alone).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("anomalies-alone.jsonl")).unwrap(),
+        reference
+    );
+    assert_eq!(
+        std::fs::read(dir.join("incidents-alone.jsonl")).unwrap(),
+        incidents
+    );
     for tag in ["w4", "p2"] {
+        assert_eq!(
+            std::fs::read(dir.join(format!("challengers-{tag}.jsonl"))).unwrap(),
+            challengers,
+            "challengers of {tag} differ"
+        );
         assert_eq!(
             std::fs::read(dir.join(format!("incidents-{tag}.jsonl"))).unwrap(),
             incidents,

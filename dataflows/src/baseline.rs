@@ -91,7 +91,9 @@ where
                         }
                     }
                     if let Some(emit_cap) = emit_cap {
-                        ready.sort_unstable_by_key(|(s, t, _)| (s.series.id, *t));
+                        // Series, time, then value: detectors with state see a series' samples in one
+                        // order at every worker count, even two at the same time.
+                        ready.sort_unstable_by_key(|(s, t, c)| (s.series.id, *t, s.fixed, *c));
                         let batches = trace
                             .batches_through(Antichain::new().borrow())
                             .unwrap_or_default();

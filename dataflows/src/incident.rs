@@ -1314,7 +1314,9 @@ mod tests {
                 z: None,
                 direction: Direction::Up,
                 flat_baseline: false,
+                statistic: None,
             },
+            episode: None,
         }
     }
 

@@ -10,7 +10,8 @@ use differential_dataflow::{AsCollection, Hashable, VecCollection};
 use timely::dataflow::operators::Exchange;
 
 use crate::baseline::{arrange_baselines, with_baseline, Baselines};
-use crate::records::{Anomaly, Sample};
+use crate::detectors::bank::{Bank, DetectionConfig};
+use crate::records::{Anomaly, Detector, EpisodeStatus, Sample};
 use crate::time::Time;
 use crate::window::window;
 use crate::zscore::{score, ZScoreConfig};
@@ -44,4 +45,56 @@ pub fn detect_anomalies<'s>(
     with_baseline(samples, baselines, "ZScore", move |sample, baseline| {
         score(sample, baseline, &config)
     })
+}
+
+/// What the detectors found: the champion's anomalies and the challengers'.
+pub struct Detected<'s> {
+    /// The champion's anomaly events (every event, its episodes' closes included).
+    pub champion: VecCollection<'s, Time, Anomaly>,
+    /// The challengers' anomaly events, each tagged with its detector.
+    pub challengers: VecCollection<'s, Time, Anomaly>,
+}
+
+impl<'s> Detected<'s> {
+    /// What correlation reads of the champion: its anomalies, but not the closes of episodes
+    /// (a series that recovers is not new evidence).
+    pub fn evidence(&self) -> VecCollection<'s, Time, Anomaly> {
+        self.champion
+            .clone()
+            .filter(|a| a.episode.is_none_or(|e| e.status != EpisodeStatus::Close))
+    }
+}
+
+/// Runs the champion and the challengers over one shared baseline: each sample is read with its
+/// window once, and handed to the z-score and to the bank of the other detectors.
+pub fn detect<'s>(
+    samples: VecCollection<'s, Time, Sample>,
+    config: &ZScoreConfig,
+    detection: &DetectionConfig,
+) -> Detected<'s> {
+    let samples = partition_by_series(samples);
+    let baselines = baselines(samples.clone(), config);
+    let zscore = config.clone();
+    let running = detection.running();
+    let with_zscore = running.contains(&Detector::ZScore);
+    let mut bank = Bank::new(
+        &running,
+        config.min_points,
+        config.window_ms,
+        config.score_from,
+    );
+    let all = with_baseline(samples, baselines, "Detect", move |sample, baseline| {
+        let mut found = Vec::new();
+        if with_zscore {
+            found.extend(score(sample, baseline, &zscore));
+        }
+        bank.observe(sample, baseline, &mut found);
+        (!found.is_empty()).then_some(found)
+    })
+    .flat_map(|found| found);
+    let champion = detection.champion;
+    Detected {
+        champion: all.clone().filter(move |a| a.detector == champion),
+        challengers: all.filter(move |a| a.detector != champion),
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::time::{write_rfc3339, Time};
+use crate::time::{format_rfc3339, write_rfc3339, Time};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -160,14 +160,44 @@ pub enum Detector {
     /// Rolling z-score against the window's mean and standard deviation.
     #[serde(rename = "zscore")]
     ZScore,
+    /// Distance from the median in robust standard deviations (see `detectors::robust`).
+    #[serde(rename = "robust")]
+    Robust,
+    /// CUSUM of the residuals against the window (see `detectors::level_shift`).
+    #[serde(rename = "level_shift")]
+    LevelShift,
+    /// A climb steeper than the series usually moves (see `detectors::trend`).
+    #[serde(rename = "trend")]
+    Trend,
+    /// Against the same hour of the day (see `detectors::seasonal`).
+    #[serde(rename = "seasonal")]
+    Seasonal,
 }
 
 impl Detector {
+    /// Every detector, in the order of their ids.
+    pub const ALL: [Detector; 5] = [
+        Detector::ZScore,
+        Detector::Robust,
+        Detector::LevelShift,
+        Detector::Trend,
+        Detector::Seasonal,
+    ];
+
     /// The name used in records and config.
     pub fn name(self) -> &'static str {
         match self {
             Detector::ZScore => "zscore",
+            Detector::Robust => "robust",
+            Detector::LevelShift => "level_shift",
+            Detector::Trend => "trend",
+            Detector::Seasonal => "seasonal",
         }
+    }
+
+    /// The detector of a name.
+    pub fn parse(name: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.name() == name)
     }
 }
 
@@ -184,6 +214,30 @@ pub struct Evidence {
     pub direction: Direction,
     /// True when the baseline was perfectly flat and the value differs from it.
     pub flat_baseline: bool,
+    /// The detector's own statistic when it is not a z-score (robust z, CUSUM sum, trend t,
+    /// seasonal z), signed.
+    pub statistic: Option<F64>,
+}
+
+/// Where an anomaly event stands in its episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpisodeStatus {
+    /// The series became anomalous at this sample.
+    Open,
+    /// Still anomalous, and the score has grown.
+    Update,
+    /// Recovered at this sample.
+    Close,
+}
+
+/// The episode an anomaly event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EpisodeInfo {
+    /// Open, update or close.
+    pub status: EpisodeStatus,
+    /// When the episode opened.
+    pub started_at: Time,
 }
 
 /// An anomalous sample with the evidence behind it.
@@ -209,9 +263,22 @@ pub struct Anomaly {
     pub window_ms: u64,
     /// Why.
     pub evidence: Evidence,
+    /// The episode this event belongs to (None: a per-sample detector, the z-score).
+    pub episode: Option<EpisodeInfo>,
 }
 
 impl Anomaly {
+    /// The episode's deterministic id: series, detector and start.
+    pub fn episode_id(&self) -> Option<String> {
+        let episode = self.episode?;
+        let mut key = [0u8; 26];
+        key[..16].copy_from_slice(&self.series.id.0.to_le_bytes());
+        key[16..24].copy_from_slice(&episode.started_at.to_le_bytes());
+        key[24] = self.detector as u8;
+        key[25] = b'e';
+        Some(format!("ep-{:016x}", xxhash_rust::xxh3::xxh3_64(&key)))
+    }
+
     /// Deterministic id: the same sample and detector give the same id in every run.
     pub fn anomaly_id(&self) -> String {
         let mut key = [0u8; 25];
@@ -256,7 +323,13 @@ impl Anomaly {
                 z: self.evidence.z.map(|z| z.0),
                 direction: self.evidence.direction,
                 flat_baseline: self.evidence.flat_baseline,
+                statistic: self.evidence.statistic.map(|s| s.0),
             },
+            episode: self.episode.map(|e| EpisodeJson {
+                episode_id: self.episode_id().unwrap_or_default(),
+                status: e.status,
+                started_at: format_rfc3339(e.started_at),
+            }),
         };
         serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -279,6 +352,15 @@ struct AnomalyJson<'a> {
     detector: &'a str,
     window: WindowJson<'a>,
     evidence: EvidenceJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    episode: Option<EpisodeJson>,
+}
+
+#[derive(Serialize)]
+struct EpisodeJson {
+    episode_id: String,
+    status: EpisodeStatus,
+    started_at: String,
 }
 
 #[derive(Serialize)]
@@ -296,6 +378,8 @@ struct EvidenceJson {
     z: Option<f64>,
     direction: Direction,
     flat_baseline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statistic: Option<f64>,
 }
 
 struct LabelsJson<'a>(&'a [(Arc<str>, Arc<str>)]);

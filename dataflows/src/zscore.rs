@@ -96,7 +96,9 @@ pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Opti
             z,
             direction,
             flat_baseline: stddev == 0.0,
+            statistic: None,
         },
+        episode: None,
     })
 }
 

@@ -31,7 +31,9 @@ fn anomaly(service: &str, t: Time) -> Anomaly {
             z: None,
             direction: Direction::Up,
             flat_baseline: false,
+            statistic: None,
         },
+        episode: None,
     }
 }
 

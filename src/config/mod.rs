@@ -10,6 +10,8 @@ pub mod operations;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use incidentflow_dataflows::records::Detector;
+
 pub use operations::{AlertKind, AlertOutput};
 use operations::{MetricsSection, Runbook, Secret, Silence};
 
@@ -47,6 +49,8 @@ pub struct JobConfig {
     pub baseline: BaselineConfig,
     /// The rolling z-score detector.
     pub zscore: ZScoreSection,
+    /// Which detector is the champion, which are challengers.
+    pub detectors: DetectionConfig,
     /// Event time: lateness and the progress tick.
     pub time: TimeConfig,
     /// How input files are read.
@@ -86,6 +90,8 @@ pub struct KafkaSection {
     pub incidents_topic: String,
     /// Responder feedback labels in (`--feedback kafka`).
     pub feedback_topic: String,
+    /// The challengers' anomalies out (`--challengers-out kafka`; key: the series).
+    pub challengers_topic: String,
     /// Silences in (`--silences kafka`).
     pub silences_topic: String,
     /// A partition with no record for this long (wall clock) stops holding event time back: its
@@ -116,6 +122,7 @@ impl Default for KafkaSection {
             anomalies_topic: "aiops.anomalies".into(),
             incidents_topic: "aiops.incidents".into(),
             feedback_topic: "aiops.feedback".into(),
+            challengers_topic: "aiops.anomalies.challengers".into(),
             silences_topic: "aiops.silences".into(),
             idle_timeout: Millis(5_000),
             security_protocol: "plaintext".into(),
@@ -196,6 +203,27 @@ impl Default for BaselineConfig {
         BaselineConfig {
             window: Millis(30 * 60 * 1000),
             min_points: 20,
+        }
+    }
+}
+
+/// `[detectors]`: the champion (its anomalies feed correlation and the alerts) and the
+/// challengers (run in shadow on the same baseline; their anomalies go to `--challengers-out`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// zscore, robust, level_shift, trend or seasonal.
+    pub champion: Detector,
+    /// Any of them but the champion.
+    pub challengers: Vec<Detector>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        let d = incidentflow_dataflows::detectors::bank::DetectionConfig::default();
+        DetectionConfig {
+            champion: d.champion,
+            challengers: d.challengers,
         }
     }
 }
@@ -332,6 +360,16 @@ impl JobConfig {
 
     /// Checks value ranges; the message names the key.
     pub fn check(&self) -> Result<(), String> {
+        if self
+            .detectors
+            .challengers
+            .contains(&self.detectors.champion)
+        {
+            return Err(format!(
+                "detectors.challengers names the champion {}: a detector is one or the other",
+                self.detectors.champion.name()
+            ));
+        }
         if self.baseline.window.0 == 0 {
             return Err("baseline.window must be longer than 0s".into());
         }
@@ -394,6 +432,7 @@ impl JobConfig {
             ("anomalies_topic", &k.anomalies_topic),
             ("incidents_topic", &k.incidents_topic),
             ("feedback_topic", &k.feedback_topic),
+            ("challengers_topic", &k.challengers_topic),
             ("silences_topic", &k.silences_topic),
         ] {
             let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
@@ -561,6 +600,14 @@ impl JobConfig {
             min_anomalies: self.correlation.min_anomalies.max(1),
             strong_score_milli: (self.correlation.strong_score.clamp(0.0, 1.0) * 1000.0).round()
                 as u32,
+        }
+    }
+
+    /// The champion and challengers handed to the dataflow.
+    pub fn detection_config(&self) -> incidentflow_dataflows::detectors::bank::DetectionConfig {
+        incidentflow_dataflows::detectors::bank::DetectionConfig {
+            champion: self.detectors.champion,
+            challengers: self.detectors.challengers.clone(),
         }
     }
 
@@ -773,6 +820,8 @@ mod tests {
             ("[alerts.x]\nkind = \"webhook\"\nwebhook_url_file = \"/nonexistent/hook\"\n", "alerts.x.webhook_url_file /nonexistent/hook: cannot read it"),
             ("[alerts.x]\nkind = \"alertmanager\"\nurl = \"http://am\"\ntimeout = \"0s\"\n", "alerts.x.timeout must be longer than 0s"),
             ("[alerts.x]\nkind = \"alertmanager\"\nurl = \"http://am\"\nretries = 50\n", "alerts.x.retries is 50; at most 20"),
+            ("[detectors]\nchampion = \"robust\"\nchallengers = [\"zscore\", \"robust\"]\n", "detectors.challengers names the champion robust: a detector is one or the other"),
+            ("[detectors]\nchallengers = [\"prophet\"]\n", "unknown variant `prophet`, expected one of `zscore`, `robust`, `level_shift`, `trend`, `seasonal`"),
             ("[kafka]\nsecurity_protocol = \"tls\"\n", "kafka.security_protocol is \"tls\"; say plaintext, ssl, sasl_plaintext or sasl_ssl"),
             ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", "kafka.sasl_mechanism is \"\"; with sasl_ssl say PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
             ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"PLAIN\"\n", "kafka.sasl_username is missing: sasl_ssl needs it"),

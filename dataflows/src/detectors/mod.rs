@@ -15,6 +15,7 @@
 //! - [`seasonal`]: the same hour of the day (weekdays and weekends apart), learned online.
 //! - [`rate`]: counters turned into per-second rates, resets and gaps handled.
 
+pub mod bank;
 pub mod episode;
 pub mod level_shift;
 pub mod rate;

@@ -1,0 +1,239 @@
+//! The detector bank: the configured detectors (other than the z-score) over every series of a
+//! worker, fed each sample with its window baseline by `with_baseline`, in time order per series
+//! (which makes the sequential state the same at every worker count). Each detector's readings
+//! go through its own [`Episode`], and the bank writes an anomaly event when an episode opens,
+//! grows or closes. The state is a few numbers per series and detector, never the samples.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::episode::{Change, Episode};
+use super::level_shift::LevelShift;
+use super::robust::Robust;
+use super::seasonal::Seasonal;
+use super::trend::Trend;
+use super::Reading;
+use crate::moments::Moments;
+use crate::records::{
+    Anomaly, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample, SeriesId, F64,
+};
+use crate::time::Time;
+
+/// Which detector is the champion (its anomalies feed correlation and the alerts) and which run
+/// in shadow as challengers (their anomalies go to an output of their own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectionConfig {
+    /// The champion.
+    pub champion: Detector,
+    /// The challengers.
+    pub challengers: Vec<Detector>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            champion: Detector::ZScore,
+            challengers: Vec::new(),
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// Every detector that runs, champion first, each once.
+    pub fn running(&self) -> Vec<Detector> {
+        let mut all = vec![self.champion];
+        for d in &self.challengers {
+            if !all.contains(d) {
+                all.push(*d);
+            }
+        }
+        all
+    }
+}
+
+/// One series' state for every detector of the bank.
+#[derive(Default)]
+struct SeriesState {
+    robust: Robust,
+    shift: LevelShift,
+    trend: Trend,
+    seasonal: Seasonal,
+    episodes: [Episode; Detector::ALL.len()],
+}
+
+/// The bank of one worker.
+pub struct Bank {
+    detectors: Vec<Detector>,
+    series: HashMap<SeriesId, SeriesState>,
+    min_points: i64,
+    window_ms: u64,
+    score_from: Time,
+}
+
+impl Bank {
+    /// A bank of `detectors` (the z-score among them is left to `zscore::score`).
+    pub fn new(detectors: &[Detector], min_points: u64, window_ms: u64, score_from: Time) -> Self {
+        Bank {
+            detectors: detectors
+                .iter()
+                .copied()
+                .filter(|d| *d != Detector::ZScore)
+                .collect(),
+            series: HashMap::new(),
+            min_points: min_points.max(1) as i64,
+            window_ms,
+            score_from,
+        }
+    }
+
+    /// Whether it has any detector to run.
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty()
+    }
+
+    /// Feeds `sample` (with its window `baseline`) to every detector; pushes the episode events.
+    pub fn observe(&mut self, sample: &Sample, baseline: &Moments, out: &mut Vec<Anomaly>) {
+        if self.detectors.is_empty() {
+            return;
+        }
+        let x = sample.value.0;
+        let t = sample.timestamp;
+        let state = self.series.entry(sample.series.id).or_default();
+        let (mean, sd) = match (
+            baseline.n >= self.min_points,
+            baseline.mean(),
+            baseline.stddev(),
+        ) {
+            (true, Some(mean), Some(sd)) => (mean, sd),
+            _ => (f64::NAN, f64::NAN),
+        };
+        for detector in &self.detectors {
+            let reading = match detector {
+                Detector::Robust => state.robust.observe(x),
+                Detector::LevelShift => state.shift.observe(x, mean, sd),
+                Detector::Trend => state.trend.observe(x),
+                Detector::Seasonal => state.seasonal.observe(t, x),
+                Detector::ZScore => continue,
+            };
+            let change = state.episodes[*detector as usize].observe(t, reading.strength);
+            // Before `score_from` the detectors learn but do not report (see `ZScoreConfig`).
+            if t < self.score_from {
+                continue;
+            }
+            let (status, score, started_at) = match change {
+                Change::None => continue,
+                Change::Opened { score } => (EpisodeStatus::Open, score, t),
+                Change::Updated { score } => (
+                    EpisodeStatus::Update,
+                    score,
+                    state.episodes[*detector as usize].started().unwrap_or(t),
+                ),
+                Change::Closed { score, started } => (EpisodeStatus::Close, score, started),
+            };
+            out.push(event(
+                sample,
+                *detector,
+                &reading,
+                baseline,
+                sd,
+                score,
+                self.window_ms,
+                EpisodeInfo { status, started_at },
+            ));
+        }
+    }
+}
+
+/// The anomaly event of one episode change.
+#[allow(clippy::too_many_arguments)]
+fn event(
+    sample: &Sample,
+    detector: Detector,
+    reading: &Reading,
+    baseline: &Moments,
+    sd: f64,
+    score: f64,
+    window_ms: u64,
+    episode: EpisodeInfo,
+) -> Anomaly {
+    let x = sample.value.0;
+    let finite = |v: f64, or: f64| if v.is_finite() { v } else { or };
+    let expected = finite(reading.expected, x);
+    let band = finite(reading.band, 0.0);
+    let direction = if reading.statistic > 0.0 || (reading.statistic == 0.0 && x >= expected) {
+        Direction::Up
+    } else {
+        Direction::Down
+    };
+    Anomaly {
+        timestamp: sample.timestamp,
+        series: Arc::clone(&sample.series),
+        value: sample.value,
+        expected: F64(expected),
+        lower_bound: F64(expected - band),
+        upper_bound: F64(expected + band),
+        anomaly_score: F64(score),
+        detector,
+        window_ms,
+        evidence: Evidence {
+            baseline_points: baseline.n.max(0) as u64,
+            baseline_stddev: F64(finite(sd, 0.0)),
+            z: None,
+            direction,
+            flat_baseline: false,
+            statistic: Some(F64(finite(reading.statistic, 0.0))),
+        },
+        episode: Some(episode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Noise;
+    use super::*;
+    use crate::moments::to_fixed;
+    use crate::records::SeriesInfo;
+    use differential_dataflow::difference::Semigroup;
+
+    #[test]
+    fn a_step_gives_one_level_shift_episode_with_its_events() {
+        let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
+        let mut bank = Bank::new(&[Detector::LevelShift, Detector::Robust], 20, 1_800_000, 0);
+        let mut g = Noise::new(4);
+        let mut baseline = Moments::default();
+        let mut window = std::collections::VecDeque::new();
+        let mut events = Vec::new();
+        for i in 0..200u64 {
+            let x = if i >= 100 { 103.0 } else { 100.0 } + g.normal();
+            let sample = Sample::new(1_795_392_000_000 + i * 60_000, series.clone(), x);
+            bank.observe(&sample, &baseline, &mut events);
+            // A 30-sample window baseline, as the arrangement would give.
+            baseline.plus_equals(&Moments::of(to_fixed(x)));
+            window.push_back(to_fixed(x));
+            if window.len() > 30 {
+                let old = window.pop_front().unwrap_or_default();
+                baseline.plus_equals(&Moments::of_copies(old, -1));
+            }
+        }
+        let shifts: Vec<&Anomaly> = events
+            .iter()
+            .filter(|a| a.detector == Detector::LevelShift)
+            .collect();
+        let opened = shifts
+            .iter()
+            .filter(|a| a.episode.map(|e| e.status) == Some(EpisodeStatus::Open))
+            .count();
+        assert_eq!(opened, 1, "{shifts:#?}");
+        let open = shifts[0];
+        assert!(open.timestamp >= 1_795_392_000_000 + 100 * 60_000);
+        assert!(open.anomaly_score.0 >= 0.5);
+        assert_eq!(open.evidence.direction, Direction::Up);
+        assert!(
+            open.to_json().contains("\"episode\":{\"episode_id\":\"ep-"),
+            "{}",
+            open.to_json()
+        );
+    }
+}
