@@ -51,6 +51,10 @@ pub struct TruthFault {
 pub struct AnomalyRef {
     /// Service.
     pub service: String,
+    /// Series: namespace/service/metric_name.
+    pub series: String,
+    /// The episode it belongs to (id, start), when its detector reports episodes.
+    pub episode: Option<(String, Time)>,
     /// Event time.
     pub timestamp: Time,
     /// Detector.
@@ -110,6 +114,9 @@ pub struct EvalReport {
     pub incidents: Option<IncidentFigures>,
     /// One row per fault.
     pub per_fault: Vec<FaultScore>,
+    /// Champion and challengers as episodes (with --truth and --anomalies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<crate::compare::DetectorRow>,
     /// What responders' labels say (with --feedback).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback: Option<crate::feedback::FeedbackFigures>,
@@ -371,6 +378,7 @@ pub fn evaluate(
         anomalies: anomaly_figures,
         incidents: incident_figures,
         per_fault,
+        detectors: Vec::new(),
         feedback: None,
         with_truth: true,
     })
@@ -437,6 +445,9 @@ pub fn render(report: &EvalReport) -> String {
             pct(i.propagating_top3)
         );
     }
+    if !report.detectors.is_empty() {
+        s += &crate::compare::render(&report.detectors);
+    }
     let _ = writeln!(
         s,
         "  {:<10} {:<15} {:<16} {:>9} {:>9} {:>8} {:>9} {:>5}",
@@ -476,6 +487,30 @@ fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, Jo
         .collect()
 }
 
+/// What eval reads of an anomaly line.
+fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, JobError> {
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let episode = match v.get("episode") {
+        Some(e) if e.is_object() => Some((
+            e["episode_id"].as_str().unwrap_or_default().to_string(),
+            field_time(e, "started_at", path, line)?,
+        )),
+        _ => None,
+    };
+    Ok(AnomalyRef {
+        service: text("service"),
+        series: format!(
+            "{}/{}/{}",
+            text("namespace"),
+            text("service"),
+            text("metric_name")
+        ),
+        timestamp: field_time(v, "timestamp", path, line)?,
+        detector: text("detector"),
+        episode,
+    })
+}
+
 fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, JobError> {
     let bad = || {
         JobError::Usage(format!(
@@ -486,15 +521,38 @@ fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, Jo
     parse_rfc3339(v[key].as_str().ok_or_else(bad)?).map_err(|_| bad())
 }
 
+/// What `eval` reads and how.
+pub struct EvalInputs<'a> {
+    /// Ground truth.
+    pub truth: Option<&'a Path>,
+    /// The champion's anomalies.
+    pub anomalies: Option<&'a Path>,
+    /// The challengers' anomalies.
+    pub challengers: Option<&'a Path>,
+    /// Incident versions.
+    pub incidents: Option<&'a Path>,
+    /// Responder labels.
+    pub feedback: Option<&'a Path>,
+    /// Grace after a fault's end (ms).
+    pub grace_ms: u64,
+    /// Per-sample anomalies of one series this close are one episode (ms).
+    pub episode_gap_ms: u64,
+    /// The time between a series' samples (ms), for delays in intervals.
+    pub interval_ms: u64,
+}
+
 /// Reads the files, evaluates, prints and writes the JSON report.
-pub fn run(
-    truth: Option<&Path>,
-    anomalies: Option<&Path>,
-    incidents: Option<&Path>,
-    feedback: Option<&Path>,
-    grace_ms: u64,
-    out: &Path,
-) -> Result<String, JobError> {
+pub fn run(inputs: EvalInputs<'_>, out: &Path) -> Result<String, JobError> {
+    let EvalInputs {
+        truth,
+        anomalies,
+        challengers,
+        incidents,
+        feedback,
+        grace_ms,
+        episode_gap_ms,
+        interval_ms,
+    } = inputs;
     let faults: Vec<TruthFault> = match truth {
         None => Vec::new(),
         Some(truth) => read_lines(truth, "ground truth")?
@@ -510,13 +568,7 @@ pub fn run(
         Some(path) => Some(
             read_lines(path, "anomalies")?
                 .into_iter()
-                .map(|(line, v)| {
-                    Ok(AnomalyRef {
-                        service: v["service"].as_str().unwrap_or_default().to_string(),
-                        timestamp: field_time(&v, "timestamp", path, line)?,
-                        detector: v["detector"].as_str().unwrap_or_default().to_string(),
-                    })
-                })
+                .map(|(line, v)| anomaly_ref(&v, path, line))
                 .collect::<Result<Vec<_>, JobError>>()?,
         ),
     };
@@ -571,6 +623,35 @@ pub fn run(
     )
     .map_err(JobError::Usage)?;
     report.with_truth = truth.is_some();
+    if let (Some(_), Some(champion)) = (truth, &anomalies) {
+        let mut all = champion.clone();
+        if let Some(path) = challengers {
+            for (line, v) in read_lines(path, "challengers")? {
+                all.push(anomaly_ref(&v, path, line)?);
+            }
+        }
+        let spans: Vec<(Time, Time)> = faults
+            .iter()
+            .filter_map(|f| {
+                let start = parse_rfc3339(&f.start).ok()?;
+                Some((start, parse_rfc3339(&f.end).ok()? + grace_ms))
+            })
+            .collect();
+        if spans.len() == faults.len() {
+            let times = all
+                .iter()
+                .map(|a| a.timestamp)
+                .chain(spans.iter().flat_map(|(a, b)| [*a, *b]));
+            let (first, last) = times.fold((Time::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            let days = last.saturating_sub(first) as f64 / 86_400_000.0;
+            let champion = champion
+                .first()
+                .map_or("zscore".to_string(), |a| a.detector.clone());
+            let episodes = crate::compare::episodes(&all, episode_gap_ms);
+            report.detectors =
+                crate::compare::compare(&faults, &spans, &episodes, &champion, interval_ms, days);
+        }
+    }
     if let (Some(path), Some(incidents)) = (feedback, &incidents) {
         report.feedback = Some(feedback_figures(path, incidents)?);
     }
@@ -655,8 +736,10 @@ mod tests {
     fn anomaly(service: &str, t: Time) -> AnomalyRef {
         AnomalyRef {
             service: service.into(),
+            series: format!("shop/{service}/latency"),
             timestamp: t,
             detector: "zscore".into(),
+            episode: None,
         }
     }
 

@@ -5,6 +5,7 @@
 mod alerts;
 mod annotate;
 mod checkpoint;
+mod compare;
 mod config;
 mod demo;
 mod error;
@@ -82,6 +83,16 @@ struct EvalArgs {
     /// Responder feedback labels (JSON Lines), joined to --incidents.
     #[arg(long, value_name = "FILE")]
     feedback: Option<PathBuf>,
+    /// The challengers' anomalies (the job's --challengers-out), compared with the champion's
+    /// (--anomalies) as episodes.
+    #[arg(long, value_name = "FILE")]
+    challengers: Option<PathBuf>,
+    /// A per-sample detector's anomalies of one series no further apart than this are one episode.
+    #[arg(long, default_value = "5m")]
+    episode_gap: String,
+    /// The time between a series' samples, to give delays in sample intervals.
+    #[arg(long, default_value = "1m")]
+    interval: String,
     /// The job's anomalies (JSON Lines).
     #[arg(long, value_name = "FILE")]
     anomalies: Option<PathBuf>,
@@ -386,12 +397,21 @@ fn eval_command(args: EvalArgs) -> Result<(), JobError> {
     }
     let grace = incidentflow_dataflows::time::parse_duration(&args.grace)
         .map_err(|e| JobError::Usage(format!("--grace: {e}")))?;
+    let duration = |flag: &str, text: &str| {
+        incidentflow_dataflows::time::parse_duration(text)
+            .map_err(|e| JobError::Usage(format!("--{flag} {text}: {e}")))
+    };
     let text = eval::run(
-        args.truth.as_deref(),
-        args.anomalies.as_deref(),
-        args.incidents.as_deref(),
-        args.feedback.as_deref(),
-        grace,
+        eval::EvalInputs {
+            truth: args.truth.as_deref(),
+            anomalies: args.anomalies.as_deref(),
+            challengers: args.challengers.as_deref(),
+            incidents: args.incidents.as_deref(),
+            feedback: args.feedback.as_deref(),
+            grace_ms: grace,
+            episode_gap_ms: duration("episode-gap", &args.episode_gap)?,
+            interval_ms: duration("interval", &args.interval)?,
+        },
         &args.out,
     )?;
     print!("{text}");

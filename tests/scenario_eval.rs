@@ -96,3 +96,66 @@ fn the_small_scenario_gives_one_incident_per_problem_with_the_root_ranked() {
     assert_eq!(i["root_cause_top3"], 1.0, "{i:#}");
     assert!(i["root_cause_top1"].as_f64().unwrap() >= 0.5, "{i:#}");
 }
+
+/// The champion and its challengers on the small scenario: the challengers' episodes come out
+/// tagged, and eval puts every detector side by side as episodes.
+#[test]
+fn eval_compares_the_champion_and_the_challengers_as_episodes() {
+    let dir = scratch("scenario-eval-challengers");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    std::fs::write(
+        dir.join("job.toml"),
+        "[detectors]\nchampion = \"zscore\"\nchallengers = [\"robust\", \"level_shift\", \"trend\"]\n",
+    )
+    .unwrap();
+    run_ok(&[
+        "--config",
+        &p("job.toml"),
+        "--input",
+        &p("samples.jsonl"),
+        "--anomalies-out",
+        &p("anomalies.jsonl"),
+        "--challengers-out",
+        &p("challengers.jsonl"),
+    ]);
+    let out = incidentflow()
+        .args(["eval", "--truth", &p("truth.jsonl")])
+        .args(["--anomalies", &p("anomalies.jsonl")])
+        .args(["--challengers", &p("challengers.jsonl")])
+        .args(["--interval", "30s", "--out", &p("eval.json")])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("zscore (champion)"), "{printed}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+    let rows = r["detectors"].as_array().unwrap();
+    assert_eq!(rows[0]["detector"], "zscore");
+    assert_eq!(rows[0]["champion"], true);
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|d| d["detector"].as_str().unwrap())
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    for row in rows {
+        let (episodes, matching) = (
+            row["episodes"].as_u64().unwrap(),
+            row["matching"].as_u64().unwrap(),
+        );
+        assert!(matching <= episodes && episodes > 0, "{row}");
+        let recall = row["recall"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&recall), "{row}");
+    }
+    // The z-score sees every fault; as episodes its anomalies are fewer than its samples.
+    assert_eq!(rows[0]["recall"], 1.0);
+    let samples = r["anomalies"]["total"].as_u64().unwrap();
+    assert!(rows[0]["episodes"].as_u64().unwrap() < samples, "{r:#}");
+    eprintln!("{printed}");
+}
