@@ -202,6 +202,12 @@ struct RunArgs {
     /// window and every incident open at the start; not set: read everything before (exact).
     #[arg(long, value_name = "DURATION")]
     warm_up: Option<String>,
+    /// Warm start: learn from every sample, but report (anomalies, incidents, alerts) only those
+    /// at or after TIME (RFC 3339) or `now` (the wall clock at start). A first start on a topic
+    /// that holds days of history builds its baselines, seasonal ones included, at full speed
+    /// without paging anyone about the past.
+    #[arg(long, value_name = "TIME|now")]
+    report_from: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -587,6 +593,18 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         let full = r + config.baseline.window.0 + config.time.allowed_lateness.0;
         full.min(from.unwrap_or(u64::MAX))
     });
+    let report_from = match args.report_from.as_deref() {
+        None => 0,
+        Some("now") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        Some(text) => incidentflow_dataflows::time::parse_rfc3339(text).map_err(|e| {
+            use incidentflow_dataflows::time::TimestampError::{Absurd, Unparseable};
+            let (Unparseable(why) | Absurd(why)) = e;
+            JobError::Usage(format!("--report-from: {why}; say an RFC 3339 time or now"))
+        })?,
+    };
+    let score_from = score_from.max(report_from);
     let dead_letter_path = args
         .dead_letter
         .clone()

@@ -159,3 +159,53 @@ fn eval_compares_the_champion_and_the_challengers_as_episodes() {
     assert!(rows[0]["episodes"].as_u64().unwrap() < samples, "{r:#}");
     eprintln!("{printed}");
 }
+
+/// Warm start: with `--report-from`, everything before is learned and nothing of it reported;
+/// what is reported after is exactly what the full run reports there (the detectors' state is the
+/// same), challengers included.
+#[test]
+fn a_warm_start_reports_from_its_time_what_the_full_run_reports_there() {
+    let dir = scratch("scenario-warm-start");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    std::fs::write(
+        dir.join("job.toml"),
+        "[detectors]\nchallengers = [\"robust\", \"level_shift\", \"trend\"]\n",
+    )
+    .unwrap();
+    let run = |tag: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--config".to_string(),
+            p("job.toml"),
+            "--input".into(),
+            p("samples.jsonl"),
+            "--anomalies-out".into(),
+            p(&format!("anomalies-{tag}.jsonl")),
+            "--challengers-out".into(),
+            p(&format!("challengers-{tag}.jsonl")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&args);
+    };
+    run("full", &[]);
+    // Half way through the scenario's six hours.
+    let from = rfc3339(scenario.config.start + 3 * 3_600_000);
+    run("warm", &["--report-from", &from]);
+    for what in ["anomalies", "challengers"] {
+        let after = |tag: &str| -> Vec<String> {
+            lines(&dir.join(format!("{what}-{tag}.jsonl")))
+                .into_iter()
+                .filter(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["timestamp"].as_str().unwrap() >= from.as_str()
+                })
+                .collect()
+        };
+        let warm = lines(&dir.join(format!("{what}-warm.jsonl")));
+        assert!(!warm.is_empty(), "{what}");
+        assert_eq!(warm, after("full"), "{what}");
+        assert!(lines(&dir.join(format!("{what}-full.jsonl"))).len() > warm.len());
+    }
+}
