@@ -3,6 +3,17 @@
 //! (which makes the sequential state the same at every worker count). Each detector's readings
 //! go through its own [`Episode`], and the bank writes an anomaly event when an episode opens,
 //! grows or closes. The state is a few numbers per series and detector, never the samples.
+//!
+//! The level-shift detector compares each sample with the trend state's local linear prediction
+//! (level + slope, noise from first differences) once that is warm, and with the window baseline
+//! before: against a window mean, the morning rise of a daily cycle is a long run of positive
+//! residuals; against a local line it is not, and a step still is.
+//!
+//! A counter (`..._total`, see [`super::rate`]) is judged by its rate: the bank's detectors read
+//! the increase per second, not the ever-growing value (until the trend state is warm, the
+//! level-shift detector compares the rate with the robust detector's median and scale). The
+//! z-score still reads the window of values: turning counters into rates before the shared
+//! baseline is the next step.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::episode::{Change, Episode};
 use super::level_shift::LevelShift;
+use super::rate::{is_counter, CounterRate};
 use super::robust::Robust;
 use super::seasonal::Seasonal;
 use super::trend::Trend;
@@ -60,6 +72,8 @@ struct SeriesState {
     shift: LevelShift,
     trend: Trend,
     seasonal: Seasonal,
+    /// A counter's previous sample (None: not a counter).
+    counter: Option<CounterRate>,
     episodes: [Episode; Detector::ALL.len()],
 }
 
@@ -98,17 +112,41 @@ impl Bank {
         if self.detectors.is_empty() {
             return;
         }
-        let x = sample.value.0;
         let t = sample.timestamp;
-        let state = self.series.entry(sample.series.id).or_default();
-        let (mean, sd) = match (
-            baseline.n >= self.min_points,
-            baseline.mean(),
-            baseline.stddev(),
-        ) {
-            (true, Some(mean), Some(sd)) => (mean, sd),
-            _ => (f64::NAN, f64::NAN),
+        let state = self
+            .series
+            .entry(sample.series.id)
+            .or_insert_with(|| SeriesState {
+                counter: is_counter(&sample.series.metric_name).then(CounterRate::default),
+                ..SeriesState::default()
+            });
+        let (x, (mean, sd)) = match state.counter.as_mut() {
+            None => {
+                let reference = match (
+                    baseline.n >= self.min_points,
+                    baseline.mean(),
+                    baseline.stddev(),
+                ) {
+                    (true, Some(mean), Some(sd)) => (mean, sd),
+                    _ => (f64::NAN, f64::NAN),
+                };
+                (sample.value.0, reference)
+            }
+            Some(counter) => match counter.observe(t, sample.value.0) {
+                // The first sample of a counter has no rate yet.
+                None => return,
+                Some(rate) => (
+                    rate,
+                    state
+                        .robust
+                        .location_and_scale()
+                        .unwrap_or((f64::NAN, f64::NAN)),
+                ),
+            },
         };
+        // The level-shift detector's reference: the local linear prediction (a daily curve is
+        // locally a line, a step is not), taken before the trend state learns this sample.
+        let (mean, sd) = state.trend.prediction().unwrap_or((mean, sd));
         for detector in &self.detectors {
             let reading = match detector {
                 Detector::Robust => state.robust.observe(x),
@@ -134,6 +172,7 @@ impl Bank {
             };
             out.push(event(
                 sample,
+                x,
                 *detector,
                 &reading,
                 baseline,
@@ -150,6 +189,7 @@ impl Bank {
 #[allow(clippy::too_many_arguments)]
 fn event(
     sample: &Sample,
+    x: f64,
     detector: Detector,
     reading: &Reading,
     baseline: &Moments,
@@ -158,7 +198,6 @@ fn event(
     window_ms: u64,
     episode: EpisodeInfo,
 ) -> Anomaly {
-    let x = sample.value.0;
     let finite = |v: f64, or: f64| if v.is_finite() { v } else { or };
     let expected = finite(reading.expected, x);
     let band = finite(reading.band, 0.0);
@@ -170,7 +209,8 @@ fn event(
     Anomaly {
         timestamp: sample.timestamp,
         series: Arc::clone(&sample.series),
-        value: sample.value,
+        // What the detectors judged: the value, or a counter's rate per second.
+        value: F64(x),
         expected: F64(expected),
         lower_bound: F64(expected - band),
         upper_bound: F64(expected + band),
@@ -235,5 +275,30 @@ mod tests {
             "{}",
             open.to_json()
         );
+    }
+
+    #[test]
+    fn a_counter_is_judged_by_its_rate() {
+        let series = Arc::new(SeriesInfo::new("shop", "api", "requests_total"));
+        let mut bank = Bank::new(&[Detector::Robust, Detector::LevelShift], 20, 1_800_000, 0);
+        let mut g = Noise::new(6);
+        let (mut total, mut events) = (0.0, Vec::new());
+        // 100 requests/s for 200 minutes: a counter that climbs and climbs, and is fine.
+        for i in 0..200u64 {
+            total += 60.0 * (100.0 + 2.0 * g.normal());
+            let sample = Sample::new(1_795_392_000_000 + i * 60_000, series.clone(), total);
+            bank.observe(&sample, &Moments::default(), &mut events);
+        }
+        assert!(events.is_empty(), "{events:#?}");
+        // Then the rate triples for a minute.
+        total += 60.0 * 300.0;
+        let sample = Sample::new(1_795_392_000_000 + 200 * 60_000, series.clone(), total);
+        bank.observe(&sample, &Moments::default(), &mut events);
+        let spike = events
+            .iter()
+            .find(|a| a.detector == Detector::Robust)
+            .unwrap();
+        assert!((spike.value.0 - 300.0).abs() < 1e-6, "{spike:?}");
+        assert!((spike.expected.0 - 100.0).abs() < 3.0, "{spike:?}");
     }
 }

@@ -38,6 +38,13 @@ pub struct Trend {
 }
 
 impl Trend {
+    /// What the next sample should be (level + slope) and the noise's standard deviation around
+    /// it, once warmed up: the local-linear reference of the level-shift detector.
+    pub fn prediction(&self) -> Option<(f64, f64)> {
+        let sd = self.step * std::f64::consts::PI.sqrt() / 2.0;
+        (self.n > WARM_UP && sd > 0.0).then_some((self.level + self.slope, sd))
+    }
+
     /// Scores `x` and learns from it.
     pub fn observe(&mut self, x: f64) -> Reading {
         if !x.is_finite() {
