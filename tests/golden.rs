@@ -1,5 +1,5 @@
 //! The golden test: two services whose latency is steady and then spikes give exactly the two
-//! anomalies expected, with their evidence, and nothing else. The exact output is kept in
+//! anomalies expected (each the opening of an episode), with their evidence, and nothing else. The exact output is kept in
 //! `tests/fixtures/golden/` and compared byte for byte; `UPDATE_GOLDEN=1` rewrites it on purpose.
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
@@ -85,6 +85,13 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
         assert_eq!(a["window"]["duration_ms"], 1_800_000);
         assert_eq!(a["window"]["end"], rfc3339(ts));
         assert!(a["anomaly_id"].as_str().unwrap().starts_with("an-"));
+        // Each spike opens an episode (the input ends before it could close).
+        assert_eq!(a["episode"]["status"], "open");
+        assert_eq!(a["episode"]["started_at"], rfc3339(ts));
+        assert!(a["episode"]["episode_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ep-"));
     }
 
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,7 +11,7 @@ use timely::dataflow::operators::Exchange;
 
 use crate::baseline::{arrange_baselines, with_baseline, Baselines};
 use crate::detectors::bank::{Bank, DetectionConfig};
-use crate::records::{Anomaly, Detector, EpisodeStatus, Sample};
+use crate::records::{Anomaly, EpisodeStatus, Sample};
 use crate::time::Time;
 use crate::window::window;
 use crate::zscore::{score, ZScoreConfig};
@@ -66,7 +66,7 @@ impl<'s> Detected<'s> {
 }
 
 /// Runs the champion and the challengers over one shared baseline: each sample is read with its
-/// window once, and handed to the z-score and to the bank of the other detectors.
+/// window once and handed to the bank of detectors, which reports each detector's episodes.
 pub fn detect<'s>(
     samples: VecCollection<'s, Time, Sample>,
     config: &ZScoreConfig,
@@ -74,20 +74,9 @@ pub fn detect<'s>(
 ) -> Detected<'s> {
     let samples = partition_by_series(samples);
     let baselines = baselines(samples.clone(), config);
-    let zscore = config.clone();
-    let running = detection.running();
-    let with_zscore = running.contains(&Detector::ZScore);
-    let mut bank = Bank::new(
-        &running,
-        config.min_points,
-        config.window_ms,
-        config.score_from,
-    );
+    let mut bank = Bank::new(&detection.running(), config, detection.update_every_ms);
     let all = with_baseline(samples, baselines, "Detect", move |sample, baseline| {
         let mut found = Vec::new();
-        if with_zscore {
-            found.extend(score(sample, baseline, &zscore));
-        }
         bank.observe(sample, baseline, &mut found);
         (!found.is_empty()).then_some(found)
     })

@@ -216,6 +216,9 @@ pub struct DetectionConfig {
     pub champion: Detector,
     /// Any of them but the champion.
     pub challengers: Vec<Detector>,
+    /// An open episode that is still anomalous reports at least this often (event time), so that
+    /// correlation, whose window it must be shorter than, knows it goes on.
+    pub update_every: Millis,
 }
 
 impl Default for DetectionConfig {
@@ -224,6 +227,7 @@ impl Default for DetectionConfig {
         DetectionConfig {
             champion: d.champion,
             challengers: d.challengers,
+            update_every: Millis(d.update_every_ms),
         }
     }
 }
@@ -608,6 +612,7 @@ impl JobConfig {
         incidentflow_dataflows::detectors::bank::DetectionConfig {
             champion: self.detectors.champion,
             challengers: self.detectors.challengers.clone(),
+            update_every_ms: self.detectors.update_every.0,
         }
     }
 

@@ -32,6 +32,7 @@ use crate::records::{
     Anomaly, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample, SeriesId, F64,
 };
 use crate::time::Time;
+use crate::zscore::ZScoreConfig;
 
 /// Which detector is the champion (its anomalies feed correlation and the alerts) and which run
 /// in shadow as challengers (their anomalies go to an output of their own).
@@ -41,6 +42,8 @@ pub struct DetectionConfig {
     pub champion: Detector,
     /// The challengers.
     pub challengers: Vec<Detector>,
+    /// An open episode that is still anomalous reports at least this often (ms of event time).
+    pub update_every_ms: Time,
 }
 
 impl Default for DetectionConfig {
@@ -48,6 +51,7 @@ impl Default for DetectionConfig {
         DetectionConfig {
             champion: Detector::ZScore,
             challengers: Vec::new(),
+            update_every_ms: 150_000,
         }
     }
 }
@@ -81,24 +85,19 @@ struct SeriesState {
 pub struct Bank {
     detectors: Vec<Detector>,
     series: HashMap<SeriesId, SeriesState>,
-    min_points: i64,
-    window_ms: u64,
-    score_from: Time,
+    zscore: ZScoreConfig,
+    update_every_ms: Time,
 }
 
 impl Bank {
-    /// A bank of `detectors` (the z-score among them is left to `zscore::score`).
-    pub fn new(detectors: &[Detector], min_points: u64, window_ms: u64, score_from: Time) -> Self {
+    /// A bank of `detectors`, the z-score's settings (its threshold, and the window and least
+    /// points of the shared baseline) and how often an open episode reports.
+    pub fn new(detectors: &[Detector], zscore: &ZScoreConfig, update_every_ms: Time) -> Self {
         Bank {
-            detectors: detectors
-                .iter()
-                .copied()
-                .filter(|d| *d != Detector::ZScore)
-                .collect(),
+            detectors: detectors.to_vec(),
             series: HashMap::new(),
-            min_points: min_points.max(1) as i64,
-            window_ms,
-            score_from,
+            zscore: zscore.clone(),
+            update_every_ms,
         }
     }
 
@@ -123,7 +122,7 @@ impl Bank {
         let (x, (mean, sd)) = match state.counter.as_mut() {
             None => {
                 let reference = match (
-                    baseline.n >= self.min_points,
+                    baseline.n >= self.zscore.min_points.max(1) as i64,
                     baseline.mean(),
                     baseline.stddev(),
                 ) {
@@ -146,6 +145,7 @@ impl Bank {
         };
         // The level-shift detector's reference: the local linear prediction (a daily curve is
         // locally a line, a step is not), taken before the trend state learns this sample.
+        let (window_mean, window_sd) = (mean, sd);
         let (mean, sd) = state.trend.prediction().unwrap_or((mean, sd));
         for detector in &self.detectors {
             let reading = match detector {
@@ -153,11 +153,17 @@ impl Bank {
                 Detector::LevelShift => state.shift.observe(x, mean, sd),
                 Detector::Trend => state.trend.observe(x),
                 Detector::Seasonal => state.seasonal.observe(t, x),
-                Detector::ZScore => continue,
+                Detector::ZScore => {
+                    zscore_reading(x, window_mean, window_sd, baseline, &self.zscore)
+                }
             };
-            let change = state.episodes[*detector as usize].observe(t, reading.strength);
+            let change = state.episodes[*detector as usize].observe(
+                t,
+                reading.strength,
+                self.update_every_ms,
+            );
             // Before `score_from` the detectors learn but do not report (see `ZScoreConfig`).
-            if t < self.score_from {
+            if t < self.zscore.score_from {
                 continue;
             }
             let (status, score, started_at) = match change {
@@ -178,10 +184,48 @@ impl Bank {
                 baseline,
                 sd,
                 score,
-                self.window_ms,
+                self.zscore.window_ms,
                 EpisodeInfo { status, started_at },
             ));
         }
+    }
+}
+
+/// The z-score's reading: `|z| / threshold` against the window. A perfectly flat window has no
+/// z; any change from it is evidence, as strong as `zscore::score` grades it (a counter stuck at
+/// 0 that moves is as strong as can be). Too few points, or a value equal to the mean: none.
+fn zscore_reading(
+    x: f64,
+    mean: f64,
+    sd: f64,
+    baseline: &Moments,
+    config: &ZScoreConfig,
+) -> Reading {
+    if !(mean.is_finite() && sd.is_finite()) || (x - mean).abs() == 0.0 {
+        return Reading::NONE;
+    }
+    if baseline.is_flat() {
+        let scale = x.abs().max(mean.abs());
+        let relative = if scale > 0.0 {
+            ((x - mean).abs() / scale).min(1.0)
+        } else {
+            1.0
+        };
+        // score 0.5 + 0.5 x relative, as a strength s with s / (1 + s) = that score.
+        let strength = ((1.0 + relative) / (1.0 - relative).max(1e-9)).min(1e9);
+        return Reading {
+            strength,
+            expected: mean,
+            band: 0.0,
+            statistic: 0.0,
+        };
+    }
+    let z = (x - mean) / sd;
+    Reading {
+        strength: z.abs() / config.threshold,
+        expected: mean,
+        band: config.threshold * sd,
+        statistic: z,
     }
 }
 
@@ -217,13 +261,26 @@ fn event(
         anomaly_score: F64(score),
         detector,
         window_ms,
-        evidence: Evidence {
-            baseline_points: baseline.n.max(0) as u64,
-            baseline_stddev: F64(finite(sd, 0.0)),
-            z: None,
-            direction,
-            flat_baseline: false,
-            statistic: Some(F64(finite(reading.statistic, 0.0))),
+        evidence: if detector == Detector::ZScore {
+            let flat = baseline.is_flat();
+            Evidence {
+                baseline_points: baseline.n.max(0) as u64,
+                baseline_stddev: F64(if flat { 0.0 } else { finite(sd, 0.0) }),
+                z: (!flat && reading.statistic.is_finite() && reading.statistic != 0.0)
+                    .then_some(F64(reading.statistic)),
+                direction,
+                flat_baseline: flat,
+                statistic: None,
+            }
+        } else {
+            Evidence {
+                baseline_points: baseline.n.max(0) as u64,
+                baseline_stddev: F64(finite(sd, 0.0)),
+                z: None,
+                direction,
+                flat_baseline: false,
+                statistic: Some(F64(finite(reading.statistic, 0.0))),
+            }
         },
         episode: Some(episode),
     }
@@ -240,7 +297,11 @@ mod tests {
     #[test]
     fn a_step_gives_one_level_shift_episode_with_its_events() {
         let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
-        let mut bank = Bank::new(&[Detector::LevelShift, Detector::Robust], 20, 1_800_000, 0);
+        let mut bank = Bank::new(
+            &[Detector::LevelShift, Detector::Robust],
+            &ZScoreConfig::default(),
+            0,
+        );
         let mut g = Noise::new(4);
         let mut baseline = Moments::default();
         let mut window = std::collections::VecDeque::new();
@@ -280,7 +341,11 @@ mod tests {
     #[test]
     fn a_counter_is_judged_by_its_rate() {
         let series = Arc::new(SeriesInfo::new("shop", "api", "requests_total"));
-        let mut bank = Bank::new(&[Detector::Robust, Detector::LevelShift], 20, 1_800_000, 0);
+        let mut bank = Bank::new(
+            &[Detector::Robust, Detector::LevelShift],
+            &ZScoreConfig::default(),
+            0,
+        );
         let mut g = Noise::new(6);
         let (mut total, mut events) = (0.0, Vec::new());
         // 100 requests/s for 200 minutes: a counter that climbs and climbs, and is fine.

@@ -1,10 +1,12 @@
 //! Episodes, not points: a series' anomaly opens when a detector's strength reaches 1, stays
 //! open while it keeps above 0.7 (hysteresis: a value hovering at the threshold does not open and
 //! close over and over), and closes after 3 samples in a row below that. While open it reports
-//! again only when its score has grown by 0.05 since it last did; its score (see [`super::score`])
-//! grows with the strongest strength seen and with the number of anomalous samples. One episode is
-//! one stream of events (open, updates, close), not an event per sample; a new one opens only
-//! after the last has closed.
+//! again when its score has grown by 0.05 since it last did, or when `heartbeat` of event time has
+//! passed since its last report and it is still anomalous (so that whoever follows the stream,
+//! correlation first, knows it goes on); its score (see [`super::score`]) grows with the
+//! strongest strength seen and with the number of anomalous samples. One episode is one stream of
+//! events (open, updates, close), not an event per sample; a new one opens only after the last
+//! has closed.
 
 use super::score::anomaly_score;
 use crate::time::Time;
@@ -38,6 +40,7 @@ struct Open {
     anomalous: u32,
     calm: u32,
     reported: f64,
+    reported_at: Time,
 }
 
 /// One series' episode for one detector.
@@ -57,8 +60,9 @@ impl Episode {
         self.open.as_ref().map(|o| o.started)
     }
 
-    /// Follows the episode with one sample's strength at `t`.
-    pub fn observe(&mut self, t: Time, strength: f64) -> Change {
+    /// Follows the episode with one sample's strength at `t`; an open episode that is still
+    /// anomalous reports at least every `heartbeat` ms of event time (0: only when it grows).
+    pub fn observe(&mut self, t: Time, strength: f64, heartbeat: Time) -> Change {
         let strength = if strength.is_nan() { 0.0 } else { strength };
         match self.open.as_mut() {
             None if strength >= OPEN => {
@@ -69,6 +73,7 @@ impl Episode {
                     anomalous: 1,
                     calm: 0,
                     reported: score,
+                    reported_at: t,
                 });
                 Change::Opened { score }
             }
@@ -78,8 +83,10 @@ impl Episode {
                 open.anomalous = open.anomalous.saturating_add(1);
                 open.peak = open.peak.max(strength);
                 let score = anomaly_score(open.peak, open.anomalous);
-                if score >= open.reported + REPORT_GROWTH {
+                let due = heartbeat > 0 && strength >= OPEN && t >= open.reported_at + heartbeat;
+                if score >= open.reported + REPORT_GROWTH || due {
                     open.reported = score;
+                    open.reported_at = t;
                     Change::Updated { score }
                 } else {
                     Change::None
@@ -108,7 +115,7 @@ mod tests {
         strengths
             .iter()
             .enumerate()
-            .map(|(i, s)| (i, e.observe(i as Time, *s)))
+            .map(|(i, s)| (i, e.observe(i as Time, *s, 0)))
             .filter(|(_, c)| *c != Change::None)
             .collect()
     }
@@ -155,5 +162,17 @@ mod tests {
         // The second 2.0 came before recovery: the same episode (its score grew too little to
         // report); only after three calm samples does a new one open.
         assert_eq!(kinds, ["open", "close", "open"]);
+    }
+
+    #[test]
+    fn a_long_episode_reports_at_each_heartbeat_while_it_lasts() {
+        let mut e = Episode::default();
+        let changes: Vec<Change> = (0..100)
+            .map(|t| e.observe(t, 2.0, 30))
+            .filter(|c| *c != Change::None)
+            .collect();
+        // Open at 0, a growth or two, then heartbeats at least every 30.
+        assert!(matches!(changes[0], Change::Opened { .. }));
+        assert!(changes.len() >= 4 && changes.len() <= 8, "{changes:?}");
     }
 }

@@ -61,7 +61,7 @@ mod tests {
             .filter(|t| {
                 let r = shift.observe(100.0 + g.normal(), 100.0, 1.0);
                 matches!(
-                    episode.observe(*t, r.strength),
+                    episode.observe(*t, r.strength, 0),
                     super::super::episode::Change::Opened { .. }
                 )
             })

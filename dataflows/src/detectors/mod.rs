@@ -112,7 +112,7 @@ mod tests {
                 trend.observe(*x),
             ];
             for k in 0..4 {
-                let change = episodes[k].observe(i as u64, readings[k].strength);
+                let change = episodes[k].observe(i as u64, readings[k].strength, 0);
                 if i > 200 && matches!(change, episode::Change::Opened { .. }) {
                     opened[k] += 1;
                 }
