@@ -12,8 +12,8 @@
 //! A counter (`..._total`, see [`super::rate`]) is judged by its rate: the bank's detectors read
 //! the increase per second, not the ever-growing value (until the trend state is warm, the
 //! level-shift detector compares the rate with the robust detector's median and scale). The
-//! z-score still reads the window of values: turning counters into rates before the shared
-//! baseline is the next step.
+//! z-score, whose shared window holds the counter's values, does not judge counters at all
+//! (turning counters into rates before the shared baseline is the next step).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,12 +147,21 @@ impl Bank {
         // locally a line, a step is not), taken before the trend state learns this sample.
         let (window_mean, window_sd) = (mean, sd);
         let (mean, sd) = state.trend.prediction().unwrap_or((mean, sd));
+        // The states other detectors lean on learn whenever one that needs them runs, whichever
+        // is champion and whichever challenger: a challenger never changes the champion's output.
+        let runs = |d: Detector| self.detectors.contains(&d);
+        let robust =
+            (state.counter.is_some() || runs(Detector::Robust)).then(|| state.robust.observe(x));
+        let trend =
+            (runs(Detector::Trend) || runs(Detector::LevelShift)).then(|| state.trend.observe(x));
         for detector in &self.detectors {
             let reading = match detector {
-                Detector::Robust => state.robust.observe(x),
+                Detector::Robust => robust.unwrap_or(Reading::NONE),
                 Detector::LevelShift => state.shift.observe(x, mean, sd),
-                Detector::Trend => state.trend.observe(x),
+                Detector::Trend => trend.unwrap_or(Reading::NONE),
                 Detector::Seasonal => state.seasonal.observe(t, x),
+                // The window holds a counter's values, not its rates: no z-score for it.
+                Detector::ZScore if state.counter.is_some() => Reading::NONE,
                 Detector::ZScore => {
                     zscore_reading(x, window_mean, window_sd, baseline, &self.zscore)
                 }
@@ -182,7 +191,8 @@ impl Bank {
                 *detector,
                 &reading,
                 baseline,
-                sd,
+                // The shared window's, whatever reference the detector compared with.
+                window_sd,
                 score,
                 self.zscore.window_ms,
                 EpisodeInfo { status, started_at },
@@ -365,5 +375,68 @@ mod tests {
             .unwrap();
         assert!((spike.value.0 - 300.0).abs() < 1e-6, "{spike:?}");
         assert!((spike.expected.0 - 100.0).abs() < 3.0, "{spike:?}");
+    }
+
+    #[test]
+    fn a_challenger_never_changes_the_champion() {
+        let counter = Arc::new(SeriesInfo::new("shop", "api", "requests_total"));
+        let gauge = Arc::new(SeriesInfo::new("shop", "api", "latency"));
+        let run = |detectors: &[Detector]| {
+            let mut bank = Bank::new(detectors, &ZScoreConfig::default(), 150_000);
+            let mut g = Noise::new(8);
+            let (mut total, mut out) = (0.0, Vec::new());
+            // Each series' window of its last 30 values, as the shared baseline would hold it.
+            let mut windows = [
+                std::collections::VecDeque::new(),
+                std::collections::VecDeque::new(),
+            ];
+            for i in 0..300u64 {
+                let t = 1_795_392_000_000 + i * 60_000;
+                let burst = if (200..205).contains(&i) { 5.0 } else { 1.0 };
+                total += 60.0 * burst * (100.0 + 2.0 * g.normal());
+                let step = if i >= 150 { 4.0 } else { 0.0 };
+                let spike = if i == 250 { 30.0 } else { 0.0 };
+                let samples = [
+                    Sample::new(t, counter.clone(), total),
+                    Sample::new(t, gauge.clone(), 10.0 + step + spike + g.normal()),
+                ];
+                for (sample, window) in samples.iter().zip(windows.iter_mut()) {
+                    let mut baseline = Moments::default();
+                    for v in window.iter() {
+                        baseline.plus_equals(&Moments::of(*v));
+                    }
+                    bank.observe(sample, &baseline, &mut out);
+                    window.push_back(sample.fixed);
+                    if window.len() > 30 {
+                        window.pop_front();
+                    }
+                }
+            }
+            out
+        };
+        let of = |events: Vec<Anomaly>, d: Detector| -> Vec<Anomaly> {
+            events.into_iter().filter(|a| a.detector == d).collect()
+        };
+        let all = [
+            Detector::ZScore,
+            Detector::Robust,
+            Detector::LevelShift,
+            Detector::Trend,
+            Detector::Seasonal,
+        ];
+        // The z-score alone, and with every challenger: the same z-score events.
+        let alone = of(run(&[Detector::ZScore]), Detector::ZScore);
+        assert!(!alone.is_empty());
+        assert_eq!(alone, of(run(&all), Detector::ZScore));
+        // The robust detector sees the counter's burst through its rate, alone or not.
+        let robust = of(run(&[Detector::Robust]), Detector::Robust);
+        assert!(robust
+            .iter()
+            .any(|a| &*a.series.metric_name == "requests_total"));
+        assert_eq!(robust, of(run(&all), Detector::Robust));
+        // The level shift alone and with the others.
+        let shift = of(run(&[Detector::LevelShift]), Detector::LevelShift);
+        assert!(!shift.is_empty());
+        assert_eq!(shift, of(run(&all), Detector::LevelShift));
     }
 }
