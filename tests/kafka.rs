@@ -366,6 +366,7 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
 
     let config = job(&dir, "r");
     let summary_path = dir.join("summary.json");
+    let metrics = format!("127.0.0.1:{}", free_port());
     let job = incidentflow()
         .args([
             "run",
@@ -373,6 +374,8 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
             &config,
             "--kafka-brokers",
             &broker.address,
+            "--metrics-addr",
+            &metrics,
         ])
         .args([
             "--input",
@@ -386,12 +389,17 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Stop the broker once the job has written its first anomalies, for a few seconds.
+    // Stop the broker once the job has read a tenth of the samples (its /metrics say), for a
+    // few seconds.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::metadata(dir.join("kafka.jsonl")).map_or(0, |m| m.len()) == 0 {
+    let tenth = scenario.samples().count() as f64 / 10.0;
+    while get(&metrics, "/metrics")
+        .and_then(|(_, body)| value(&body, "incidentflow_records_read_total"))
+        .is_none_or(|read| read < tenth)
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "the job wrote nothing"
+            "the job read too little"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

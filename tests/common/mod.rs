@@ -438,3 +438,22 @@ pub fn edge(caller: &str, callee: &str, at: Option<u64>, op: &str) -> String {
         Some(t) => format!("{{\"timestamp\":\"{}\",\"caller\":\"{caller}\",\"callee\":\"{callee}\",\"op\":\"{op}\"}}\n", rfc3339(t)),
     }
 }
+
+/// GET `path` from `addr`: (status code, body).
+pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of a metric line `name` (with its labels) in a scrape.
+pub fn value(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

@@ -177,7 +177,12 @@ impl Bank {
             }
             let (status, score, started_at) = match change {
                 Change::None => continue,
-                Change::Opened { score } => (EpisodeStatus::Open, score, t),
+                // Opened by a second sample in a row: the episode dates from the first.
+                Change::Opened { score } => (
+                    EpisodeStatus::Open,
+                    score,
+                    state.episodes[*detector as usize].started().unwrap_or(t),
+                ),
                 Change::Updated { score } => (
                     EpisodeStatus::Update,
                     score,
