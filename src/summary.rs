@@ -168,8 +168,23 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
         let _ = writeln!(s, "No anomalies: every series stayed within its baseline.");
         return s;
     }
+    // A close says the series recovered: its sample is not anomalous. What is shown of each
+    // series are its episodes' opens and updates.
     let mut by_series: BTreeMap<(&str, &str, &str), Vec<&Anomaly>> = BTreeMap::new();
-    for a in &outcome.shown {
+    let anomalous = |a: &&Anomaly| {
+        a.episode
+            .is_none_or(|e| e.status != incidentflow_dataflows::records::EpisodeStatus::Close)
+    };
+    let opens = |list: &[&Anomaly]| {
+        list.iter()
+            .filter(|a| {
+                a.episode.is_none_or(|e| {
+                    e.status == incidentflow_dataflows::records::EpisodeStatus::Open
+                })
+            })
+            .count() as u64
+    };
+    for a in outcome.shown.iter().filter(anomalous) {
         by_series
             .entry((
                 &*a.series.namespace,
@@ -188,7 +203,10 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
     let _ = writeln!(
         s,
         "Found {} in {} on {} service{}: {}{more}",
-        plural(outcome.anomalies, "anomaly"),
+        plural(
+            by_series.values().map(|list| opens(list)).sum(),
+            "anomaly episode"
+        ),
         plural(by_series.len() as u64, "series"),
         services.len(),
         if services.len() == 1 { "" } else { "s" },
@@ -198,9 +216,9 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
     rows.sort_by_key(|(key, list)| (list[0].timestamp, *key));
     let _ = writeln!(
         s,
-        "  {:<36} {:>5}  {:<19} {:>10} {:>18} {:>8} {:>5}",
+        "  {:<36} {:>8}  {:<19} {:>10} {:>18} {:>8} {:>5}",
         "namespace/service metric",
-        "count",
+        "episodes",
         "first..last (UTC)",
         "peak",
         "expected (band)",
@@ -229,9 +247,9 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
         let last = list.last().map_or(peak.timestamp, |a| a.timestamp);
         let _ = writeln!(
             s,
-            "  {:<36} {:>5}  {:<19} {:>9}{} {:>18} {:>8} {:>5.2}",
+            "  {:<36} {:>8}  {:<19} {:>9}{} {:>18} {:>8} {:>5.2}",
             format!("{}/{} {}", key.0, key.1, key.2),
-            list.len(),
+            opens(list),
             format!(
                 "{}..{}",
                 format_clock(list[0].timestamp),

@@ -25,9 +25,10 @@ use std::time::Instant;
 use differential_dataflow::difference::{Abelian, Semigroup};
 // The reference shares the job's decoder and score, nothing else.
 use incidentflow_dataflows::decode::Decoder;
+use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;
-use incidentflow_dataflows::records::SeriesId;
-use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+use incidentflow_dataflows::records::{Detector, SeriesId};
+use incidentflow_dataflows::zscore::ZScoreConfig;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
 struct Options {
@@ -133,9 +134,16 @@ fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
 }
 
 /// The reference: one thread, a HashMap of per-series ring buffers with running moments, the
-/// same decoder and the same score. Prints `anomalies seconds` on stdout.
+/// same decoder and the same detector (the z-score, through the same pure episode logic). Prints
+/// `anomalies seconds` on stdout.
 fn reference_main(input: &Path) -> Result<(), String> {
     let config = ZScoreConfig::default();
+    let mut bank = Bank::new(
+        &[Detector::ZScore],
+        &config,
+        DetectionConfig::default().update_every_ms,
+    );
+    let mut found = Vec::new();
     let started = Instant::now();
     let file = std::fs::File::open(input).map_err(|e| e.to_string())?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -171,7 +179,8 @@ fn reference_main(input: &Path) -> Result<(), String> {
             gone.negate();
             moments.plus_equals(&gone);
         }
-        if let Some(anomaly) = score(&sample, moments, &config) {
+        bank.observe(&sample, moments, &mut found);
+        for anomaly in found.drain(..) {
             anomalies += 1;
             writeln!(out, "{}", anomaly.to_json()).map_err(|e| e.to_string())?;
         }
@@ -593,6 +602,42 @@ fn bench(o: &Options) -> Result<(), String> {
         scenario.series() as u64,
     )?;
     md += &b;
+    // Every detector on: the champion and four challengers in shadow, against the z-score alone
+    // on the same scenario (1 worker).
+    eprintln!(
+        "[{}] incidentflow --workers 1 with every detector...",
+        o.scenario
+    );
+    let all_job = o.dir.join("all-detectors.toml");
+    std::fs::write(
+        &all_job,
+        "[detectors]\nchampion = \"zscore\"\nchallengers = [\"robust\", \"level_shift\", \"trend\", \"seasonal\"]\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let all_extra: Vec<String> = vec![
+        "--config".into(),
+        all_job.display().to_string(),
+        "--challengers-out".into(),
+        o.dir.join("challengers.jsonl").display().to_string(),
+    ];
+    let alone = best(o.runs, || {
+        run_job(&job, &scenario_input, &o.dir, &o.scenario, 1, &[])
+    })?;
+    let tag = format!("{}-all", o.scenario);
+    let all = best(o.runs, || {
+        run_job(&job, &scenario_input, &o.dir, &tag, 1, &all_extra)
+    })?;
+    let scenario_samples = scenario.samples().count() as f64;
+    md += &format!(
+        "\n**Every detector** on the {} scenario, 1 worker: {:.0} samples/s with the z-score and the four challengers against {:.0} samples/s with the z-score alone ({:.2}x; the target is at least 0.7); peak memory {:.0} MB against {:.0} MB.\n\n",
+        o.scenario,
+        scenario_samples / all.wall,
+        scenario_samples / alone.wall,
+        alone.wall / all.wall,
+        all.rss as f64 / 1e6,
+        alone.rss as f64 / 1e6
+    );
+    let detectors_json = serde_json::json!({"scenario": o.scenario, "alone_samples_per_s": scenario_samples / alone.wall, "all_samples_per_s": scenario_samples / all.wall, "ratio": alone.wall / all.wall, "alone_peak_rss_bytes": alone.rss, "all_peak_rss_bytes": all.rss});
     eprintln!("latency at {} samples/s...", o.rate);
     let lines: Vec<String> = scenario.samples().collect();
     let (c, c_json) = latency(&job, lines.clone(), o.rate, 1, Timed::Anomalies)?;
@@ -641,7 +686,7 @@ fn bench(o: &Options) -> Result<(), String> {
     md += &k;
     print!("{md}");
     std::fs::write(o.dir.join("results.md"), &md).map_err(|e| e.to_string())?;
-    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "correlation": correlation_json, "latency": c_json, "incident_latency": d_json, "kafka": kafka_json});
+    let json = serde_json::json!({"machine": machine, "synthetic": a_json, "scenario": b_json, "every_detector": detectors_json, "correlation": correlation_json, "latency": c_json, "incident_latency": d_json, "kafka": kafka_json});
     std::fs::write(
         o.dir.join("results.json"),
         serde_json::to_string_pretty(&json).unwrap_or_default(),

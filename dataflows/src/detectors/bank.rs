@@ -69,16 +69,25 @@ impl DetectionConfig {
     }
 }
 
-/// One series' state for every detector of the bank.
-#[derive(Default)]
+/// One series' state in the bank: an episode per running detector, and the other detectors'
+/// states only where they are needed (a z-score alone keeps a series in about 100 bytes).
 struct SeriesState {
+    /// The states beyond the z-score's: made when a detector that needs them runs, or for a
+    /// counter (its rate and the robust reference).
+    more: Option<Box<MoreState>>,
+    /// One per detector of the bank, in its order.
+    episodes: Box<[Episode]>,
+}
+
+/// The states of the detectors other than the z-score, and a counter's previous sample.
+#[derive(Default)]
+struct MoreState {
     robust: Robust,
     shift: LevelShift,
     trend: Trend,
     seasonal: Seasonal,
     /// A counter's previous sample (None: not a counter).
     counter: Option<CounterRate>,
-    episodes: [Episode; Detector::ALL.len()],
 }
 
 /// The bank of one worker.
@@ -112,14 +121,22 @@ impl Bank {
             return;
         }
         let t = sample.timestamp;
-        let state = self
-            .series
-            .entry(sample.series.id)
-            .or_insert_with(|| SeriesState {
-                counter: is_counter(&sample.series.metric_name).then(CounterRate::default),
-                ..SeriesState::default()
-            });
-        let (x, (mean, sd)) = match state.counter.as_mut() {
+        let needs_more = self.detectors.iter().any(|d| *d != Detector::ZScore);
+        let detectors = self.detectors.len();
+        let state = self.series.entry(sample.series.id).or_insert_with(|| {
+            let counter = is_counter(&sample.series.metric_name);
+            SeriesState {
+                more: (needs_more || counter).then(|| {
+                    Box::new(MoreState {
+                        counter: counter.then(CounterRate::default),
+                        ..MoreState::default()
+                    })
+                }),
+                episodes: vec![Episode::default(); detectors].into_boxed_slice(),
+            }
+        });
+        let counter = state.more.as_ref().is_some_and(|m| m.counter.is_some());
+        let (x, (mean, sd)) = match state.more.as_mut().and_then(|m| m.counter.as_mut()) {
             None => {
                 let reference = match (
                     baseline.n >= self.zscore.min_points.max(1) as i64,
@@ -131,14 +148,15 @@ impl Bank {
                 };
                 (sample.value.0, reference)
             }
-            Some(counter) => match counter.observe(t, sample.value.0) {
+            Some(rate) => match rate.observe(t, sample.value.0) {
                 // The first sample of a counter has no rate yet.
                 None => return,
                 Some(rate) => (
                     rate,
                     state
-                        .robust
-                        .location_and_scale()
+                        .more
+                        .as_ref()
+                        .and_then(|m| m.robust.location_and_scale())
                         .unwrap_or((f64::NAN, f64::NAN)),
                 ),
             },
@@ -146,31 +164,38 @@ impl Bank {
         // The level-shift detector's reference: the local linear prediction (a daily curve is
         // locally a line, a step is not), taken before the trend state learns this sample.
         let (window_mean, window_sd) = (mean, sd);
-        let (mean, sd) = state.trend.prediction().unwrap_or((mean, sd));
+        let (mean, sd) = state
+            .more
+            .as_ref()
+            .and_then(|m| m.trend.prediction())
+            .unwrap_or((mean, sd));
         // The states other detectors lean on learn whenever one that needs them runs, whichever
         // is champion and whichever challenger: a challenger never changes the champion's output.
         let runs = |d: Detector| self.detectors.contains(&d);
-        let robust =
-            (state.counter.is_some() || runs(Detector::Robust)).then(|| state.robust.observe(x));
-        let trend =
-            (runs(Detector::Trend) || runs(Detector::LevelShift)).then(|| state.trend.observe(x));
-        for detector in &self.detectors {
-            let reading = match detector {
-                Detector::Robust => robust.unwrap_or(Reading::NONE),
-                Detector::LevelShift => state.shift.observe(x, mean, sd),
-                Detector::Trend => trend.unwrap_or(Reading::NONE),
-                Detector::Seasonal => state.seasonal.observe(t, x),
+        let (mut robust, mut trend) = (None, None);
+        if let Some(more) = state.more.as_mut() {
+            if counter || runs(Detector::Robust) {
+                robust = Some(more.robust.observe(x));
+            }
+            if runs(Detector::Trend) || runs(Detector::LevelShift) {
+                trend = Some(more.trend.observe(x));
+            }
+        }
+        for (k, detector) in self.detectors.iter().enumerate() {
+            let reading = match (detector, state.more.as_mut()) {
+                (Detector::Robust, _) => robust.unwrap_or(Reading::NONE),
+                (Detector::Trend, _) => trend.unwrap_or(Reading::NONE),
+                (Detector::LevelShift, Some(more)) => more.shift.observe(x, mean, sd),
+                (Detector::Seasonal, Some(more)) => more.seasonal.observe(t, x),
+                (Detector::LevelShift | Detector::Seasonal, None) => Reading::NONE,
                 // The window holds a counter's values, not its rates: no z-score for it.
-                Detector::ZScore if state.counter.is_some() => Reading::NONE,
-                Detector::ZScore => {
+                (Detector::ZScore, _) if counter => Reading::NONE,
+                (Detector::ZScore, _) => {
                     zscore_reading(x, window_mean, window_sd, baseline, &self.zscore)
                 }
             };
-            let change = state.episodes[*detector as usize].observe(
-                t,
-                reading.strength,
-                self.update_every_ms,
-            );
+            let episode = &mut state.episodes[k];
+            let change = episode.observe(t, reading.strength, self.update_every_ms);
             // Before `score_from` the detectors learn but do not report (see `ZScoreConfig`).
             if t < self.zscore.score_from {
                 continue;
@@ -178,16 +203,12 @@ impl Bank {
             let (status, score, started_at) = match change {
                 Change::None => continue,
                 // Opened by a second sample in a row: the episode dates from the first.
-                Change::Opened { score } => (
-                    EpisodeStatus::Open,
-                    score,
-                    state.episodes[*detector as usize].started().unwrap_or(t),
-                ),
-                Change::Updated { score } => (
-                    EpisodeStatus::Update,
-                    score,
-                    state.episodes[*detector as usize].started().unwrap_or(t),
-                ),
+                Change::Opened { score } => {
+                    (EpisodeStatus::Open, score, episode.started().unwrap_or(t))
+                }
+                Change::Updated { score } => {
+                    (EpisodeStatus::Update, score, episode.started().unwrap_or(t))
+                }
                 Change::Closed { score, started } => (EpisodeStatus::Close, score, started),
             };
             out.push(event(
