@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use incidentflow_dataflows::time::Time;
 use serde::Serialize;
 
-use crate::eval::{AnomalyRef, TruthFault};
+use crate::eval::{percentile, ratio, AnomalyRef, TruthFault};
 
 /// One detector's episode.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,23 +149,15 @@ pub fn compare(
                 .filter_map(|(t, (start, _))| t.map(|t| t - start))
                 .collect();
             delays.sort_unstable();
-            let p50 = (!delays.is_empty()).then(|| delays[(delays.len() - 1) / 2]);
+            let p50 = percentile(&delays, 0.5);
             let total = episodes.len() as u64;
             DetectorRow {
                 detector: detector.to_string(),
                 champion: detector == champion,
                 episodes: total,
                 matching,
-                precision: if total == 0 {
-                    0.0
-                } else {
-                    matching as f64 / total as f64
-                },
-                recall: if truth.is_empty() {
-                    0.0
-                } else {
-                    delays.len() as f64 / truth.len() as f64
-                },
+                precision: ratio(matching, total),
+                recall: ratio(delays.len() as u64, truth.len() as u64),
                 delay_p50_ms: p50,
                 delay_p50_intervals: p50
                     .filter(|_| interval_ms > 0)

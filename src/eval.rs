@@ -173,7 +173,8 @@ pub struct IncidentFigures {
     pub propagating_top3: f64,
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+/// a / b, or 0 when b is 0.
+pub fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
     } else {
@@ -181,7 +182,8 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+/// The `p` quantile of `sorted` (nearest rank), None when empty.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }

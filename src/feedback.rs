@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use incidentflow_dataflows::incident::Incident;
+
+use crate::eval::ratio;
 use serde::{Deserialize, Serialize};
 
 /// What a responder said of an incident.
@@ -107,14 +109,6 @@ pub struct FeedbackFigures {
     pub root_cause: BTreeMap<&'static str, Judged>,
     /// Feedback lines refused (each logged with its position and reason).
     pub invalid: u64,
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
 }
 
 /// Joins `labels` (the last per incident) to `incidents` (id -> ranked causes).

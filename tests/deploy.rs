@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -219,11 +218,8 @@ fn served_metrics() -> BTreeSet<String> {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let scrape = loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
-            write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            let mut text = String::new();
-            stream.read_to_string(&mut text).unwrap();
-            break text;
+        if let Some((200, body)) = get(&addr, "/metrics") {
+            break body;
         }
         assert!(std::time::Instant::now() < deadline, "no /metrics");
         std::thread::sleep(std::time::Duration::from_millis(50));

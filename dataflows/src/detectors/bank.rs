@@ -93,6 +93,12 @@ struct MoreState {
 /// The bank of one worker.
 pub struct Bank {
     detectors: Vec<Detector>,
+    /// A detector other than the z-score runs: every series keeps the other states.
+    needs_more: bool,
+    /// The robust state learns for every series (else only for counters, its rate reference).
+    learns_robust: bool,
+    /// The trend state learns (the trend and level-shift detectors read it).
+    learns_trend: bool,
     series: HashMap<SeriesId, SeriesState>,
     zscore: ZScoreConfig,
     update_every_ms: Time,
@@ -102,8 +108,12 @@ impl Bank {
     /// A bank of `detectors`, the z-score's settings (its threshold, and the window and least
     /// points of the shared baseline) and how often an open episode reports.
     pub fn new(detectors: &[Detector], zscore: &ZScoreConfig, update_every_ms: Time) -> Self {
+        let runs = |d: Detector| detectors.contains(&d);
         Bank {
             detectors: detectors.to_vec(),
+            needs_more: detectors.iter().any(|d| *d != Detector::ZScore),
+            learns_robust: runs(Detector::Robust),
+            learns_trend: runs(Detector::Trend) || runs(Detector::LevelShift),
             series: HashMap::new(),
             zscore: zscore.clone(),
             update_every_ms,
@@ -121,7 +131,7 @@ impl Bank {
             return;
         }
         let t = sample.timestamp;
-        let needs_more = self.detectors.iter().any(|d| *d != Detector::ZScore);
+        let needs_more = self.needs_more;
         let detectors = self.detectors.len();
         let state = self.series.entry(sample.series.id).or_insert_with(|| {
             let counter = is_counter(&sample.series.metric_name);
@@ -171,13 +181,12 @@ impl Bank {
             .unwrap_or((mean, sd));
         // The states other detectors lean on learn whenever one that needs them runs, whichever
         // is champion and whichever challenger: a challenger never changes the champion's output.
-        let runs = |d: Detector| self.detectors.contains(&d);
         let (mut robust, mut trend) = (None, None);
         if let Some(more) = state.more.as_mut() {
-            if counter || runs(Detector::Robust) {
+            if counter || self.learns_robust {
                 robust = Some(more.robust.observe(x));
             }
-            if runs(Detector::Trend) || runs(Detector::LevelShift) {
+            if self.learns_trend {
                 trend = Some(more.trend.observe(x));
             }
         }
