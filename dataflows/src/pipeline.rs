@@ -3,7 +3,7 @@
 //! ```text
 //! samples ─► exchange by series ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
 //!                 │                                                      │
-//!                 └──────────────► with_baseline (as of t) ◄─────────────┘ ─► z-score ─► anomalies
+//!                 └──────────────► with_baseline (as of t) ◄─────────────┘ ─► detector bank ─► episodes
 //! ```
 
 use differential_dataflow::{AsCollection, Hashable, VecCollection};
@@ -14,7 +14,7 @@ use crate::detectors::bank::{Bank, DetectionConfig};
 use crate::records::{Anomaly, EpisodeStatus, Sample};
 use crate::time::Time;
 use crate::window::window;
-use crate::zscore::{score, ZScoreConfig};
+use crate::zscore::ZScoreConfig;
 
 /// Moves every sample to the worker that owns its series (the owner of its baseline key).
 pub fn partition_by_series<'s>(
@@ -32,19 +32,6 @@ pub fn baselines<'s>(
     config: &ZScoreConfig,
 ) -> Baselines<'s> {
     arrange_baselines(window(samples, config.window_ms))
-}
-
-/// Detects anomalies: every sample scored by the z-score detector against its series' baseline.
-pub fn detect_anomalies<'s>(
-    samples: VecCollection<'s, Time, Sample>,
-    config: &ZScoreConfig,
-) -> VecCollection<'s, Time, Anomaly> {
-    let samples = partition_by_series(samples);
-    let baselines = baselines(samples.clone(), config);
-    let config = config.clone();
-    with_baseline(samples, baselines, "ZScore", move |sample, baseline| {
-        score(sample, baseline, &config)
-    })
 }
 
 /// What the detectors found: the champion's anomalies and the challengers'.
