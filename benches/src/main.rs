@@ -23,11 +23,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use differential_dataflow::difference::{Abelian, Semigroup};
-// The reference shares the job's decoder and score, nothing else.
+// The reference shares the job's decoder, counter rates and score, nothing else.
 use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;
-use incidentflow_dataflows::records::{Detector, SeriesId};
+use incidentflow_dataflows::rates::{is_counter, CounterRate};
+use incidentflow_dataflows::records::{Detector, Sample, SeriesId};
 use incidentflow_dataflows::zscore::ZScoreConfig;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
@@ -133,8 +134,8 @@ fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
     w.flush()
 }
 
-/// The reference: one thread, a HashMap of per-series ring buffers with running moments, the
-/// same decoder and the same detector (the z-score, through the same pure episode logic). Prints
+/// The reference: one thread, a HashMap of per-series ring buffers with running moments (and a
+/// counter's previous sample, for its rate), the same decoder and the same detector (the z-score, through the same pure episode logic). Prints
 /// `anomalies seconds` on stdout.
 fn reference_main(input: &Path) -> Result<(), String> {
     let config = ZScoreConfig::default();
@@ -148,7 +149,8 @@ fn reference_main(input: &Path) -> Result<(), String> {
     let file = std::fs::File::open(input).map_err(|e| e.to_string())?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
     let mut decoder = Decoder::new();
-    let mut windows: HashMap<SeriesId, (VecDeque<(u64, i128)>, Moments)> = HashMap::new();
+    type Window = (VecDeque<(u64, i128)>, Moments, CounterRate);
+    let mut windows: HashMap<SeriesId, Window> = HashMap::new();
     let mut out = BufWriter::new(
         std::fs::File::create(input.with_extension("reference.jsonl"))
             .map_err(|e| e.to_string())?,
@@ -166,10 +168,16 @@ fn reference_main(input: &Path) -> Result<(), String> {
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        let Ok(sample) = decoder.decode(&line) else {
+        let Ok(mut sample) = decoder.decode(&line) else {
             continue;
         };
-        let (ring, moments) = windows.entry(sample.series.id).or_default();
+        let (ring, moments, counter) = windows.entry(sample.series.id).or_default();
+        if is_counter(&sample.series.metric_name) {
+            let Some(rate) = counter.observe(sample.timestamp, sample.value.0) else {
+                continue;
+            };
+            sample = Sample::new(sample.timestamp, sample.series, rate);
+        }
         while let Some(&(t, fixed)) = ring.front() {
             if t + config.window_ms >= sample.timestamp {
                 break;

@@ -6,6 +6,7 @@
 //! | [`records`] | the record contracts: samples, anomalies, refusal reasons, dead letters |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
+//! | [`rates`] | counters (`..._total`) turned into per-second rates, before the baseline |
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
 //! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
 //! | [`zscore`] | the rolling z-score detector and its score |
@@ -20,6 +21,7 @@ pub mod incident;
 pub mod moments;
 pub mod neighbourhood;
 pub mod pipeline;
+pub mod rates;
 pub mod records;
 pub mod time;
 pub mod window;

@@ -1,7 +1,7 @@
 //! The detection pipeline as one function over collections: samples in, anomalies out.
 //!
 //! ```text
-//! samples ─► exchange by series ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
+//! samples ─► exchange by series ─► counters to rates ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
 //!                 │                                                      │
 //!                 └──────────────► with_baseline (as of t) ◄─────────────┘ ─► detector bank ─► episodes
 //! ```
@@ -11,6 +11,7 @@ use timely::dataflow::operators::Exchange;
 
 use crate::baseline::{arrange_baselines, with_baseline, Baselines};
 use crate::detectors::bank::{Bank, DetectionConfig};
+use crate::rates::counter_rates;
 use crate::records::{Anomaly, EpisodeStatus, Sample};
 use crate::time::Time;
 use crate::window::window;
@@ -52,14 +53,14 @@ impl<'s> Detected<'s> {
     }
 }
 
-/// Runs the champion and the challengers over one shared baseline: each sample is read with its
-/// window once and handed to the bank of detectors, which reports each detector's episodes.
+/// Runs the champion and the challengers over one shared baseline: each sample (a counter's as its
+/// rate) is read with its window once and handed to the bank of detectors, which reports each detector's episodes.
 pub fn detect<'s>(
     samples: VecCollection<'s, Time, Sample>,
     config: &ZScoreConfig,
     detection: &DetectionConfig,
 ) -> Detected<'s> {
-    let samples = partition_by_series(samples);
+    let samples = counter_rates(partition_by_series(samples));
     let baselines = baselines(samples.clone(), config);
     let mut bank = Bank::new(&detection.running(), config, detection.update_every_ms);
     let all = with_baseline(samples, baselines, "Detect", move |sample, baseline| {

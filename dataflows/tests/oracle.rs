@@ -1,6 +1,6 @@
-//! The oracle test: on seeded random input (many series, gaps, records out of order, windows
-//! that expire), the dataflow's baselines and anomalies equal a naive recomputation, at 1 and at
-//! 3 workers.
+//! The oracle test: on seeded random input (many series, counters among them, gaps, records out
+//! of order, windows that expire), the dataflow's rates, baselines and anomalies equal a naive
+//! recomputation, at 1 and at 3 workers.
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
 
@@ -12,6 +12,7 @@ use differential_dataflow::input::InputSession;
 use incidentflow_dataflows::baseline::with_baseline;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
+use incidentflow_dataflows::rates::{counter_rates, CounterRate};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
 use incidentflow_dataflows::time::Time;
 use incidentflow_dataflows::zscore::{score, ZScoreConfig};
@@ -33,25 +34,37 @@ fn random_input(seed: u64) -> Vec<(Time, Sample)> {
     let mut rng = Rng(seed);
     let series: Vec<Arc<SeriesInfo>> = (0..40)
         .map(|i| {
-            Arc::new(SeriesInfo::new(
-                "ns",
-                &format!("svc-{}", i % 13),
-                &format!("m{i}"),
-            ))
+            // Every fifth series is a counter.
+            let name = if i % 5 == 0 {
+                format!("m{i}_total")
+            } else {
+                format!("m{i}")
+            };
+            Arc::new(SeriesInfo::new("ns", &format!("svc-{}", i % 13), &name))
         })
         .collect();
     let mut out = Vec::new();
+    let mut totals = vec![0.0; series.len()];
     for step in 0..400u64 {
-        for s in &series {
+        for (s, total) in series.iter().zip(totals.iter_mut()) {
             if rng.below(4) == 0 {
                 continue; // gaps
             }
             let ts = T0 + step * 1000 + rng.below(1000);
-            let value = if rng.below(50) == 0 {
+            let mut value = if rng.below(50) == 0 {
                 50.0 + rng.below(50) as f64
             } else {
                 10.0 + rng.below(1000) as f64 / 100.0
             };
+            if s.metric_name.ends_with("_total") {
+                // A counter climbs by the value, and now and then its process restarts.
+                *total = if rng.below(100) == 0 {
+                    value
+                } else {
+                    *total + value
+                };
+                value = *total;
+            }
             let arrival = ts / 1000 * 1000 + 1000 * rng.below(4);
             out.push((arrival, Sample::new(ts, s.clone(), value)));
         }
@@ -60,11 +73,25 @@ fn random_input(seed: u64) -> Vec<(Time, Sample)> {
     out
 }
 
-/// The baseline of every sample by brute force: the samples of its series in [t - W, t).
+/// The baseline of every sample by brute force: the samples of its series in [t - W, t), a
+/// counter's turned into rates first (its first sample has none).
 fn naive(input: &[(Time, Sample)], window: u64) -> Vec<(Sample, Moments)> {
-    let mut by_series: BTreeMap<_, Vec<&Sample>> = BTreeMap::new();
+    let mut by_series: BTreeMap<_, Vec<Sample>> = BTreeMap::new();
     for (_, s) in input {
-        by_series.entry(s.series.id).or_default().push(s);
+        by_series.entry(s.series.id).or_default().push(s.clone());
+    }
+    for samples in by_series.values_mut() {
+        samples.sort_by_key(|s| s.timestamp);
+        if samples[0].series.metric_name.ends_with("_total") {
+            let mut counter = CounterRate::default();
+            *samples = samples
+                .iter()
+                .filter_map(|s| {
+                    let rate = counter.observe(s.timestamp, s.value.0)?;
+                    Some(Sample::new(s.timestamp, s.series.clone(), rate))
+                })
+                .collect();
+        }
     }
     let mut out = Vec::new();
     for samples in by_series.values() {
@@ -75,7 +102,7 @@ fn naive(input: &[(Time, Sample)], window: u64) -> Vec<(Sample, Moments)> {
                     m.plus_equals(&Moments::of(other.fixed));
                 }
             }
-            out.push(((*s).clone(), m));
+            out.push((s.clone(), m));
         }
     }
     out.sort();
@@ -95,7 +122,7 @@ fn dataflow(
         let config = config.clone();
         let mut session = worker.dataflow::<Time, _, _>(|scope| {
             let mut session = InputSession::<Time, Sample, isize>::new();
-            let samples = partition_by_series(session.to_collection(scope));
+            let samples = counter_rates(partition_by_series(session.to_collection(scope)));
             let arranged = baselines(samples.clone(), &config);
             with_baseline(samples, arranged, "Oracle", |s, m| Some((s.clone(), *m))).inspect(
                 move |((s, m), _t, r)| {
@@ -136,6 +163,11 @@ fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
         let input = Arc::new(random_input(seed));
         let expected = naive(&input, config.window_ms);
         assert!(expected.iter().any(|(_, m)| m.n >= 15), "windows fill up");
+        let rates = expected
+            .iter()
+            .filter(|(s, _)| s.series.metric_name.ends_with("_total"))
+            .count();
+        assert!(rates > 500, "counters are in the input: {rates}");
         for workers in [1, 3] {
             let got = dataflow(input.clone(), workers, config.clone());
             assert_eq!(got.len(), expected.len());

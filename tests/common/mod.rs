@@ -133,17 +133,23 @@ pub const T0: u64 = 1_795_564_800_000;
 pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut records: Vec<(u64, String)> = Vec::new();
+    let mut totals = vec![0.0; series as usize];
     for step in 0..steps {
         for s in 0..series {
             if rng.below(20) == 0 {
                 continue; // a gap
             }
             let ts = T0 + step * 60_000 + s * 37 + rng.below(20_000);
+            // Every seventh series is a counter (one per service at most).
             let (service, metric) = (
                 format!("svc-{}", s / 3),
-                ["latency_p99", "error_rate", "cpu"][(s % 3) as usize],
+                if s % 7 == 6 {
+                    "requests_total"
+                } else {
+                    ["latency_p99", "error_rate", "cpu"][(s % 3) as usize]
+                },
             );
-            let value = if s == 0 {
+            let mut value = if s == 0 {
                 if step == steps / 2 {
                     7.0
                 } else {
@@ -158,6 +164,16 @@ pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
                 };
                 (level * (1.0 + (rng.unit() - 0.5) * 0.2) * spike * 1e4).round() / 1e4
             };
+            if s % 7 == 6 {
+                // A counter climbs by the value; now and then its process restarts from 0.
+                let total = &mut totals[s as usize];
+                *total = if rng.below(150) == 0 {
+                    value
+                } else {
+                    *total + value * 100.0
+                };
+                value = *total;
+            }
             records.push((
                 ts,
                 sample(ts, &format!("ns-{}", s % 2), &service, metric, value),

@@ -9,11 +9,8 @@
 //! before: against a window mean, the morning rise of a daily cycle is a long run of positive
 //! residuals; against a local line it is not, and a step still is.
 //!
-//! A counter (`..._total`, see [`super::rate`]) is judged by its rate: the bank's detectors read
-//! the increase per second, not the ever-growing value (until the trend state is warm, the
-//! level-shift detector compares the rate with the robust detector's median and scale). The
-//! z-score, whose shared window holds the counter's values, does not judge counters at all
-//! (turning counters into rates before the shared baseline is the next step).
+//! A counter (`..._total`) reaches the bank as its rate per second (see [`crate::rates`]): the
+//! window, the baseline and every detector see the rate, never the ever-growing value.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use super::episode::{Change, Episode};
 use super::level_shift::LevelShift;
-use super::rate::{is_counter, CounterRate};
 use super::robust::Robust;
 use super::seasonal::Seasonal;
 use super::trend::Trend;
@@ -72,22 +68,19 @@ impl DetectionConfig {
 /// One series' state in the bank: an episode per running detector, and the other detectors'
 /// states only where they are needed (a z-score alone keeps a series in about 100 bytes).
 struct SeriesState {
-    /// The states beyond the z-score's: made when a detector that needs them runs, or for a
-    /// counter (its rate and the robust reference).
+    /// The states beyond the z-score's: made when a detector that needs them runs.
     more: Option<Box<MoreState>>,
     /// One per detector of the bank, in its order.
     episodes: Box<[Episode]>,
 }
 
-/// The states of the detectors other than the z-score, and a counter's previous sample.
+/// The states of the detectors other than the z-score.
 #[derive(Default)]
 struct MoreState {
     robust: Robust,
     shift: LevelShift,
     trend: Trend,
     seasonal: Seasonal,
-    /// A counter's previous sample (None: not a counter).
-    counter: Option<CounterRate>,
 }
 
 /// The bank of one worker.
@@ -95,7 +88,7 @@ pub struct Bank {
     detectors: Vec<Detector>,
     /// A detector other than the z-score runs: every series keeps the other states.
     needs_more: bool,
-    /// The robust state learns for every series (else only for counters, its rate reference).
+    /// The robust detector runs.
     learns_robust: bool,
     /// The trend state learns (the trend and level-shift detectors read it).
     learns_trend: bool,
@@ -133,43 +126,21 @@ impl Bank {
         let t = sample.timestamp;
         let needs_more = self.needs_more;
         let detectors = self.detectors.len();
-        let state = self.series.entry(sample.series.id).or_insert_with(|| {
-            let counter = is_counter(&sample.series.metric_name);
-            SeriesState {
-                more: (needs_more || counter).then(|| {
-                    Box::new(MoreState {
-                        counter: counter.then(CounterRate::default),
-                        ..MoreState::default()
-                    })
-                }),
+        let state = self
+            .series
+            .entry(sample.series.id)
+            .or_insert_with(|| SeriesState {
+                more: needs_more.then(Box::default),
                 episodes: vec![Episode::default(); detectors].into_boxed_slice(),
-            }
-        });
-        let counter = state.more.as_ref().is_some_and(|m| m.counter.is_some());
-        let (x, (mean, sd)) = match state.more.as_mut().and_then(|m| m.counter.as_mut()) {
-            None => {
-                let reference = match (
-                    baseline.n >= self.zscore.min_points.max(1) as i64,
-                    baseline.mean(),
-                    baseline.stddev(),
-                ) {
-                    (true, Some(mean), Some(sd)) => (mean, sd),
-                    _ => (f64::NAN, f64::NAN),
-                };
-                (sample.value.0, reference)
-            }
-            Some(rate) => match rate.observe(t, sample.value.0) {
-                // The first sample of a counter has no rate yet.
-                None => return,
-                Some(rate) => (
-                    rate,
-                    state
-                        .more
-                        .as_ref()
-                        .and_then(|m| m.robust.location_and_scale())
-                        .unwrap_or((f64::NAN, f64::NAN)),
-                ),
-            },
+            });
+        let x = sample.value.0;
+        let (mean, sd) = match (
+            baseline.n >= self.zscore.min_points.max(1) as i64,
+            baseline.mean(),
+            baseline.stddev(),
+        ) {
+            (true, Some(mean), Some(sd)) => (mean, sd),
+            _ => (f64::NAN, f64::NAN),
         };
         // The level-shift detector's reference: the local linear prediction (a daily curve is
         // locally a line, a step is not), taken before the trend state learns this sample.
@@ -183,7 +154,7 @@ impl Bank {
         // is champion and whichever challenger: a challenger never changes the champion's output.
         let (mut robust, mut trend) = (None, None);
         if let Some(more) = state.more.as_mut() {
-            if counter || self.learns_robust {
+            if self.learns_robust {
                 robust = Some(more.robust.observe(x));
             }
             if self.learns_trend {
@@ -197,8 +168,6 @@ impl Bank {
                 (Detector::LevelShift, Some(more)) => more.shift.observe(x, mean, sd),
                 (Detector::Seasonal, Some(more)) => more.seasonal.observe(t, x),
                 (Detector::LevelShift | Detector::Seasonal, None) => Reading::NONE,
-                // The window holds a counter's values, not its rates: no z-score for it.
-                (Detector::ZScore, _) if counter => Reading::NONE,
                 (Detector::ZScore, _) => {
                     zscore_reading(x, window_mean, window_sd, baseline, &self.zscore)
                 }
@@ -384,42 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn a_counter_is_judged_by_its_rate() {
-        let series = Arc::new(SeriesInfo::new("shop", "api", "requests_total"));
-        let mut bank = Bank::new(
-            &[Detector::Robust, Detector::LevelShift],
-            &ZScoreConfig::default(),
-            0,
-        );
-        let mut g = Noise::new(6);
-        let (mut total, mut events) = (0.0, Vec::new());
-        // 100 requests/s for 200 minutes: a counter that climbs and climbs, and is fine.
-        for i in 0..200u64 {
-            total += 60.0 * (100.0 + 2.0 * g.normal());
-            let sample = Sample::new(1_795_392_000_000 + i * 60_000, series.clone(), total);
-            bank.observe(&sample, &Moments::default(), &mut events);
-        }
-        assert!(events.is_empty(), "{events:#?}");
-        // Then the rate triples for a minute.
-        total += 60.0 * 300.0;
-        let sample = Sample::new(1_795_392_000_000 + 200 * 60_000, series.clone(), total);
-        bank.observe(&sample, &Moments::default(), &mut events);
-        let spike = events
-            .iter()
-            .find(|a| a.detector == Detector::Robust)
-            .unwrap();
-        assert!((spike.value.0 - 300.0).abs() < 1e-6, "{spike:?}");
-        assert!((spike.expected.0 - 100.0).abs() < 3.0, "{spike:?}");
-    }
-
-    #[test]
     fn a_challenger_never_changes_the_champion() {
-        let counter = Arc::new(SeriesInfo::new("shop", "api", "requests_total"));
+        let rate = Arc::new(SeriesInfo::new("shop", "api", "request_rate"));
         let gauge = Arc::new(SeriesInfo::new("shop", "api", "latency"));
         let run = |detectors: &[Detector]| {
             let mut bank = Bank::new(detectors, &ZScoreConfig::default(), 150_000);
             let mut g = Noise::new(8);
-            let (mut total, mut out) = (0.0, Vec::new());
+            let mut out = Vec::new();
             // Each series' window of its last 30 values, as the shared baseline would hold it.
             let mut windows = [
                 std::collections::VecDeque::new(),
@@ -428,11 +368,10 @@ mod tests {
             for i in 0..300u64 {
                 let t = 1_795_392_000_000 + i * 60_000;
                 let burst = if (200..205).contains(&i) { 5.0 } else { 1.0 };
-                total += 60.0 * burst * (100.0 + 2.0 * g.normal());
                 let step = if i >= 150 { 4.0 } else { 0.0 };
                 let spike = if i == 250 { 30.0 } else { 0.0 };
                 let samples = [
-                    Sample::new(t, counter.clone(), total),
+                    Sample::new(t, rate.clone(), burst * (100.0 + 2.0 * g.normal())),
                     Sample::new(t, gauge.clone(), 10.0 + step + spike + g.normal()),
                 ];
                 for (sample, window) in samples.iter().zip(windows.iter_mut()) {
@@ -463,11 +402,11 @@ mod tests {
         let alone = of(run(&[Detector::ZScore]), Detector::ZScore);
         assert!(!alone.is_empty());
         assert_eq!(alone, of(run(&all), Detector::ZScore));
-        // The robust detector sees the counter's burst through its rate, alone or not.
+        // The robust detector sees the burst of the rate, alone or not.
         let robust = of(run(&[Detector::Robust]), Detector::Robust);
         assert!(robust
             .iter()
-            .any(|a| &*a.series.metric_name == "requests_total"));
+            .any(|a| &*a.series.metric_name == "request_rate"));
         assert_eq!(robust, of(run(&all), Detector::Robust));
         // The level shift alone and with the others.
         let shift = of(run(&[Detector::LevelShift]), Detector::LevelShift);

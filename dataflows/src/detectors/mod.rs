@@ -13,12 +13,10 @@
 //! - [`level_shift`]: a two-sided CUSUM of standardized residuals (steps a z-score absorbs).
 //! - [`trend`]: Holt's linear trend against a noise scale from first differences (slow leaks).
 //! - [`seasonal`]: the same hour of the day (weekdays and weekends apart), learned online.
-//! - [`rate`]: counters turned into per-second rates, resets and gaps handled.
 
 pub mod bank;
 pub mod episode;
 pub mod level_shift;
-pub mod rate;
 pub mod robust;
 pub mod score;
 pub mod seasonal;

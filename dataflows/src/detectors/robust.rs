@@ -31,11 +31,6 @@ pub struct Robust {
 }
 
 impl Robust {
-    /// The median and the robust standard deviation (1.4826 x MAD), once warmed up.
-    pub fn location_and_scale(&self) -> Option<(f64, f64)> {
-        (self.n >= WARM_UP && self.mad > 0.0).then_some((self.median, MAD_TO_SD * self.mad))
-    }
-
     /// Scores `x` against the state before it, then learns from it.
     pub fn observe(&mut self, x: f64) -> Reading {
         if !x.is_finite() {
