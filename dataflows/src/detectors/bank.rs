@@ -148,7 +148,7 @@ impl Bank {
         let (mean, sd) = state
             .more
             .as_ref()
-            .and_then(|m| m.trend.prediction())
+            .and_then(|m| m.trend.prediction(t))
             .unwrap_or((mean, sd));
         // The states other detectors lean on learn whenever one that needs them runs, whichever
         // is champion and whichever challenger: a challenger never changes the champion's output.
@@ -158,7 +158,7 @@ impl Bank {
                 robust = Some(more.robust.observe(x));
             }
             if self.learns_trend {
-                trend = Some(more.trend.observe(x));
+                trend = Some(more.trend.observe(t, x));
             }
         }
         for (k, detector) in self.detectors.iter().enumerate() {
@@ -412,5 +412,90 @@ mod tests {
         let shift = of(run(&[Detector::LevelShift]), Detector::LevelShift);
         assert!(!shift.is_empty());
         assert_eq!(shift, of(run(&all), Detector::LevelShift));
+    }
+
+    /// Runs every detector over one series sampled every 2 to 8 minutes at random (5 on
+    /// average), with a two-hour gap after its 1000th sample, the shared window being the last
+    /// 8 hours (about 100 samples); `value(i, g)` gives sample `i`. Returns each detector's opened
+    /// episodes (the sample index they opened at).
+    fn irregular(seed: u64, value: impl Fn(usize, &mut Noise) -> f64) -> Vec<(Detector, usize)> {
+        let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
+        let config = ZScoreConfig {
+            window_ms: 8 * 3_600_000,
+            min_points: 20,
+            threshold: 4.0,
+            score_from: 0,
+        };
+        let mut bank = Bank::new(&Detector::ALL, &config, 0);
+        let mut g = Noise::new(seed);
+        let mut window: std::collections::VecDeque<(Time, i128)> = Default::default();
+        let (mut t, mut opened, mut events) = (1_795_392_000_000u64, Vec::new(), Vec::new());
+        for i in 0..3000 {
+            t += 120_000 + (g.unit() * 360_000.0) as u64;
+            if i == 1000 {
+                t += 2 * 3_600_000;
+            }
+            while window
+                .front()
+                .is_some_and(|(at, _)| at + config.window_ms < t)
+            {
+                window.pop_front();
+            }
+            let mut baseline = Moments::default();
+            for (_, v) in &window {
+                baseline.plus_equals(&Moments::of(*v));
+            }
+            let x = value(i, &mut g);
+            bank.observe(&Sample::new(t, series.clone(), x), &baseline, &mut events);
+            for a in events.drain(..) {
+                if a.episode.map(|e| e.status) == Some(EpisodeStatus::Open) {
+                    opened.push((a.detector, i));
+                }
+            }
+            window.push_back((t, to_fixed(x)));
+        }
+        opened
+    }
+
+    #[test]
+    fn irregular_samples_and_a_gap_are_handled_by_every_detector() {
+        let of = |opened: &[(Detector, usize)], d: Detector| -> Vec<usize> {
+            opened
+                .iter()
+                .filter(|(x, _)| *x == d)
+                .map(|(_, i)| *i)
+                .collect()
+        };
+        // Noise, irregular and with a gap: no episode from any detector (the warm-up aside).
+        let quiet = irregular(21, |_, g| 100.0 + g.normal());
+        let after_warm_up: Vec<_> = quiet.iter().filter(|(_, i)| *i > 100).collect();
+        assert!(after_warm_up.is_empty(), "{after_warm_up:?}");
+        // A spike at sample 2000: the z-score and the robust detector open at it.
+        let spike = irregular(22, |i, g| {
+            100.0 + g.normal() + if i == 2000 { 12.0 } else { 0.0 }
+        });
+        assert_eq!(of(&spike, Detector::ZScore), vec![2000]);
+        assert_eq!(of(&spike, Detector::Robust), vec![2000]);
+        // A step of 2.5 standard deviations at sample 2000: the level-shift detector within 8
+        // samples, once.
+        let step = irregular(23, |i, g| {
+            100.0 + g.normal() + if i >= 2000 { 2.5 } else { 0.0 }
+        });
+        let shifts = of(&step, Detector::LevelShift);
+        assert!(
+            shifts.len() == 1 && (2000..2008).contains(&shifts[0]),
+            "{shifts:?}"
+        );
+        // A leak from sample 2000: 30% over 8 hours (about 100 samples) through 0.5% noise; the
+        // trend detector within the first quarter of it, whatever the intervals.
+        let leak = irregular(24, |i, g| {
+            let climb = 0.3 * (i.saturating_sub(2000).min(100)) as f64 / 100.0;
+            100.0 * (1.0 + 0.005 * g.normal()) * (1.0 + climb)
+        });
+        let trends = of(&leak, Detector::Trend);
+        assert!(
+            trends.first().is_some_and(|i| (2000..2025).contains(i)),
+            "{trends:?}"
+        );
     }
 }

@@ -62,7 +62,7 @@ pub(crate) mod testing {
             Noise(seed.max(1))
         }
 
-        fn unit(&mut self) -> f64 {
+        pub fn unit(&mut self) -> f64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -107,7 +107,7 @@ mod tests {
                 },
                 robust.observe(*x),
                 shift.observe(*x, 100.0, 1.0),
-                trend.observe(*x),
+                trend.observe(i as u64 * 60_000, *x),
             ];
             for k in 0..4 {
                 let change = episodes[k].observe(i as u64, readings[k].strength, 0);
