@@ -47,6 +47,8 @@ pub struct Metrics {
     side_input_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Updates held in the arrangements of this process's workers.
     arrangement_records: AtomicI64,
+    /// Series the z-score cannot judge, their windows too sparse.
+    series_unscored: AtomicU64,
 }
 
 impl Metrics {
@@ -73,6 +75,7 @@ impl Metrics {
             alert_retries: Mutex::new(BTreeMap::new()),
             side_input_refused: Mutex::new(BTreeMap::new()),
             arrangement_records: AtomicI64::new(0),
+            series_unscored: AtomicU64::new(0),
         }
     }
 
@@ -156,6 +159,16 @@ impl Metrics {
     /// A side-input line was refused (and logged with its position).
     pub fn side_input_refused(&self, what: &'static str) {
         *lock(&self.side_input_refused).entry(what).or_default() += 1;
+    }
+
+    /// One more series the z-score cannot judge; returns how many so far.
+    pub fn series_unscored(&self) -> u64 {
+        self.series_unscored.fetch_add(1, Relaxed) + 1
+    }
+
+    /// How many series the z-score cannot judge.
+    pub fn unscored_series(&self) -> u64 {
+        self.series_unscored.load(Relaxed)
     }
 
     /// Per alert output: its outcomes and retries so far.
@@ -326,6 +339,12 @@ impl Metrics {
                 .iter()
                 .map(|(w, n)| (format!("{{input=\"{w}\"}}"), *n as f64))
                 .collect(),
+        );
+        metric(
+            "series_unscored_total",
+            "counter",
+            "Series the z-score cannot judge: after 100 samples their baseline window has never held baseline.min_points (sampled too sparsely for baseline.window; each is logged).",
+            vec![(String::new(), self.unscored_series() as f64)],
         );
         let feedback = crate::feedback::BOOK.figures();
         metric(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::AsCollection;
 use incidentflow_dataflows::decode::{decode_deploy, decode_edge, Decoder};
+use incidentflow_dataflows::detectors::bank::Unscored;
 use incidentflow_dataflows::incident::track_incidents;
 use incidentflow_dataflows::neighbourhood::{active_services, neighbourhoods};
 use incidentflow_dataflows::pipeline::detect;
@@ -181,6 +182,10 @@ fn run_worker(
         let detected = detect(samples.to_collection(scope), &zscore, &detection);
         let anomalies = detected.champion.clone();
         let evidence = detected.evidence();
+        let window = (zscore.window_ms, zscore.min_points);
+        detected
+            .unscored
+            .inspect(move |(u, _, _)| warn_unscored(u, window.0, window.1));
         let edges = edges_in.to_collection(scope);
         let deploys_stream = deploys.to_collection(scope).inner;
         if spec.correlate {
@@ -1051,6 +1056,47 @@ fn read_error(source_name: &str, source: std::io::Error) -> JobError {
         name: source_name.to_owned(),
         source,
     }
+}
+
+/// How many series the log names one by one before it only counts them.
+const UNSCORED_NAMED: u64 = 5;
+
+/// Says (in the log, and on `/metrics`) that the z-score cannot judge a series, and what to set.
+fn warn_unscored(u: &Unscored, window_ms: Time, min_points: u64) {
+    let n = METRICS.series_unscored();
+    if n > UNSCORED_NAMED + 1 {
+        return;
+    }
+    if n == UNSCORED_NAMED + 1 {
+        tracing::warn!(
+            "more series are sampled too sparsely for the z-score; they are counted on /metrics \
+             (incidentflow_series_unscored_total) and in the summary"
+        );
+        return;
+    }
+    let s = &u.series;
+    let every = match u.window_points {
+        0 => format!("less than once in {}", format_duration(window_ms)),
+        k => format!("about every {}", format_duration(window_ms / k)),
+    };
+    let needed = match u.window_points {
+        0 => "a window many times longer".to_string(),
+        k => format!(
+            "baseline.window to at least {}",
+            format_duration(window_ms.saturating_mul(min_points) / k)
+        ),
+    };
+    tracing::warn!(
+        series = %format_args!("{}/{}/{}", s.namespace, s.service, s.metric_name),
+        "the z-score cannot judge this series: after {} samples its {} window holds {} of the \
+         baseline.min_points = {} it needs (it is sampled {every}); set {needed}, or lower \
+         baseline.min_points, or make a detector that counts samples, not time, the champion \
+         ([detectors] champion = \"robust\")",
+        u.samples,
+        format_duration(window_ms),
+        u.window_points,
+        min_points,
+    );
 }
 
 #[cfg(test)]

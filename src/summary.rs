@@ -113,6 +113,14 @@ impl Report<'_> {
                 self.outcome.incident_versions
             );
         }
+        let unscored = crate::metrics::METRICS.unscored_series();
+        if unscored > 0 {
+            let _ = writeln!(
+                s,
+                "  not judged    {:>12}  (by the z-score: too few samples in baseline.window; see the log)",
+                plural(unscored, "series")
+            );
+        }
         for (output, outcomes) in crate::metrics::METRICS.alert_counts() {
             let told: Vec<String> = outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
             let _ = writeln!(s, "  alerts {output:<7}{:>12}", told.join(", "));

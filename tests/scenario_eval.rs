@@ -219,3 +219,54 @@ fn a_warm_start_reports_from_its_time_what_the_full_run_reports_there() {
         assert!(lines(&dir.join(format!("{what}-full.jsonl"))).len() > warm.len());
     }
 }
+
+/// A series sampled every five minutes or so never fills the default 30-minute window with
+/// `min_points` samples: the job says so, names the series and the window it needs, and with
+/// that window the z-score judges it (and finds the spike).
+#[test]
+fn a_series_too_sparse_for_the_window_is_named_with_the_window_it_needs() {
+    let dir = scratch("sparse");
+    let mut rng = Rng(5);
+    let mut text = String::new();
+    for i in 0..300u64 {
+        let ts = T0 + i * 300_000 + rng.below(120_000);
+        let spike = if i == 250 { 30.0 } else { 0.0 };
+        let value = 100.0 + (rng.unit() - 0.5) * 4.0 + spike;
+        text += &sample(ts, "shop", "db", "latency", value);
+        text += "\n";
+    }
+    let input = dir.join("sparse.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.join("anomalies.jsonl");
+    let said = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let default = said(&run_ok(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--anomalies-out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(default.contains("not judged"), "{default}");
+    assert!(default.contains("shop/db/latency"), "{default}");
+    assert!(
+        default.contains("set baseline.window to at least 1h40m")
+            || default.contains("set baseline.window to at least 2h"),
+        "{default}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+
+    let job = dir.join("job.toml");
+    std::fs::write(&job, "[baseline]\nwindow = \"2h\"\n").unwrap();
+    let tuned = said(&run_ok(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--anomalies-out",
+        out.to_str().unwrap(),
+        "--config",
+        job.to_str().unwrap(),
+    ]));
+    assert!(!tuned.contains("not judged"), "{tuned}");
+    let found = std::fs::read_to_string(&out).unwrap();
+    assert!(found.contains("\"status\":\"open\""), "{found}");
+}

@@ -10,7 +10,7 @@ use differential_dataflow::{AsCollection, Hashable, VecCollection};
 use timely::dataflow::operators::Exchange;
 
 use crate::baseline::{arrange_baselines, with_baseline, Baselines};
-use crate::detectors::bank::{Bank, DetectionConfig};
+use crate::detectors::bank::{Bank, DetectionConfig, Unscored};
 use crate::rates::counter_rates;
 use crate::records::{Anomaly, EpisodeStatus, Sample};
 use crate::time::Time;
@@ -41,6 +41,8 @@ pub struct Detected<'s> {
     pub champion: VecCollection<'s, Time, Anomaly>,
     /// The challengers' anomaly events, each tagged with its detector.
     pub challengers: VecCollection<'s, Time, Anomaly>,
+    /// The series the z-score cannot judge, their windows too sparse (each once).
+    pub unscored: VecCollection<'s, Time, Unscored>,
 }
 
 impl<'s> Detected<'s> {
@@ -63,15 +65,16 @@ pub fn detect<'s>(
     let samples = counter_rates(partition_by_series(samples));
     let baselines = baselines(samples.clone(), config);
     let mut bank = Bank::new(&detection.running(), config, detection.update_every_ms);
-    let all = with_baseline(samples, baselines, "Detect", move |sample, baseline| {
+    let found = with_baseline(samples, baselines, "Detect", move |sample, baseline| {
         let mut found = Vec::new();
-        bank.observe(sample, baseline, &mut found);
-        (!found.is_empty()).then_some(found)
-    })
-    .flat_map(|found| found);
+        let unscored = bank.observe(sample, baseline, &mut found);
+        (!found.is_empty() || unscored.is_some()).then_some((found, unscored))
+    });
+    let all = found.clone().flat_map(|(found, _)| found);
     let champion = detection.champion;
     Detected {
         champion: all.clone().filter(move |a| a.detector == champion),
         challengers: all.filter(move |a| a.detector != champion),
+        unscored: found.flat_map(|(_, unscored)| unscored),
     }
 }

@@ -309,6 +309,13 @@ impl Scenario {
                         continue; // a missing sample
                     }
                     let jittered = t + jitter.below(self.config.interval / 20 + 1);
+                    // A counter is read when it is scraped: what it counted up to `t`, plus
+                    // the requests since then (its rate is then exact over any interval).
+                    let value = if metric == &"requests_total" {
+                        value + (values[3] * (jittered - t) as f64 / 1000.0).round()
+                    } else {
+                        value
+                    };
                     let mut line = String::with_capacity(200);
                     let _ = write!(
                         line,

@@ -25,7 +25,8 @@ use super::trend::Trend;
 use super::Reading;
 use crate::moments::Moments;
 use crate::records::{
-    Anomaly, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample, SeriesId, F64,
+    Anomaly, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample, SeriesId,
+    SeriesInfo, F64,
 };
 use crate::time::Time;
 use crate::zscore::ZScoreConfig;
@@ -65,9 +66,30 @@ impl DetectionConfig {
     }
 }
 
+/// A series the z-score cannot judge: after `samples` of its samples its window has never held
+/// `min_points` (it is sampled too sparsely for the window). Reported once per series, so that a
+/// job that finds nothing says why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Unscored {
+    /// The series.
+    pub series: Arc<SeriesInfo>,
+    /// The samples it had when it was reported ([`UNSCORED_AFTER`]).
+    pub samples: u32,
+    /// Samples its window held at the last of them.
+    pub window_points: u64,
+}
+
+/// After how many samples with too few in the window a series is reported as [`Unscored`]:
+/// enough that it is not the warm-up of a well-sampled series (which fills its window within
+/// `min_points` samples, late ones aside).
+pub const UNSCORED_AFTER: u32 = 100;
+
 /// One series' state in the bank: an episode per running detector, and the other detectors'
 /// states only where they are needed (a z-score alone keeps a series in about 100 bytes).
 struct SeriesState {
+    /// Samples seen while the window has never held `min_points` (`u32::MAX` once it has, or
+    /// once reported).
+    unscored: u32,
     /// The states beyond the z-score's: made when a detector that needs them runs.
     more: Option<Box<MoreState>>,
     /// One per detector of the bank, in its order.
@@ -119,9 +141,15 @@ impl Bank {
     }
 
     /// Feeds `sample` (with its window `baseline`) to every detector; pushes the episode events.
-    pub fn observe(&mut self, sample: &Sample, baseline: &Moments, out: &mut Vec<Anomaly>) {
+    /// Returns the series as [`Unscored`] the one time its sparse window is worth a word.
+    pub fn observe(
+        &mut self,
+        sample: &Sample,
+        baseline: &Moments,
+        out: &mut Vec<Anomaly>,
+    ) -> Option<Unscored> {
         if self.detectors.is_empty() {
-            return;
+            return None;
         }
         let t = sample.timestamp;
         let needs_more = self.needs_more;
@@ -130,15 +158,27 @@ impl Bank {
             .series
             .entry(sample.series.id)
             .or_insert_with(|| SeriesState {
+                unscored: 0,
                 more: needs_more.then(Box::default),
                 episodes: vec![Episode::default(); detectors].into_boxed_slice(),
             });
         let x = sample.value.0;
-        let (mean, sd) = match (
-            baseline.n >= self.zscore.min_points.max(1) as i64,
-            baseline.mean(),
-            baseline.stddev(),
-        ) {
+        let full = baseline.n >= self.zscore.min_points.max(1) as i64;
+        let mut unscored = None;
+        if full {
+            state.unscored = u32::MAX;
+        } else if state.unscored < UNSCORED_AFTER && self.detectors.contains(&Detector::ZScore) {
+            state.unscored += 1;
+            if state.unscored == UNSCORED_AFTER {
+                state.unscored = u32::MAX;
+                unscored = Some(Unscored {
+                    series: Arc::clone(&sample.series),
+                    samples: UNSCORED_AFTER,
+                    window_points: baseline.n.max(0) as u64,
+                });
+            }
+        }
+        let (mean, sd) = match (full, baseline.mean(), baseline.stddev()) {
             (true, Some(mean), Some(sd)) => (mean, sd),
             _ => (f64::NAN, f64::NAN),
         };
@@ -202,6 +242,7 @@ impl Bank {
                 EpisodeInfo { status, started_at },
             ));
         }
+        unscored
     }
 }
 
