@@ -70,13 +70,7 @@ fn the_binary_matches_a_naive_recomputation() {
         samples.sort_by_key(|s| (s.timestamp, s.fixed));
         if samples[0].series.metric_name.ends_with("_total") {
             let mut counter = CounterRate::default();
-            *samples = samples
-                .iter()
-                .filter_map(|s| {
-                    let rate = counter.observe(s.timestamp, s.value.0)?;
-                    Some(Sample::new(s.timestamp, s.series.clone(), rate))
-                })
-                .collect();
+            *samples = samples.iter().filter_map(|s| counter.rate_of(s)).collect();
         }
         for s in samples.iter() {
             let mut baseline = Moments::default();

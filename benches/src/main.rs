@@ -28,7 +28,7 @@ use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::{is_counter, CounterRate};
-use incidentflow_dataflows::records::{Detector, Sample, SeriesId};
+use incidentflow_dataflows::records::{Detector, SeriesId};
 use incidentflow_dataflows::zscore::ZScoreConfig;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
@@ -173,10 +173,10 @@ fn reference_main(input: &Path) -> Result<(), String> {
         };
         let (ring, moments, counter) = windows.entry(sample.series.id).or_default();
         if is_counter(&sample.series.metric_name) {
-            let Some(rate) = counter.observe(sample.timestamp, sample.value.0) else {
+            let Some(rate) = counter.rate_of(&sample) else {
                 continue;
             };
-            sample = Sample::new(sample.timestamp, sample.series, rate);
+            sample = rate;
         }
         while let Some(&(t, fixed)) = ring.front() {
             if t + config.window_ms >= sample.timestamp {

@@ -16,18 +16,15 @@ use differential_dataflow::{AsCollection, Data, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::progress::Antichain;
 
+use crate::held::{HeldSamples, SampleUpdate};
 use crate::moments::Moments;
 use crate::records::{Sample, SeriesId};
 use crate::time::Time;
 
 /// The baseline arrangement: series id -> moments of its window.
 pub type Baselines<'s> = Arranged<'s, TraceAgent<KeySpine<SeriesId, Time, Moments>>>;
-
-/// A sample update as the collection carries it.
-type SampleUpdate = (Sample, Time, isize);
 
 /// Arranges windowed moments (from [`crate::window::window`]) into the shared baselines.
 pub fn arrange_baselines<'s>(
@@ -58,42 +55,23 @@ where
             Pipeline,
             name,
             move |_capability, _info| {
-                let mut stash: Vec<(Capability<Time>, Vec<SampleUpdate>)> = Vec::new();
+                let mut held = HeldSamples::default();
                 let mut ready: Vec<SampleUpdate> = Vec::new();
                 let mut history: Vec<(Time, Moments)> = Vec::new();
                 move |(samples_in, samples_frontier), (batches_in, batches_frontier), output| {
                     samples_in.for_each(|capability, data| {
                         if let Some(cap) = capability.retain_least(0) {
-                            stash.push((cap, std::mem::take(data)));
+                            held.hold(cap, std::mem::take(data));
                         }
                     });
                     // The batches themselves are read through the trace.
                     batches_in.for_each(|_capability, _batches| {});
                     let complete = batches_frontier.frontier();
 
-                    // Take every sample whose time the arrangement has completed; emit them all
-                    // under the earliest capability among their stash entries.
-                    let mut emit_cap: Option<Capability<Time>> = None;
-                    for (cap, records) in stash.iter_mut() {
-                        let before = ready.len();
-                        let mut i = 0;
-                        while i < records.len() {
-                            if complete.less_equal(&records[i].1) {
-                                i += 1;
-                            } else {
-                                ready.push(records.swap_remove(i));
-                            }
-                        }
-                        if ready.len() > before
-                            && emit_cap.as_ref().is_none_or(|c| cap.time() < c.time())
-                        {
-                            emit_cap = Some(cap.clone());
-                        }
-                    }
-                    if let Some(emit_cap) = emit_cap {
-                        // Series, time, then value: detectors with state see a series' samples in one
-                        // order at every worker count, even two at the same time.
-                        ready.sort_unstable_by_key(|(s, t, c)| (s.series.id, *t, s.fixed, *c));
+                    // Take every sample whose time the arrangement has completed, in series, time
+                    // and value order: detectors with state see a series' samples in one order
+                    // at every worker count, even two at the same time.
+                    if let Some(emit_cap) = held.release(complete, &mut ready) {
                         let batches = trace
                             .batches_through(Antichain::new().borrow())
                             .unwrap_or_default();
@@ -123,30 +101,16 @@ where
                             }
                         }
                     }
-                    // Hold back output only as far as the samples still waiting: they are all at
-                    // or beyond the arrangement's frontier, which moves in whole ticks (fewer
-                    // distinct capability times than the samples' own milliseconds).
-                    for (cap, records) in stash.iter_mut() {
-                        if let Some(earliest) = records.iter().map(|(_, t, _)| *t).min() {
-                            let target = complete
-                                .iter()
-                                .copied()
-                                .min()
-                                .map_or(earliest, |c| c.min(earliest));
-                            if target > *cap.time() {
-                                cap.downgrade(&target);
-                            }
-                        }
-                    }
-                    stash.retain(|(_, records)| !records.is_empty());
+                    // Hold back output only as far as the samples still waiting.
+                    held.settle(complete);
 
                     // Nothing earlier than the samples still to come or still stashed is ever read.
                     let mut lower = Antichain::new();
                     for t in samples_frontier.frontier().iter() {
                         lower.insert(*t);
                     }
-                    for (cap, _) in stash.iter() {
-                        lower.insert(*cap.time());
+                    for t in held.times() {
+                        lower.insert(t);
                     }
                     trace.set_logical_compaction(lower.borrow());
                     trace.set_physical_compaction(lower.borrow());

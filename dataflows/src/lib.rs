@@ -6,6 +6,7 @@
 //! | [`records`] | the record contracts: samples, anomalies, refusal reasons, dead letters |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
+//! | [`held`] | samples held until a frontier passes them, released in series and time order |
 //! | [`rates`] | counters (`..._total`) turned into per-second rates, before the baseline |
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
 //! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
@@ -17,6 +18,7 @@
 pub mod baseline;
 pub mod decode;
 pub mod detectors;
+pub mod held;
 pub mod incident;
 pub mod moments;
 pub mod neighbourhood;

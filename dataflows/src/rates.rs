@@ -11,13 +11,14 @@
 //! worker count and however the input interleaved. Other samples pass straight through.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 
+use crate::held::{HeldSamples, SampleUpdate};
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{Sample, SeriesId};
 use crate::time::Time;
@@ -30,19 +31,18 @@ const MAX_RATE: f64 = MAX_ABS_VALUE / 2.0;
 pub fn counter_rates<'s>(
     samples: VecCollection<'s, Time, Sample>,
 ) -> VecCollection<'s, Time, Sample> {
-    type Update = (Sample, Time, isize);
     samples
         .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<Update>>, _, _, _>(
+        .unary_frontier::<CapacityContainerBuilder<Vec<SampleUpdate>>, _, _, _>(
             Pipeline,
             "CounterRates",
             |_capability, _info| {
-                let mut stash: Vec<(Capability<Time>, Vec<Update>)> = Vec::new();
-                let mut ready: Vec<Update> = Vec::new();
+                let mut held = HeldSamples::default();
+                let mut ready: Vec<SampleUpdate> = Vec::new();
                 let mut counters: HashMap<SeriesId, CounterRate> = HashMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
-                        let (counts, passes): (Vec<Update>, Vec<Update>) = data
+                        let (counts, passes): (Vec<SampleUpdate>, Vec<SampleUpdate>) = data
                             .drain(..)
                             .partition(|(s, _, _)| is_counter(&s.series.metric_name));
                         if !passes.is_empty() {
@@ -53,49 +53,22 @@ pub fn counter_rates<'s>(
                         }
                         if !counts.is_empty() {
                             if let Some(cap) = capability.retain_least(0) {
-                                stash.push((cap, counts));
+                                held.hold(cap, counts);
                             }
                         }
                     });
                     let complete = frontier.frontier();
-                    let mut emit_cap: Option<Capability<Time>> = None;
-                    for (cap, records) in stash.iter_mut() {
-                        let before = ready.len();
-                        let mut i = 0;
-                        while i < records.len() {
-                            if complete.less_equal(&records[i].1) {
-                                i += 1;
-                            } else {
-                                ready.push(records.swap_remove(i));
-                            }
-                        }
-                        if ready.len() > before
-                            && emit_cap.as_ref().is_none_or(|c| cap.time() < c.time())
-                        {
-                            emit_cap = Some(cap.clone());
-                        }
-                    }
-                    if let Some(emit_cap) = emit_cap {
-                        ready.sort_unstable_by_key(|(s, t, c)| (s.series.id, *t, s.fixed, *c));
+                    if let Some(emit_cap) = held.release(complete, &mut ready) {
                         let mut session = output.session(&emit_cap);
                         for (sample, time, copies) in ready.drain(..) {
                             let counter = counters.entry(sample.series.id).or_default();
-                            if let Some(rate) = counter.observe(sample.timestamp, sample.value.0) {
-                                let rate = rate.clamp(-MAX_RATE, MAX_RATE);
-                                let rate = Sample::new(sample.timestamp, sample.series, rate);
+                            if let Some(rate) = counter.rate_of(&sample) {
                                 session.give((rate, time, copies));
                             }
                         }
                     }
                     // Hold back only as far as the counters still waiting.
-                    for (cap, records) in stash.iter_mut() {
-                        if let Some(earliest) = records.iter().map(|(_, t, _)| *t).min() {
-                            if earliest > *cap.time() {
-                                cap.downgrade(&earliest);
-                            }
-                        }
-                    }
-                    stash.retain(|(_, records)| !records.is_empty());
+                    held.settle(complete);
                 }
             },
         )
@@ -127,6 +100,17 @@ impl CounterRate {
         }
         let increase = if value >= v0 { value - v0 } else { value };
         Some(increase * 1000.0 / (t - t0) as f64)
+    }
+
+    /// `sample` as its rate (clamped to the largest kept), or None as [`CounterRate::observe`].
+    pub fn rate_of(&mut self, sample: &Sample) -> Option<Sample> {
+        let rate = self.observe(sample.timestamp, sample.value.0)?;
+        let rate = rate.clamp(-MAX_RATE, MAX_RATE);
+        Some(Sample::new(
+            sample.timestamp,
+            Arc::clone(&sample.series),
+            rate,
+        ))
     }
 }
 

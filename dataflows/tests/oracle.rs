@@ -84,13 +84,7 @@ fn naive(input: &[(Time, Sample)], window: u64) -> Vec<(Sample, Moments)> {
         samples.sort_by_key(|s| s.timestamp);
         if samples[0].series.metric_name.ends_with("_total") {
             let mut counter = CounterRate::default();
-            *samples = samples
-                .iter()
-                .filter_map(|s| {
-                    let rate = counter.observe(s.timestamp, s.value.0)?;
-                    Some(Sample::new(s.timestamp, s.series.clone(), rate))
-                })
-                .collect();
+            *samples = samples.iter().filter_map(|s| counter.rate_of(s)).collect();
         }
     }
     let mut out = Vec::new();
