@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::AsCollection;
 use incidentflow_dataflows::decode::{decode_deploy, decode_edge, Decoder};
-use incidentflow_dataflows::detectors::bank::Unscored;
+use incidentflow_dataflows::detectors::bank::{Unscored, UNSCORED_AFTER};
 use incidentflow_dataflows::incident::track_incidents;
 use incidentflow_dataflows::neighbourhood::{active_services, neighbourhoods};
 use incidentflow_dataflows::pipeline::detect;
@@ -1092,7 +1092,7 @@ fn warn_unscored(u: &Unscored, window_ms: Time, min_points: u64) {
          baseline.min_points = {} it needs (it is sampled {every}); set {needed}, or lower \
          baseline.min_points, or make a detector that counts samples, not time, the champion \
          ([detectors] champion = \"robust\")",
-        u.samples,
+        UNSCORED_AFTER,
         format_duration(window_ms),
         u.window_points,
         min_points,

@@ -66,15 +66,13 @@ impl DetectionConfig {
     }
 }
 
-/// A series the z-score cannot judge: after `samples` of its samples its window has never held
-/// `min_points` (it is sampled too sparsely for the window). Reported once per series, so that a
+/// A series the z-score cannot judge: after [`UNSCORED_AFTER`] of its samples its window has never
+/// held `min_points` (it is sampled too sparsely for the window). Reported once per series, so that a
 /// job that finds nothing says why.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Unscored {
     /// The series.
     pub series: Arc<SeriesInfo>,
-    /// The samples it had when it was reported ([`UNSCORED_AFTER`]).
-    pub samples: u32,
     /// Samples its window held at the last of them.
     pub window_points: u64,
 }
@@ -114,6 +112,8 @@ pub struct Bank {
     learns_robust: bool,
     /// The trend state learns (the trend and level-shift detectors read it).
     learns_trend: bool,
+    /// The z-score runs (sparse windows are worth a word).
+    judges_zscore: bool,
     series: HashMap<SeriesId, SeriesState>,
     zscore: ZScoreConfig,
     update_every_ms: Time,
@@ -129,6 +129,7 @@ impl Bank {
             needs_more: detectors.iter().any(|d| *d != Detector::ZScore),
             learns_robust: runs(Detector::Robust),
             learns_trend: runs(Detector::Trend) || runs(Detector::LevelShift),
+            judges_zscore: runs(Detector::ZScore),
             series: HashMap::new(),
             zscore: zscore.clone(),
             update_every_ms,
@@ -167,13 +168,12 @@ impl Bank {
         let mut unscored = None;
         if full {
             state.unscored = u32::MAX;
-        } else if state.unscored < UNSCORED_AFTER && self.detectors.contains(&Detector::ZScore) {
+        } else if state.unscored < UNSCORED_AFTER && self.judges_zscore {
             state.unscored += 1;
             if state.unscored == UNSCORED_AFTER {
                 state.unscored = u32::MAX;
                 unscored = Some(Unscored {
                     series: Arc::clone(&sample.series),
-                    samples: UNSCORED_AFTER,
                     window_points: baseline.n.max(0) as u64,
                 });
             }
