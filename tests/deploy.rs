@@ -135,18 +135,15 @@ fn the_statefulset_agrees_with_itself_and_with_the_job() {
     let script = script
         .replace("/usr/local/bin/incidentflow", stand_in.to_str().unwrap())
         .replace("/tmp/hostfile", hostfile.to_str().unwrap());
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .env("REPLICAS", "3")
-        .env("WORKERS", "2")
-        .env("PROCESS_INDEX", "1")
-        .env("POD_NAMESPACE", "aiops")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("REPLICAS", "3")
+            .env("WORKERS", "2")
+            .env("PROCESS_INDEX", "1")
+            .env("POD_NAMESPACE", "aiops")
+            .output()
+            .unwrap(),
     );
     assert_eq!(
         std::fs::read_to_string(&hostfile).unwrap(),
@@ -177,19 +174,16 @@ fn the_configmap_holds_a_valid_job_file() {
     let job = dir.join("job.toml");
     std::fs::write(&job, map["data"]["job.toml"].as_str().unwrap()).unwrap();
     // The Secret's files are not here: give the secrets through the environment instead.
-    let out = incidentflow()
-        .args(["config", "validate", job.to_str().unwrap()])
-        .env("INCIDENTFLOW__ALERTS__PAGERDUTY__ROUTING_KEY", "key")
-        .env(
-            "INCIDENTFLOW__ALERTS__SLACK__WEBHOOK_URL",
-            "https://hooks.slack.com/services/x",
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        incidentflow()
+            .args(["config", "validate", job.to_str().unwrap()])
+            .env("INCIDENTFLOW__ALERTS__PAGERDUTY__ROUTING_KEY", "key")
+            .env(
+                "INCIDENTFLOW__ALERTS__SLACK__WEBHOOK_URL",
+                "https://hooks.slack.com/services/x",
+            )
+            .output()
+            .unwrap(),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (3 alert outputs, 1 runbooks"));
     // The Secret has a key for every *_file the job file names.

@@ -89,12 +89,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
         "--checkpoint".to_string(),
         checkpoint.to_str().unwrap().to_string(),
     ]);
-    let out = incidentflow().args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(incidentflow().args(&args).output().unwrap());
     assert_eq!(
         std::fs::read(dir.join("anomalies-k1.jsonl")).unwrap(),
         anomalies
@@ -144,12 +139,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
     let n = a.len();
     a[n - 3] = "kafka".into();
     a[n - 1] = "kafka".into();
-    let out = incidentflow().args(&a).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(incidentflow().args(&a).output().unwrap());
     let mut from_topic: Vec<(String, String)> = read_topic(&broker.address, "t.anomalies");
     let mut expected: Vec<(String, String)> = String::from_utf8(anomalies)
         .unwrap()
@@ -406,12 +396,7 @@ fn a_broker_stopped_in_the_middle_of_a_run_costs_time_not_records() {
     broker.stop();
     std::thread::sleep(std::time::Duration::from_secs(3));
     broker.restart();
-    let out = job.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(job.wait_with_output().unwrap());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("retrying"),
@@ -828,12 +813,7 @@ fn an_edge_produced_while_the_job_follows_the_topics_joins_two_incidents() {
     produce_raw(&broker.address, "f.topology", 0, &[edge.into_bytes()]).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
     produce_raw(&broker.address, "f.metrics", 0, &minutes(8..21)).unwrap();
-    let out = job.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(job.wait_with_output().unwrap());
     let versions = json_lines(&incidents);
     let ids: std::collections::BTreeSet<&str> = versions
         .iter()

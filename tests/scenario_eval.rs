@@ -23,21 +23,18 @@ fn the_small_scenario_is_detected_and_scored() {
     ]);
 
     let report = dir.join("eval.json");
-    let out = incidentflow()
-        .args([
-            "eval",
-            "--truth",
-            dir.join("truth.jsonl").to_str().unwrap(),
-            "--anomalies",
-            anomalies.to_str().unwrap(),
-        ])
-        .args(["--out", report.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        incidentflow()
+            .args([
+                "eval",
+                "--truth",
+                dir.join("truth.jsonl").to_str().unwrap(),
+                "--anomalies",
+                anomalies.to_str().unwrap(),
+            ])
+            .args(["--out", report.to_str().unwrap()])
+            .output()
+            .unwrap(),
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -85,17 +82,14 @@ fn the_small_scenario_gives_one_incident_per_problem_with_the_root_ranked() {
     write_dir(&scenario, &dir, 0).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     run_on_scenario_files(&dir, "anomalies.jsonl", "incidents.jsonl");
-    let out = incidentflow()
-        .args(["eval", "--truth", &p("truth.jsonl")])
-        .args(["--anomalies", &p("anomalies.jsonl")])
-        .args(["--incidents", &p("incidents.jsonl")])
-        .args(["--out", &p("eval.json")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        incidentflow()
+            .args(["eval", "--truth", &p("truth.jsonl")])
+            .args(["--anomalies", &p("anomalies.jsonl")])
+            .args(["--incidents", &p("incidents.jsonl")])
+            .args(["--out", &p("eval.json")])
+            .output()
+            .unwrap(),
     );
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
@@ -137,12 +131,8 @@ fn eval_compares_the_champion_and_the_challengers_as_episodes() {
         .args(["--interval", "30s", "--out", &p("eval.json")])
         .output()
         .unwrap();
+    let out = succeeded(out);
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(printed.contains("zscore (champion)"), "{printed}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();

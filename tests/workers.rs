@@ -89,12 +89,7 @@ fn one_four_and_two_by_two_workers_give_the_same_output() {
     for workers in ["1", "4"] {
         let mut a = args(&dir, &format!("w{workers}"), &input);
         a.extend(["--workers".into(), workers.into()]);
-        let out = incidentflow().args(&a).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(incidentflow().args(&a).output().unwrap());
     }
 
     run_two_by_two(&dir, &args(&dir, "p2", &input));
@@ -134,12 +129,7 @@ fn one_four_and_two_by_two_workers_give_the_same_output() {
     std::fs::write(dir.join("job.toml"), JOB).unwrap();
     let mut alone = args(&dir, "alone", &input);
     alone.truncate(alone.len() - 2);
-    let out = incidentflow().args(&alone).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(incidentflow().args(&alone).output().unwrap());
     assert_eq!(
         std::fs::read(dir.join("anomalies-alone.jsonl")).unwrap(),
         reference

@@ -106,6 +106,16 @@ pub fn sample(ts: u64, namespace: &str, service: &str, metric: &str, value: f64)
     )
 }
 
+/// `out`, once it is known to be a success (else the test fails, showing its stderr).
+pub fn succeeded(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Deterministic pseudo-random numbers (xorshift64*).
 pub struct Rng(pub u64);
 
@@ -417,12 +427,7 @@ pub fn run_two_by_two(dir: &Path, args: &[String]) {
         })
         .collect();
     for child in cluster {
-        let out = child.wait_with_output().expect("wait for incidentflow");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(child.wait_with_output().expect("wait for incidentflow"));
     }
 }
 
