@@ -1087,7 +1087,7 @@ fn warn_unscored(u: &Unscored, window_ms: Time, min_points: u64) {
         ),
     };
     tracing::warn!(
-        series = %format_args!("{}/{}/{}", s.namespace, s.service, s.metric_name),
+        series = %s.key(),
         "the z-score cannot judge this series: after {} samples its {} window holds {} of the \
          baseline.min_points = {} it needs (it is sampled {every}); set {needed}, or lower \
          baseline.min_points, or make a detector that counts samples, not time, the champion \

@@ -229,8 +229,7 @@ impl OutputRecord for Anomaly {
         Anomaly::to_json(self)
     }
     fn key(&self) -> String {
-        let s = &self.series;
-        format!("{}/{}/{}", s.namespace, s.service, s.metric_name)
+        self.series.key()
     }
     fn count(&self, _open: usize) {
         METRICS.anomaly_written(self.detector.name());

@@ -146,12 +146,22 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let key = format!(
+            // The series key: namespace/service/metric{label="value",...}, labels by name.
+            let labels: Vec<String> = v["labels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let mut key = format!(
                 "{}/{}/{}",
                 v["namespace"].as_str().unwrap(),
                 v["service"].as_str().unwrap(),
                 v["metric_name"].as_str().unwrap()
             );
+            if !labels.is_empty() {
+                key += &format!("{{{}}}", labels.join(","));
+            }
             (key, l.to_string())
         })
         .collect();

@@ -216,7 +216,9 @@ impl Decoder {
             .map(|(k, v)| (self.name(&k), self.name(&v)))
             .collect();
         let info = Arc::new(SeriesInfo {
-            id: SeriesId::of(namespace, service, metric_name),
+            // From the parsed labels (sorted by name), so that the order a producer writes them in
+            // does not make two series of one.
+            id: SeriesId::of_labelled(namespace, service, metric_name, &labels),
             namespace: self.name(namespace),
             service: self.name(service),
             metric_name: self.name(metric_name),
@@ -428,6 +430,34 @@ mod tests {
             "the series is interned"
         );
         assert_eq!(d.interned(), 1);
+    }
+
+    #[test]
+    fn labels_make_the_series_whatever_order_they_come_in() {
+        let mut d = Decoder::new();
+        let line = |labels: &str| {
+            format!(
+                r#"{{"timestamp":1795568941000,"namespace":"shop","service":"api","metric_name":"latency","value":1,"labels":{labels}}}"#
+            )
+        };
+        let a = d
+            .decode(line(r#"{"pod":"a","zone":"1"}"#).as_bytes())
+            .unwrap();
+        let a_again = d
+            .decode(line(r#"{"zone":"1","pod":"a"}"#).as_bytes())
+            .unwrap();
+        let b = d
+            .decode(line(r#"{"pod":"b","zone":"1"}"#).as_bytes())
+            .unwrap();
+        let none = d.decode(line("null").as_bytes()).unwrap();
+        assert_eq!(a.series.id, a_again.series.id);
+        assert_ne!(a.series.id, b.series.id, "two pods are two series");
+        assert_ne!(a.series.id, none.series.id);
+        assert_eq!(none.series.id, SeriesId::of("shop", "api", "latency"));
+        assert_eq!(
+            a.series.id,
+            SeriesInfo::with_labels("shop", "api", "latency", &[("zone", "1"), ("pod", "a")]).id
+        );
     }
 
     #[test]

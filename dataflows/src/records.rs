@@ -40,21 +40,40 @@ impl std::hash::Hash for F64 {
     }
 }
 
-/// A series' identity: a 128-bit xxh3 hash of (namespace, service, metric_name). Stable across
-/// processes, worker counts and releases; collisions are beyond practical reach (2^-64 at 10^10
-/// series).
+/// A series' identity: a 128-bit xxh3 hash of (namespace, service, metric_name, labels). Two pods
+/// of one service reporting the same metric are two series, each with its own baseline (incidents
+/// still group them by service). Stable across processes, worker counts and releases; collisions
+/// are beyond practical reach (2^-64 at 10^10 series).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeriesId(pub u128);
 
 impl SeriesId {
-    /// The id of the series (namespace, service, metric_name).
+    /// The id of the series (namespace, service, metric_name) without labels.
     pub fn of(namespace: &str, service: &str, metric_name: &str) -> Self {
+        Self::of_labelled(namespace, service, metric_name, &[])
+    }
+
+    /// The id of the series (namespace, service, metric_name, labels); `labels` sorted by name.
+    /// Without labels it is the id [`SeriesId::of`] gives.
+    pub fn of_labelled(
+        namespace: &str,
+        service: &str,
+        metric_name: &str,
+        labels: &[(Arc<str>, Arc<str>)],
+    ) -> Self {
         let mut key = Vec::with_capacity(namespace.len() + service.len() + metric_name.len() + 2);
         key.extend_from_slice(namespace.as_bytes());
         key.push(0);
         key.extend_from_slice(service.as_bytes());
         key.push(0);
         key.extend_from_slice(metric_name.as_bytes());
+        for (name, value) in labels {
+            // 0x1f and 0x1e (unit and record separators) keep `{a="b=c"}` apart from `{a="b",c=...}`.
+            key.push(0x1e);
+            key.extend_from_slice(name.as_bytes());
+            key.push(0x1f);
+            key.extend_from_slice(value.as_bytes());
+        }
         SeriesId(xxhash_rust::xxh3::xxh3_128(&key))
     }
 }
@@ -80,13 +99,55 @@ pub struct SeriesInfo {
 impl SeriesInfo {
     /// A series without labels.
     pub fn new(namespace: &str, service: &str, metric_name: &str) -> Self {
+        Self::with_labels(namespace, service, metric_name, &[])
+    }
+
+    /// A series with `labels` (sorted here by name; the last of a repeated name counts).
+    pub fn with_labels(
+        namespace: &str,
+        service: &str,
+        metric_name: &str,
+        labels: &[(&str, &str)],
+    ) -> Self {
+        let sorted: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let labels: Vec<(Arc<str>, Arc<str>)> = sorted
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect();
         SeriesInfo {
-            id: SeriesId::of(namespace, service, metric_name),
+            id: SeriesId::of_labelled(namespace, service, metric_name, &labels),
             namespace: namespace.into(),
             service: service.into(),
             metric_name: metric_name.into(),
-            labels: Arc::new([]),
+            labels: labels.into(),
         }
+    }
+
+    /// The series as people and Kafka keys name it: `namespace/service/metric{name="value",...}`
+    /// (no braces without labels), in the Prometheus style.
+    pub fn key(&self) -> String {
+        let mut key = format!("{}/{}/{}", self.namespace, self.service, self.metric_name);
+        if !self.labels.is_empty() {
+            key.push('{');
+            for (i, (name, value)) in self.labels.iter().enumerate() {
+                if i > 0 {
+                    key.push(',');
+                }
+                key.push_str(name);
+                key.push_str("=\"");
+                for c in value.chars() {
+                    match c {
+                        '\\' => key.push_str("\\\\"),
+                        '"' => key.push_str("\\\""),
+                        '\n' => key.push_str("\\n"),
+                        c => key.push(c),
+                    }
+                }
+                key.push('"');
+            }
+            key.push('}');
+        }
+        key
     }
 }
 
@@ -584,6 +645,30 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), expected);
         }
+    }
+
+    #[test]
+    fn labels_are_part_of_the_identity() {
+        let plain = SeriesInfo::new("shop", "api", "latency");
+        let pod_a = SeriesInfo::with_labels("shop", "api", "latency", &[("pod", "a")]);
+        let pod_b = SeriesInfo::with_labels("shop", "api", "latency", &[("pod", "b")]);
+        assert_eq!(plain.id, SeriesId::of("shop", "api", "latency"));
+        assert_ne!(pod_a.id, pod_b.id);
+        assert_ne!(pod_a.id, plain.id);
+        // The order labels are given in does not matter.
+        let ab = SeriesInfo::with_labels("shop", "api", "latency", &[("pod", "a"), ("zone", "1")]);
+        let ba = SeriesInfo::with_labels("shop", "api", "latency", &[("zone", "1"), ("pod", "a")]);
+        assert_eq!(ab.id, ba.id);
+        // A label value holding the separators of another split does not collide.
+        let one = SeriesInfo::with_labels("s", "a", "m", &[("a", "b=c")]);
+        let two = SeriesInfo::with_labels("s", "a", "m", &[("a", "b"), ("c", "")]);
+        assert_ne!(one.id, two.id);
+        assert_eq!(plain.key(), "shop/api/latency");
+        assert_eq!(ab.key(), r#"shop/api/latency{pod="a",zone="1"}"#);
+        assert_eq!(
+            SeriesInfo::with_labels("s", "a", "m", &[("q", "x\"y")]).key(),
+            r#"s/a/m{q="x\"y"}"#
+        );
     }
 
     #[test]
