@@ -556,16 +556,22 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         None => None,
     };
     let is_kafka_input = matches!(input, InputSource::Kafka { .. });
-    // What the state at a time depends on: the baseline window before the anomalies, which
-    // the correlation window and quiet period keep in play, give or take the allowed lateness.
+    // What the state at a time depends on: the baseline window before the anomalies and the
+    // grace that keeps an incident open after them, give or take the allowed lateness (the
+    // oldest incident open then is added by the checkpoint).
     let history = config.baseline.window.0
-        + config.correlation.window.0
-        + config.correlation.quiet_period.0
+        + config.correlation.grace.0
+        + config.correlation.merge_window.0
         + config.time.allowed_lateness.0;
-    // A restart from Kafka re-reads only what the state at the checkpoint depends on.
+    // A restart from Kafka re-reads only what the state at the checkpoint depends on. That is a
+    // bounded stretch when the champion judges from its window alone (the z-score); the change
+    // detector's state is its whole history (a fading sketch of every change the series made),
+    // so with it a restart re-reads the samples topic from its beginning, which is as exact.
+    let window_champion =
+        config.detectors.champion == incidentflow_dataflows::records::Detector::ZScore;
     let reread = resume
         .as_ref()
-        .filter(|c| is_kafka_input && c.output_time > 0)
+        .filter(|c| is_kafka_input && c.output_time > 0 && window_champion)
         .map(|c| c.reread_from(history))
         .filter(|from| *from > 0);
     let read_from = read_from.or(reread);
@@ -578,12 +584,12 @@ fn run(args: RunArgs) -> Result<(), JobError> {
         match reread {
             _ if c.output_time == 0 => tracing::info!("checkpoint {name}: the earlier run had made nothing durable; starting over"),
             Some(from) => tracing::info!(
-                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the baseline window, correlation window and quiet period before that and before the oldest incident open then) to rebuild the state",
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the z-score's window, the merge window and grace before that and before the oldest incident open then) to rebuild the state",
                 kafka.samples_topic,
                 incidentflow_dataflows::time::format_rfc3339(from)
             ),
             None => tracing::info!(
-                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state"
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state (the champion's state is its history)"
             ),
         }
     }

@@ -6,11 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
-use differential_dataflow::AsCollection;
 use incidentflow_dataflows::decode::{decode_deploy, decode_edge, Decoder};
 use incidentflow_dataflows::detectors::bank::{Unscored, UNSCORED_AFTER};
 use incidentflow_dataflows::incident::track_incidents;
-use incidentflow_dataflows::neighbourhood::{active_services, neighbourhoods};
 use incidentflow_dataflows::pipeline::detect;
 use incidentflow_dataflows::records::{
     DeadLetter, DeployEvent, EdgeChange, Invalid, Reason, Sample,
@@ -181,7 +179,6 @@ fn run_worker(
         let mut deploys = InputSession::<Time, DeployEvent, isize>::new();
         let detected = detect(samples.to_collection(scope), &zscore, &detection);
         let anomalies = detected.champion.clone();
-        let evidence = detected.evidence();
         let window = (zscore.window_ms, zscore.min_points);
         detected
             .unscored
@@ -189,15 +186,12 @@ fn run_worker(
         let edges = edges_in.to_collection(scope);
         let deploys_stream = deploys.to_collection(scope).inner;
         if spec.correlate {
-            let pairs = edges
-                .clone()
-                .inner
-                .map(|(e, t, r)| ((e.caller, e.callee), t, if e.add { r } else { -r }))
-                .as_collection();
-            let active = active_services(evidence.clone(), correlation.window_ms);
-            let labels = neighbourhoods(active, pairs, correlation.silent_intermediates);
-            let incidents =
-                track_incidents(labels, evidence, edges.inner, deploys_stream, &correlation);
+            let incidents = track_incidents(
+                detected.champion.clone(),
+                edges.inner,
+                deploys_stream,
+                &correlation,
+            );
             let annotator =
                 crate::annotate::Annotator::new(&spec.config.runbooks, &spec.config.silences);
             let incidents = if annotator.is_empty() {

@@ -115,15 +115,11 @@ fn run_with_alerts(
 ) -> (Vec<Value>, Value, String) {
     std::fs::write(
         dir.join("samples.jsonl"),
-        samples(&[("api", &[10, 12]), ("db", &[9, 10, 11, 12])]),
+        samples(&[("api", &[11, 12]), ("db", &[9, 10, 11, 12])]),
     )
     .unwrap();
     std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
-    std::fs::write(
-        dir.join("job.toml"),
-        format!("[baseline]\nmin_points = 5\n{settings}"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("job.toml"), settings).unwrap();
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let out = incidentflow()
         .args([

@@ -1,6 +1,7 @@
 //! Correlation on hand-made fixtures, through the binary: which anomalies become one incident,
 //! which cause ranks first, when an incident resolves, and the exact sequence of incident
-//! versions when a late edge merges two incidents or a removed edge splits one.
+//! versions when a late edge merges two incidents or a removed edge splits one. A fault here is
+//! a latency at 9x its level for two minutes or more (a lone one-minute spike opens nothing).
 
 #![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
 
@@ -11,7 +12,7 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-/// The fixtures are 20 minutes long: score a series from its 5th sample, not the default 20th.
+/// The job file of the fixtures: the defaults (with [`job_with`], more settings).
 fn job(dir: &Path) -> String {
     job_with(dir, "")
 }
@@ -19,7 +20,7 @@ fn job(dir: &Path) -> String {
 /// [`job`] with more settings (TOML appended).
 fn job_with(dir: &Path, extra: &str) -> String {
     let path = dir.join("job.toml");
-    std::fs::write(&path, format!("[baseline]\nmin_points = 5\n{extra}")).unwrap();
+    std::fs::write(&path, extra).unwrap();
     path.to_str().unwrap().to_string()
 }
 
@@ -93,7 +94,7 @@ fn services(v: &Value) -> Vec<String> {
 #[test]
 fn two_connected_anomalous_services_are_one_incident_and_unconnected_ones_two() {
     let dir = scratch("correlation-pair");
-    let s = samples(&[("api", &[10]), ("db", &[10])]);
+    let s = samples(&[("api", &[10, 11, 12]), ("db", &[10, 11, 12])]);
     let one = incidents(&dir, &s, &edge("api", "db", None, "add"), "", "1");
     assert_eq!(ids(&one).len(), 1, "{one:#?}");
     assert_eq!(services(&one[0]), ["api", "db"]);
@@ -119,7 +120,7 @@ fn in_a_chain_the_anomalous_dependency_ranks_first() {
         edge("a", "b", None, "add") + &edge("b", "c", None, "add") + &edge("c", "d", None, "add");
     let versions = incidents(
         &dir,
-        &samples(&[("a", &[]), ("b", &[]), ("c", &[10]), ("d", &[10])]),
+        &samples(&[("a", &[]), ("b", &[]), ("c", &[10, 11]), ("d", &[10, 11])]),
         &topology,
         "",
         "1",
@@ -142,7 +143,7 @@ fn in_a_chain_the_anomalous_dependency_ranks_first() {
 fn a_deploy_shortly_before_the_onset_raises_the_service() {
     let dir = scratch("correlation-deploy");
     let topology = edge("a", "b", None, "add") + &edge("a", "c", None, "add");
-    let s = samples(&[("a", &[10]), ("b", &[10]), ("c", &[10])]);
+    let s = samples(&[("a", &[10, 11]), ("b", &[10, 11]), ("c", &[10, 11])]);
     let without = incidents(&dir, &s, &topology, "", "1");
     let ranked = causes(&without[0]);
     assert_eq!(ranked.len(), 3);
@@ -164,16 +165,18 @@ fn a_deploy_shortly_before_the_onset_raises_the_service() {
 }
 
 #[test]
-fn an_incident_resolves_after_the_quiet_period() {
-    let dir = scratch("correlation-quiet");
-    let versions = incidents(&dir, &samples(&[("api", &[8])]), "", "", "1");
+fn an_incident_resolves_within_the_grace_after_its_last_member_recovers() {
+    let dir = scratch("correlation-grace");
+    let versions = incidents(&dir, &samples(&[("api", &[8, 9])]), "", "", "1");
     assert_eq!(versions.len(), 2, "{versions:#?}");
+    // Opened at 00:09, its second anomalous minute (a strong anomaly that lasts).
     assert_eq!(
         (
             versions[0]["status"].as_str(),
-            versions[0]["version"].as_u64()
+            versions[0]["version"].as_u64(),
+            versions[0]["created_at"].as_str()
         ),
-        (Some("open"), Some(1))
+        (Some("open"), Some(1), Some(rfc3339(T0 + 9 * MIN).as_str()))
     );
     assert_eq!(
         (
@@ -182,15 +185,40 @@ fn an_incident_resolves_after_the_quiet_period() {
         ),
         (Some("resolved"), Some(2))
     );
-    // The anomaly at 00:08 keeps api active for 5 minutes, then 5 quiet minutes.
-    assert_eq!(versions[1]["updated_at"], rfc3339(T0 + 18 * MIN));
+    // api is back at 00:10; its episode closes after three calm minutes (00:12), and the
+    // incident two minutes of grace later.
+    assert_eq!(versions[1]["updated_at"], rfc3339(T0 + 14 * MIN));
+    assert!(
+        versions[1]["change"]
+            .as_str()
+            .unwrap()
+            .contains("every member recovered 2m ago"),
+        "{}",
+        versions[1]["change"]
+    );
+}
+
+#[test]
+fn a_lone_spike_opens_no_incident_and_two_faults_minutes_apart_are_two() {
+    let dir = scratch("correlation-apart");
+    let spike = incidents(&dir, &samples(&[("api", &[8])]), "", "", "1");
+    assert!(spike.is_empty(), "{spike:#?}");
+    // db fails at 00:02 and its caller with it; db again at 00:08, before api has recovered.
+    let s = samples(&[("api", &[2, 3, 4, 5, 6, 7, 8]), ("db", &[2, 3, 8, 9])]);
+    let versions = incidents(&dir, &s, &edge("api", "db", None, "add"), "", "1");
+    let opened: Vec<&Value> = versions.iter().filter(|v| v["status"] == "open").collect();
+    assert_eq!(opened.len(), 2, "{versions:#?}");
+    assert_eq!(services(opened[0]), ["api", "db"]);
+    assert_eq!(services(opened[1]), ["db"]);
+    assert!(versions.iter().all(|v| v["merged_into"].is_null()));
 }
 
 #[test]
 fn a_late_edge_merges_two_open_incidents_and_a_removed_edge_splits_one() {
     let dir = scratch("correlation-merge");
-    // api and db fire at 00:08 and 00:09 and again at 00:11; the edge api -> db appears at 00:10.
-    let s = samples(&[("api", &[8, 11]), ("db", &[9, 11])]);
+    // api and db fail at 00:08 for two minutes, in no known relation: two incidents, opened at
+    // 00:09. The edge api -> db appears at 00:10: they began together, so they are one.
+    let s = samples(&[("api", &[8, 9]), ("db", &[8, 9])]);
     let merge = incidents(
         &dir,
         &s,
@@ -209,9 +237,9 @@ fn a_late_edge_merges_two_open_incidents_and_a_removed_edge_splits_one() {
             )
         })
         .collect();
+    // Opened at one time, the lesser id first; it survives the merge.
     let (older, younger) = (seq[0].0.clone(), seq[1].0.clone());
     assert_ne!(older, younger);
-    // Within one time, versions are written in incident-id order.
     let mut at_edge = vec![
         (older.clone(), "updated".to_string(), 2, None),
         (
@@ -242,20 +270,22 @@ fn a_late_edge_merges_two_open_incidents_and_a_removed_edge_splits_one() {
         .unwrap();
     assert!(merged["change"].as_str().unwrap().contains("merged into"));
 
-    // The same edge present from the start and removed at 00:10: one incident, then a split.
+    // The edge present from the start and removed at 00:12: api fails at 00:08, db joins it at
+    // 00:10; then the removal splits db off.
+    let s = samples(&[("api", &[8, 9]), ("db", &[10, 11])]);
     let topology =
-        edge("api", "db", None, "add") + &edge("api", "db", Some(T0 + 10 * MIN), "remove");
+        edge("api", "db", None, "add") + &edge("api", "db", Some(T0 + 12 * MIN), "remove");
     let split = incidents(&dir, &s, &topology, "", "1");
     let first = split[0]["incident_id"].as_str().unwrap().to_string();
     assert_eq!(services(&split[0]), ["api"]);
     assert_eq!(
         services(&split[1]),
         ["api", "db"],
-        "db joins at 00:09: {split:#?}"
+        "db joins at 00:10: {split:#?}"
     );
     let at_removal: Vec<&Value> = split
         .iter()
-        .filter(|v| v["updated_at"] == rfc3339(T0 + 10 * MIN))
+        .filter(|v| v["updated_at"] == rfc3339(T0 + 12 * MIN))
         .collect();
     assert_eq!(at_removal.len(), 2, "{split:#?}");
     let kept = at_removal
@@ -282,7 +312,12 @@ fn incidents_are_the_same_at_one_and_four_workers() {
     let topology = edge("a", "b", None, "add")
         + &edge("b", "c", Some(T0 + 9 * MIN), "add")
         + &edge("a", "b", Some(T0 + 12 * MIN), "remove");
-    let s = samples(&[("a", &[8, 11]), ("b", &[9]), ("c", &[10, 13]), ("d", &[10])]);
+    let s = samples(&[
+        ("a", &[8, 9, 11, 12]),
+        ("b", &[9, 10]),
+        ("c", &[10, 11, 13, 14]),
+        ("d", &[10, 11]),
+    ]);
     let one = incidents(&dir, &s, &topology, "", "1");
     let four = incidents(&dir, &s, &topology, "", "4");
     assert!(one.len() >= 4);
@@ -296,7 +331,7 @@ fn incidents_are_the_same_at_one_and_four_workers() {
 #[test]
 fn a_static_yaml_topology_reads_like_the_jsonl_one() {
     let dir = scratch("correlation-yaml");
-    let s = samples(&[("api", &[10]), ("db", &[10]), ("web", &[10])]);
+    let s = samples(&[("api", &[10, 11]), ("db", &[10, 11]), ("web", &[10, 11])]);
     let jsonl = incidents(
         &dir,
         &s,
@@ -346,7 +381,7 @@ fn incidents_on_stdout_are_only_json() {
     let dir = scratch("correlation-stdout");
     std::fs::write(
         dir.join("samples.jsonl"),
-        samples(&[("api", &[10]), ("db", &[10])]),
+        samples(&[("api", &[10, 11]), ("db", &[10, 11])]),
     )
     .unwrap();
     std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
@@ -374,7 +409,7 @@ fn incidents_on_stdout_are_only_json() {
 fn a_silent_intermediate_links_two_anomalous_services_only_when_configured() {
     let dir = scratch("correlation-silent");
     // api -> cache -> db: cache has no anomaly.
-    let s = samples(&[("api", &[10]), ("db", &[10]), ("cache", &[])]);
+    let s = samples(&[("api", &[10, 11]), ("db", &[10, 11]), ("cache", &[])]);
     let topology = edge("api", "cache", None, "add") + &edge("cache", "db", None, "add");
     let off = incidents(&dir, &s, &topology, "", "1");
     assert_eq!(ids(&off).len(), 2, "off by default: {off:#?}");
@@ -400,7 +435,7 @@ fn a_silent_intermediate_links_two_anomalous_services_only_when_configured() {
 #[test]
 fn runbooks_attach_to_matching_causes_and_silences_mark_versions_in_their_window() {
     let dir = scratch("correlation-notes");
-    let s = samples(&[("api", &[10]), ("db", &[10])]);
+    let s = samples(&[("api", &[10, 11]), ("db", &[10, 11])]);
     let settings = r#"
 [[runbooks]]
 name = "not this one"

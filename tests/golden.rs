@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 
-/// Twenty steady minutes (the default `min_points`) of each service, then a spike.
+/// Twenty steady minutes of each service (the champion judges from the eleventh), then a spike.
 const API_STEADY: [f64; 10] = [0.42, 0.41, 0.43, 0.42, 0.44, 0.40, 0.42, 0.43, 0.41, 0.42];
 const DB_STEADY: [f64; 10] = [0.30, 0.31, 0.29, 0.30, 0.32, 0.28, 0.30, 0.31, 0.29, 0.30];
 
@@ -26,11 +26,12 @@ fn fixture() -> String {
     text
 }
 
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
+/// The largest minute-to-minute change of a steady history.
+fn largest_change(values: &[f64]) -> f64 {
+    values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -57,37 +58,46 @@ fn two_spikes_give_exactly_two_anomalies_with_their_evidence() {
             T0 + 20 * 60_000 + 5_000,
         ),
     ];
-    for (a, (service, value, baseline, ts)) in anomalies.iter().zip(expectations) {
-        let (mean, sd) = mean_sd(&baseline);
-        let z = (value - mean) / sd;
+    for (a, (service, value, history, ts)) in anomalies.iter().zip(expectations) {
+        let previous = *history.last().unwrap();
         assert_eq!(a["service"], service);
         assert_eq!(a["namespace"], "shop");
         assert_eq!(a["metric_name"], "latency_p99");
         assert_eq!(a["timestamp"], rfc3339(ts));
         assert_eq!(a["value"], value);
-        assert_eq!(a["detector"], "zscore");
+        assert_eq!(a["detector"], "change");
         assert_eq!(a["schema_version"], 1);
-        assert!((a["expected"].as_f64().unwrap() - mean).abs() < 1e-12);
-        assert!((a["upper_bound"].as_f64().unwrap() - (mean + 4.0 * sd)).abs() < 1e-12);
-        assert!((a["lower_bound"].as_f64().unwrap() - (mean - 4.0 * sd)).abs() < 1e-12);
+        // The reference is the sample before; the band is the threshold either side of it, a
+        // change beyond anything the history made (2x the largest, by the extrapolation) and
+        // far short of the spike.
         let ev = &a["evidence"];
+        let threshold = ev["threshold"].as_f64().unwrap();
+        assert_eq!(a["expected"], previous);
+        assert_eq!(ev["reference"], previous);
+        assert!((a["upper_bound"].as_f64().unwrap() - (previous + threshold)).abs() < 1e-12);
+        assert!((a["lower_bound"].as_f64().unwrap() - (previous - threshold)).abs() < 1e-12);
+        let largest = largest_change(&history);
+        assert!(
+            threshold > largest && threshold < 2.5 * largest,
+            "threshold {threshold}, largest change {largest}"
+        );
+        assert!(ev["usual_change"].as_f64().unwrap() <= largest * 1.1);
         assert_eq!(ev["baseline_points"], 20);
+        assert_eq!(ev["interval_ms"], 60_000);
         assert_eq!(ev["direction"], "up");
         assert_eq!(ev["flat_baseline"], false);
-        assert!(
-            (ev["z"].as_f64().unwrap() - z).abs() < 1e-9,
-            "z {} vs {z}",
-            ev["z"]
-        );
-        assert!((ev["baseline_stddev"].as_f64().unwrap() - sd).abs() < 1e-12);
+        assert!(ev.get("baseline_stddev").is_none());
+        // Graded and calibrated: the score is the strength's s / (1 + s), strength being the
+        // change over the threshold (the relative view, with its veto, can only lower it).
+        let strength = ev["statistic"].as_f64().unwrap();
+        assert!(strength > 1.5 && strength <= (value - previous) / threshold + 1e-9);
         let score = a["anomaly_score"].as_f64().unwrap();
-        assert!((score - z / (z + 4.0)).abs() < 1e-12 && score < 1.0);
-        assert_eq!(a["window"]["duration_ms"], 1_800_000);
-        assert_eq!(a["window"]["end"], rfc3339(ts));
+        assert!((score - strength / (1.0 + strength)).abs() < 1e-12 && score < 1.0);
         assert!(a["anomaly_id"].as_str().unwrap().starts_with("an-"));
         // Each spike opens an episode (the input ends before it could close).
         assert_eq!(a["episode"]["status"], "open");
         assert_eq!(a["episode"]["started_at"], rfc3339(ts));
+        assert_eq!(a["episode"]["samples"], 1);
         assert!(a["episode"]["episode_id"]
             .as_str()
             .unwrap()

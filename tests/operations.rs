@@ -35,10 +35,18 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     let dir = scratch("operations-metrics");
     let addr = format!("127.0.0.1:{}", free_port());
     let anomalies = dir.join("anomalies.jsonl");
+    // The z-score as a challenger keeps the shared window baseline (an arrangement) too.
+    std::fs::write(
+        dir.join("job.toml"),
+        "[detectors]\nchallengers = [\"zscore\"]\n",
+    )
+    .unwrap();
     let mut job = KillOnDrop(
         incidentflow()
             .args([
                 "run",
+                "--config",
+                dir.join("job.toml").to_str().unwrap(),
                 "--input",
                 "-",
                 "--metrics-addr",
@@ -102,7 +110,7 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     wait_for(&addr, "incidentflow_dead_letters_written_total", 2.0);
     wait_for(
         &addr,
-        "incidentflow_anomalies_total{detector=\"zscore\"}",
+        "incidentflow_anomalies_total{detector=\"change\"}",
         1.0,
     );
     drop(stdin); // the end of the input: the job finishes
@@ -110,6 +118,7 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     assert!(status.success());
     let written = std::fs::read_to_string(&anomalies).unwrap();
     assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(written.contains("\"detector\":\"change\""), "{written}");
 }
 
 /// `incidentflow config validate FILE` with `env` set.
@@ -177,7 +186,7 @@ fn feedback_labels_and_silences_are_followed_while_the_job_runs_and_reported() {
     std::fs::write(&labels, "").unwrap();
     std::fs::write(&silences, "").unwrap();
     std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
-    std::fs::write(dir.join("job.toml"), "[baseline]\nmin_points = 5\n").unwrap();
+    std::fs::write(dir.join("job.toml"), "").unwrap();
     let incidents = dir.join("incidents.jsonl");
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let mut job = KillOnDrop(
@@ -211,9 +220,9 @@ fn feedback_labels_and_silences_are_followed_while_the_job_runs_and_reported() {
         "incidentflow_side_input_refused_total{input=\"silences\"}",
         1.0,
     );
-    // One incident: opened at minute 9, updated at 10 (resolved once later samples pass its quiet
-    // period).
-    let text = samples(&[("api", &[10, 12]), ("db", &[9, 10, 11, 12])]);
+    // One incident: opened at minute 10 (db's second anomalous minute), updated at 11 when api
+    // joins (resolved once later samples pass its grace).
+    let text = samples(&[("api", &[11, 12]), ("db", &[9, 10, 11, 12])]);
     stdin.write_all(text.as_bytes()).unwrap();
     stdin.flush().unwrap();
     wait_for(
@@ -274,7 +283,7 @@ fn feedback_labels_and_silences_are_followed_while_the_job_runs_and_reported() {
     // Samples past minute 30: a new database incident, marked by the silence read while running.
     let mut later = String::new();
     for minute in 20..40u64 {
-        for (service, spike) in [("api", false), ("db", minute == 33)] {
+        for (service, spike) in [("api", false), ("db", minute == 33 || minute == 34)] {
             // Far above a baseline that still holds the first incident's spikes.
             let v = if spike {
                 100.0

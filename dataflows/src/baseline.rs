@@ -119,3 +119,47 @@ where
         )
         .as_collection()
 }
+
+/// Calls `logic` with every sample in series and time order once the input has passed its time,
+/// as [`with_baseline`] does, but with no window (an empty baseline): for detectors that keep
+/// their own state and read no window, so that none is kept. `samples` must be partitioned by
+/// series.
+pub fn in_series_order<'s, O, L>(
+    samples: VecCollection<'s, Time, Sample>,
+    name: &str,
+    mut logic: L,
+) -> VecCollection<'s, Time, O>
+where
+    O: Data,
+    L: FnMut(&Sample, &Moments) -> Option<O> + 'static,
+{
+    samples
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(O, Time, isize)>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_capability, _info| {
+                let mut held = HeldSamples::default();
+                let mut ready: Vec<SampleUpdate> = Vec::new();
+                let empty = Moments::default();
+                move |(input, frontier), output| {
+                    input.for_each(|capability, data| {
+                        if let Some(cap) = capability.retain_least(0) {
+                            held.hold(cap, std::mem::take(data));
+                        }
+                    });
+                    let complete = frontier.frontier();
+                    if let Some(emit_cap) = held.release(complete, &mut ready) {
+                        let mut session = output.session(&emit_cap);
+                        for (sample, time, copies) in ready.drain(..) {
+                            if let Some(out) = logic(&sample, &empty) {
+                                session.give((out, time, copies));
+                            }
+                        }
+                    }
+                    held.settle(complete);
+                }
+            },
+        )
+        .as_collection()
+}

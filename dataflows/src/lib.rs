@@ -11,9 +11,9 @@
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
 //! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
 //! | [`zscore`] | the rolling z-score detector and its score |
+//! | [`detectors`] | the detector bank: the change detector (champion), z-score, robust, level shift, trend, seasonal; episodes and scores |
 //! | [`pipeline`] | the stages wired together: samples -> anomalies |
-//! | [`neighbourhood`] | active services and their connected groups over the topology |
-//! | [`incident`] | the incident lifecycle and the ranked root-cause hypothesis |
+//! | [`incident`] | episodes grouped over the topology into incidents, and the ranked root cause |
 
 pub mod baseline;
 pub mod decode;
@@ -21,7 +21,6 @@ pub mod detectors;
 pub mod held;
 pub mod incident;
 pub mod moments;
-pub mod neighbourhood;
 pub mod pipeline;
 pub mod rates;
 pub mod records;

@@ -5,14 +5,19 @@
 //!                 │                                                      │
 //!                 └──────────────► with_baseline (as of t) ◄─────────────┘ ─► detector bank ─► episodes
 //! ```
+//!
+//! The window is kept only when a running detector reads it (the z-score, the level shift): the
+//! champion, the change detector, keeps its own state per series, and without a window-reading
+//! challenger the samples go to the bank in series and time order with no window at all.
 
 use differential_dataflow::{AsCollection, Hashable, VecCollection};
 use timely::dataflow::operators::Exchange;
 
-use crate::baseline::{arrange_baselines, with_baseline, Baselines};
+use crate::baseline::{arrange_baselines, in_series_order, with_baseline, Baselines};
 use crate::detectors::bank::{Bank, DetectionConfig, Unscored};
+use crate::moments::Moments;
 use crate::rates::counter_rates;
-use crate::records::{Anomaly, EpisodeStatus, Sample};
+use crate::records::{Anomaly, Sample};
 use crate::time::Time;
 use crate::window::window;
 use crate::zscore::ZScoreConfig;
@@ -45,16 +50,6 @@ pub struct Detected<'s> {
     pub unscored: VecCollection<'s, Time, Unscored>,
 }
 
-impl<'s> Detected<'s> {
-    /// What correlation reads of the champion: its anomalies, but not the closes of episodes
-    /// (a series that recovers is not new evidence).
-    pub fn evidence(&self) -> VecCollection<'s, Time, Anomaly> {
-        self.champion
-            .clone()
-            .filter(|a| a.episode.is_none_or(|e| e.status != EpisodeStatus::Close))
-    }
-}
-
 /// Runs the champion and the challengers over one shared baseline: each sample (a counter's as its
 /// rate) is read with its window once and handed to the bank of detectors, which reports each detector's episodes.
 pub fn detect<'s>(
@@ -63,13 +58,19 @@ pub fn detect<'s>(
     detection: &DetectionConfig,
 ) -> Detected<'s> {
     let samples = counter_rates(partition_by_series(samples));
-    let baselines = baselines(samples.clone(), config);
     let mut bank = Bank::new(&detection.running(), config, detection.update_every_ms);
-    let found = with_baseline(samples, baselines, "Detect", move |sample, baseline| {
+    let logic = move |sample: &Sample, baseline: &Moments| {
         let mut found = Vec::new();
         let unscored = bank.observe(sample, baseline, &mut found);
         (!found.is_empty() || unscored.is_some()).then_some((found, unscored))
-    });
+    };
+    // The window and its arrangement are kept only when a running detector reads them.
+    let found = if detection.needs_window() {
+        let baselines = baselines(samples.clone(), config);
+        with_baseline(samples, baselines, "Detect", logic)
+    } else {
+        in_series_order(samples, "Detect", logic)
+    };
     let all = found.clone().flat_map(|(found, _)| found);
     let champion = detection.champion;
     Detected {

@@ -233,16 +233,20 @@ pub enum Detector {
     /// Against the same hour of the day (see `detectors::seasonal`).
     #[serde(rename = "seasonal")]
     Seasonal,
+    /// A move larger and rarer than the series' own changes (see `detectors::change`).
+    #[serde(rename = "change")]
+    Change,
 }
 
 impl Detector {
     /// Every detector, in the order of their ids.
-    pub const ALL: [Detector; 5] = [
+    pub const ALL: [Detector; 6] = [
         Detector::ZScore,
         Detector::Robust,
         Detector::LevelShift,
         Detector::Trend,
         Detector::Seasonal,
+        Detector::Change,
     ];
 
     /// The name used in records and config.
@@ -253,6 +257,7 @@ impl Detector {
             Detector::LevelShift => "level_shift",
             Detector::Trend => "trend",
             Detector::Seasonal => "seasonal",
+            Detector::Change => "change",
         }
     }
 
@@ -276,8 +281,26 @@ pub struct Evidence {
     /// True when the baseline was perfectly flat and the value differs from it.
     pub flat_baseline: bool,
     /// The detector's own statistic when it is not a z-score (robust z, CUSUM sum, trend t,
-    /// seasonal z), signed.
+    /// seasonal z, change strength), signed.
     pub statistic: Option<F64>,
+    /// The change detector's view of the series: its usual largest change and how often it is
+    /// sampled (None for the other detectors).
+    pub change: Option<ChangeEvidence>,
+}
+
+/// What the change detector knew of a series when it judged a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChangeEvidence {
+    /// The value the series moved from (the sample before, or the level it left).
+    pub reference: F64,
+    /// The change at which a move is anomalous (strength 1).
+    pub threshold: F64,
+    /// The 99th percentile of the series' recent changes.
+    pub usual_change: F64,
+    /// Samples of the series seen so far.
+    pub samples: u64,
+    /// The usual interval between its samples, in milliseconds.
+    pub interval_ms: u64,
 }
 
 /// Where an anomaly event stands in its episode.
@@ -299,6 +322,8 @@ pub struct EpisodeInfo {
     pub status: EpisodeStatus,
     /// When the episode opened.
     pub started_at: Time,
+    /// Its anomalous samples so far (at its close, in all).
+    pub samples: u32,
 }
 
 /// An anomalous sample with the evidence behind it.
@@ -380,16 +405,25 @@ impl Anomaly {
             evidence: EvidenceJson {
                 baseline_points: self.evidence.baseline_points,
                 baseline_mean: self.expected.0,
-                baseline_stddev: self.evidence.baseline_stddev.0,
+                baseline_stddev: self
+                    .evidence
+                    .change
+                    .is_none()
+                    .then_some(self.evidence.baseline_stddev.0),
                 z: self.evidence.z.map(|z| z.0),
                 direction: self.evidence.direction,
                 flat_baseline: self.evidence.flat_baseline,
                 statistic: self.evidence.statistic.map(|s| s.0),
+                reference: self.evidence.change.map(|c| c.reference.0),
+                threshold: self.evidence.change.map(|c| c.threshold.0),
+                usual_change: self.evidence.change.map(|c| c.usual_change.0),
+                interval_ms: self.evidence.change.map(|c| c.interval_ms),
             },
             episode: self.episode.map(|e| EpisodeJson {
                 episode_id: self.episode_id().unwrap_or_default(),
                 status: e.status,
                 started_at: format_rfc3339(e.started_at),
+                samples: e.samples,
             }),
         };
         serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -422,6 +456,7 @@ struct EpisodeJson {
     episode_id: String,
     status: EpisodeStatus,
     started_at: String,
+    samples: u32,
 }
 
 #[derive(Serialize)]
@@ -435,12 +470,21 @@ struct WindowJson<'a> {
 struct EvidenceJson {
     baseline_points: u64,
     baseline_mean: f64,
-    baseline_stddev: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_stddev: Option<f64>,
     z: Option<f64>,
     direction: Direction,
     flat_baseline: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     statistic: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usual_change: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_ms: Option<u64>,
 }
 
 struct LabelsJson<'a>(&'a [(Arc<str>, Arc<str>)]);

@@ -97,6 +97,7 @@ pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Opti
             direction,
             flat_baseline: stddev == 0.0,
             statistic: None,
+            change: None,
         },
         episode: None,
     })

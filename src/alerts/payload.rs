@@ -190,6 +190,7 @@ pub(crate) mod tests {
             version: 2,
             created_at: 1_795_564_800_000,
             updated_at: 1_795_565_100_000,
+            namespace: Some(Arc::from("shop")),
             severity: Severity::High,
             services: vec![Arc::from("shop/api"), Arc::from("shop/db")],
             silent_services: vec![],
@@ -199,6 +200,8 @@ pub(crate) mod tests {
             ranked_causes: vec![Cause {
                 service: Arc::from("shop/db"),
                 score_milli: 820,
+                metric: Some(Arc::from("latency_p99")),
+                strength_milli: 4200,
                 reasons: vec!["first to deviate".into(), "called by shop/api".into()],
             }],
             confidence_milli: 820,

@@ -158,32 +158,46 @@ fn check_url(key: &str, value: &str, secret: bool) -> Result<(), String> {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationSection {
-    /// How long an anomaly keeps its service in a neighbourhood.
-    pub window: Millis,
-    /// How long an incident stays open with no anomaly before it is resolved.
-    pub quiet_period: Millis,
+    /// How long an incident stays open after the last of its anomalies that keep it alive ends.
+    pub grace: Millis,
+    /// An anomaly joins an incident only if it began within this long of its onset; incidents
+    /// merge only if their onsets are this close.
+    pub merge_window: Millis,
+    /// The longest an incident stays open.
+    pub max_duration: Millis,
     /// The least event time between two `updated` versions of one incident.
     pub update_interval: Millis,
     /// Whether a service with no anomaly may link two anomalous services it has edges to.
     pub silent_intermediates: bool,
     /// How long before a service's first anomaly a deploy of it counts as evidence.
     pub deploy_lookback: Millis,
-    /// A neighbourhood opens an incident once it holds this many anomalies in the window...
-    pub min_anomalies: u64,
-    /// ...and one of them scores at least this.
+    /// Opens an incident: an anomaly scoring at least this...
     pub strong_score: f64,
+    /// ...or anomalies on this many metrics of one service at once (0: not evidence)...
+    pub min_metrics: u32,
+    /// ...or this many connected anomalous services (0: not evidence)...
+    pub min_services: u32,
+    /// ...or a deploy of an anomalous service within deploy_lookback before its anomaly.
+    pub deploy_opens: bool,
+    /// An anomaly that joins an incident keeps it open only once it scores at least this.
+    pub keep_alive_score: f64,
 }
 
 impl Default for CorrelationSection {
     fn default() -> Self {
+        let d = CorrelationConfig::default();
         CorrelationSection {
-            window: Millis(5 * 60_000),
-            quiet_period: Millis(5 * 60_000),
-            update_interval: Millis(30_000),
-            silent_intermediates: false,
-            deploy_lookback: Millis(15 * 60_000),
-            min_anomalies: 1,
-            strong_score: 0.65,
+            grace: Millis(d.grace_ms),
+            merge_window: Millis(d.merge_window_ms),
+            max_duration: Millis(d.max_duration_ms),
+            update_interval: Millis(d.update_interval_ms),
+            silent_intermediates: d.silent_intermediates,
+            deploy_lookback: Millis(d.deploy_lookback_ms),
+            strong_score: d.strong_score_milli as f64 / 1000.0,
+            min_metrics: d.min_metrics,
+            min_services: d.min_services,
+            deploy_opens: d.deploy_opens,
+            keep_alive_score: d.keep_alive_milli as f64 / 1000.0,
         }
     }
 }
@@ -212,7 +226,7 @@ impl Default for BaselineConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
-    /// zscore, robust, level_shift, trend or seasonal.
+    /// change, zscore, robust, level_shift, trend or seasonal.
     pub champion: Detector,
     /// Any of them but the champion.
     pub challengers: Vec<Detector>,
@@ -389,8 +403,8 @@ impl JobConfig {
                 self.zscore.threshold
             ));
         }
-        if self.correlation.window.0 == 0 {
-            return Err("correlation.window must be longer than 0s".into());
+        if self.correlation.max_duration.0 == 0 {
+            return Err("correlation.max_duration must be longer than 0s".into());
         }
         if self.time.tick.0 == 0 {
             return Err("time.tick must be at least 1ms".into());
@@ -407,11 +421,15 @@ impl JobConfig {
                 self.input.partition_bytes
             ));
         }
-        if !(0.0..=1.0).contains(&self.correlation.strong_score) {
-            return Err(format!(
-                "correlation.strong_score is {}; it must be between 0 and 1",
-                self.correlation.strong_score
-            ));
+        for (key, score) in [
+            ("strong_score", self.correlation.strong_score),
+            ("keep_alive_score", self.correlation.keep_alive_score),
+        ] {
+            if !(0.0..=1.0).contains(&score) {
+                return Err(format!(
+                    "correlation.{key} is {score}; it must be between 0 and 1"
+                ));
+            }
         }
         self.check_kafka()?;
         self.check_operations()
@@ -595,15 +613,20 @@ impl JobConfig {
 
     /// The correlation settings handed to the dataflow.
     pub fn correlation_config(&self) -> CorrelationConfig {
+        let milli = |score: f64| (score.clamp(0.0, 1.0) * 1000.0).round() as u32;
+        let c = &self.correlation;
         CorrelationConfig {
-            window_ms: self.correlation.window.0,
-            quiet_ms: self.correlation.quiet_period.0,
-            update_interval_ms: self.correlation.update_interval.0,
-            silent_intermediates: self.correlation.silent_intermediates,
-            deploy_lookback_ms: self.correlation.deploy_lookback.0,
-            min_anomalies: self.correlation.min_anomalies.max(1),
-            strong_score_milli: (self.correlation.strong_score.clamp(0.0, 1.0) * 1000.0).round()
-                as u32,
+            grace_ms: c.grace.0,
+            merge_window_ms: c.merge_window.0,
+            max_duration_ms: c.max_duration.0,
+            update_interval_ms: c.update_interval.0,
+            silent_intermediates: c.silent_intermediates,
+            deploy_lookback_ms: c.deploy_lookback.0,
+            strong_score_milli: milli(c.strong_score),
+            min_metrics: c.min_metrics,
+            min_services: c.min_services,
+            deploy_opens: c.deploy_opens,
+            keep_alive_milli: milli(c.keep_alive_score),
         }
     }
 
@@ -807,7 +830,8 @@ mod tests {
             ("[baseline]\nwindow = \"0s\"\n", "baseline.window must be longer than 0s"),
             ("[baseline]\nmin_points = 1\n", "baseline.min_points is 1; it must be at least 2"),
             ("[zscore]\nthreshold = 0.0\n", "zscore.threshold is 0; it must be a number above 0"),
-            ("[correlation]\nwindow = \"0s\"\n", "correlation.window must be longer than 0s"),
+            ("[correlation]\nmax_duration = \"0s\"\n", "correlation.max_duration must be longer than 0s"),
+            ("[correlation]\nkeep_alive_score = -1.0\n", "correlation.keep_alive_score is -1; it must be between 0 and 1"),
             ("[correlation]\nstrong_score = 1.5\n", "correlation.strong_score is 1.5; it must be between 0 and 1"),
             ("[time]\ntick = \"0s\"\n", "time.tick must be at least 1ms"),
             ("[input]\nmax_line_bytes = 10\n", "input.max_line_bytes is 10; it must be at least 256"),

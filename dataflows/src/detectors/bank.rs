@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::change::{Change as ChangeDetector, Seen};
 use super::episode::{Change, Episode};
 use super::level_shift::LevelShift;
 use super::robust::Robust;
@@ -25,8 +26,8 @@ use super::trend::Trend;
 use super::Reading;
 use crate::moments::Moments;
 use crate::records::{
-    Anomaly, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample, SeriesId,
-    SeriesInfo, F64,
+    Anomaly, ChangeEvidence, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample,
+    SeriesId, SeriesInfo, F64,
 };
 use crate::time::Time;
 use crate::zscore::ZScoreConfig;
@@ -46,7 +47,7 @@ pub struct DetectionConfig {
 impl Default for DetectionConfig {
     fn default() -> Self {
         DetectionConfig {
-            champion: Detector::ZScore,
+            champion: Detector::Change,
             challengers: Vec::new(),
             update_every_ms: 150_000,
         }
@@ -63,6 +64,14 @@ impl DetectionConfig {
             }
         }
         all
+    }
+
+    /// Whether a running detector reads the shared window baseline (the z-score, and the level
+    /// shift until its trend reference is warm): without one, no window is kept at all.
+    pub fn needs_window(&self) -> bool {
+        self.running()
+            .iter()
+            .any(|d| matches!(d, Detector::ZScore | Detector::LevelShift))
     }
 }
 
@@ -90,6 +99,8 @@ struct SeriesState {
     unscored: u32,
     /// The states beyond the z-score's: made when a detector that needs them runs.
     more: Option<Box<MoreState>>,
+    /// The change detector's state, when it runs.
+    change: Option<Box<ChangeDetector>>,
     /// One per detector of the bank, in its order.
     episodes: Box<[Episode]>,
 }
@@ -106,8 +117,11 @@ struct MoreState {
 /// The bank of one worker.
 pub struct Bank {
     detectors: Vec<Detector>,
-    /// A detector other than the z-score runs: every series keeps the other states.
+    /// A detector other than the z-score and the change detector runs: every series keeps the
+    /// other states.
     needs_more: bool,
+    /// The change detector runs.
+    runs_change: bool,
     /// The robust detector runs.
     learns_robust: bool,
     /// The trend state learns (the trend and level-shift detectors read it).
@@ -126,7 +140,10 @@ impl Bank {
         let runs = |d: Detector| detectors.contains(&d);
         Bank {
             detectors: detectors.to_vec(),
-            needs_more: detectors.iter().any(|d| *d != Detector::ZScore),
+            needs_more: detectors
+                .iter()
+                .any(|d| !matches!(d, Detector::ZScore | Detector::Change)),
+            runs_change: runs(Detector::Change),
             learns_robust: runs(Detector::Robust),
             learns_trend: runs(Detector::Trend) || runs(Detector::LevelShift),
             judges_zscore: runs(Detector::ZScore),
@@ -153,7 +170,7 @@ impl Bank {
             return None;
         }
         let t = sample.timestamp;
-        let needs_more = self.needs_more;
+        let (needs_more, runs_change) = (self.needs_more, self.runs_change);
         let detectors = self.detectors.len();
         let state = self
             .series
@@ -161,6 +178,7 @@ impl Bank {
             .or_insert_with(|| SeriesState {
                 unscored: 0,
                 more: needs_more.then(Box::default),
+                change: runs_change.then(Box::default),
                 episodes: vec![Episode::default(); detectors].into_boxed_slice(),
             });
         let x = sample.value.0;
@@ -193,6 +211,7 @@ impl Bank {
         // The states other detectors lean on learn whenever one that needs them runs, whichever
         // is champion and whichever challenger: a challenger never changes the champion's output.
         let (mut robust, mut trend) = (None, None);
+        let seen: Option<Seen> = state.change.as_mut().map(|c| c.observe(t, x));
         if let Some(more) = state.more.as_mut() {
             if self.learns_robust {
                 robust = Some(more.robust.observe(x));
@@ -203,6 +222,7 @@ impl Bank {
         }
         for (k, detector) in self.detectors.iter().enumerate() {
             let reading = match (detector, state.more.as_mut()) {
+                (Detector::Change, _) => seen.map_or(Reading::NONE, |s| s.reading),
                 (Detector::Robust, _) => robust.unwrap_or(Reading::NONE),
                 (Detector::Trend, _) => trend.unwrap_or(Reading::NONE),
                 (Detector::LevelShift, Some(more)) => more.shift.observe(x, mean, sd),
@@ -214,22 +234,37 @@ impl Bank {
             };
             let episode = &mut state.episodes[k];
             let change = episode.observe(t, reading.strength, self.update_every_ms);
+            if *detector == Detector::Change {
+                if let Some(c) = state.change.as_mut() {
+                    c.follow(episode.is_open() || episode.is_pending());
+                }
+            }
             // Before `score_from` the detectors learn but do not report (see `ZScoreConfig`).
             if t < self.zscore.score_from {
                 continue;
             }
-            let (status, score, started_at) = match change {
+            let (status, score, started_at, samples) = match change {
                 Change::None => continue,
                 // Opened by a second sample in a row: the episode dates from the first.
-                Change::Opened { score } => {
-                    (EpisodeStatus::Open, score, episode.started().unwrap_or(t))
-                }
-                Change::Updated { score } => {
-                    (EpisodeStatus::Update, score, episode.started().unwrap_or(t))
-                }
-                Change::Closed { score, started } => (EpisodeStatus::Close, score, started),
+                Change::Opened { score } => (
+                    EpisodeStatus::Open,
+                    score,
+                    episode.started().unwrap_or(t),
+                    episode.samples(),
+                ),
+                Change::Updated { score } => (
+                    EpisodeStatus::Update,
+                    score,
+                    episode.started().unwrap_or(t),
+                    episode.samples(),
+                ),
+                Change::Closed {
+                    score,
+                    started,
+                    samples,
+                } => (EpisodeStatus::Close, score, started, samples),
             };
-            out.push(event(
+            let mut anomaly = event(
                 sample,
                 x,
                 *detector,
@@ -239,8 +274,23 @@ impl Bank {
                 window_sd,
                 score,
                 self.zscore.window_ms,
-                EpisodeInfo { status, started_at },
-            ));
+                EpisodeInfo {
+                    status,
+                    started_at,
+                    samples,
+                },
+            );
+            if let (Detector::Change, Some(seen)) = (detector, seen) {
+                anomaly.evidence.baseline_points = u64::from(seen.samples);
+                anomaly.evidence.change = Some(ChangeEvidence {
+                    reference: F64(finite_or(reading.expected, x)),
+                    threshold: F64(finite_or(reading.band, 0.0)),
+                    usual_change: F64(finite_or(seen.usual_change, 0.0)),
+                    samples: u64::from(seen.samples),
+                    interval_ms: seen.interval_ms.max(0.0).round() as u64,
+                });
+            }
+            out.push(anomaly);
         }
         unscored
     }
@@ -281,6 +331,14 @@ fn zscore_reading(
         expected: mean,
         band: config.threshold * sd,
         statistic: z,
+    }
+}
+
+fn finite_or(v: f64, or: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        or
     }
 }
 
@@ -326,6 +384,7 @@ fn event(
                 direction,
                 flat_baseline: flat,
                 statistic: None,
+                change: None,
             }
         } else {
             Evidence {
@@ -335,6 +394,7 @@ fn event(
                 direction,
                 flat_baseline: false,
                 statistic: Some(F64(finite(reading.statistic, 0.0))),
+                change: None,
             }
         },
         episode: Some(episode),

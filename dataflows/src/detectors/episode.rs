@@ -36,8 +36,13 @@ pub enum Change {
     Opened { score: f64 },
     /// The open episode's score grew.
     Updated { score: f64 },
-    /// The episode closed at this sample (the series has recovered); it began at `started`.
-    Closed { score: f64, started: Time },
+    /// The episode closed at this sample (the series has recovered); it began at `started` and
+    /// had `samples` anomalous samples.
+    Closed {
+        score: f64,
+        started: Time,
+        samples: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,9 +69,19 @@ impl Episode {
         self.open.is_some()
     }
 
+    /// Whether a sample past `OPEN` (but not `OPEN_AT_ONCE`) waits for the next to open one.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// When the open episode began.
     pub fn started(&self) -> Option<Time> {
         self.open.as_ref().map(|o| o.started)
+    }
+
+    /// The open episode's anomalous samples so far.
+    pub fn samples(&self) -> u32 {
+        self.open.as_ref().map_or(0, |o| o.anomalous)
     }
 
     /// Follows the episode with one sample's strength at `t`; an open episode that is still
@@ -105,7 +120,10 @@ impl Episode {
                 open.peak = open.peak.max(strength);
                 let score = anomaly_score(open.peak, open.anomalous);
                 let due = heartbeat > 0 && strength >= OPEN && t >= open.reported_at + heartbeat;
-                if score >= open.reported + REPORT_GROWTH || due {
+                // Its second anomalous sample is always reported: it is what tells a lone spike
+                // from an anomaly that lasts.
+                let confirmed = open.anomalous == 2 && strength >= OPEN;
+                if score >= open.reported + REPORT_GROWTH || due || confirmed {
                     open.reported = score;
                     open.reported_at = t;
                     Change::Updated { score }
@@ -119,9 +137,13 @@ impl Episode {
                     return Change::None;
                 }
                 let score = anomaly_score(open.peak, open.anomalous);
-                let started = open.started;
+                let (started, samples) = (open.started, open.anomalous);
                 self.open = None;
-                Change::Closed { score, started }
+                Change::Closed {
+                    score,
+                    started,
+                    samples,
+                }
             }
         }
     }
@@ -195,9 +217,9 @@ mod tests {
                 Change::None => "",
             })
             .collect();
-        // The second 2.0 came before recovery: the same episode (its score grew too little to
-        // report); only after three calm samples does a new one open.
-        assert_eq!(kinds, ["open", "close", "open"]);
+        // The second 2.0 came before recovery: the same episode (reported as its second
+        // anomalous sample); only after three calm samples does a new one open.
+        assert_eq!(kinds, ["open", "update", "close", "open"]);
     }
 
     #[test]

@@ -13,13 +13,18 @@
 //! - [`level_shift`]: a two-sided CUSUM of standardized residuals (steps a z-score absorbs).
 //! - [`trend`]: Holt's linear trend against a noise scale from first differences (slow leaks).
 //! - [`seasonal`]: the same hour of the day (weekdays and weekends apart), learned online.
+//! - [`change`] (the champion): a move larger and rarer than the series' own changes, absolute
+//!   and relative, from a fading sketch of them ([`tail`]); judges from its tenth sample at any
+//!   interval.
 
 pub mod bank;
+pub mod change;
 pub mod episode;
 pub mod level_shift;
 pub mod robust;
 pub mod score;
 pub mod seasonal;
+pub mod tail;
 pub mod trend;
 
 /// What a detector says of one sample.
