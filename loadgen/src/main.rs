@@ -15,7 +15,11 @@ use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 #[derive(Parser)]
 #[command(name = "incidentflow-loadgen", version, about)]
 struct Args {
-    /// small (10 services, for tests), medium (300 services) or large (105,000 series, for benchmarks).
+    /// small (10 services, for tests), medium (300 services) or large (105,000 series, for
+    /// benchmarks): Gaussian noise, faults that show. ops-1m (30 services with pods, a sample a
+    /// minute, a train of faults every 8 minutes, a third barely showing) or ops-5m (20 services,
+    /// 20 days at five minutes): heavy tails, pod restarts, histogram buckets and their
+    /// artefacts, quantised and near-constant series.
     #[arg(long, default_value = "small")]
     scenario: String,
     /// Seed: the same seed gives the same bytes.
@@ -77,7 +81,7 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
     let mut c = ScenarioConfig::named(&args.scenario, args.seed).ok_or_else(|| {
         bad(format!(
-            "unknown scenario {:?}: use small, medium or large",
+            "unknown scenario {:?}: use small, medium, large, ops-1m or ops-5m",
             args.scenario
         ))
     })?;

@@ -38,6 +38,9 @@ pub enum FaultKind {
     MemoryLeak,
     /// Requests fall away.
     TrafficDrop,
+    /// A code path that returns an error: a few more errors at the root and nothing else, a
+    /// fault that barely shows in metrics.
+    ErrorPath,
 }
 
 const KINDS: [FaultKind; 5] = [
@@ -47,6 +50,45 @@ const KINDS: [FaultKind; 5] = [
     FaultKind::MemoryLeak,
     FaultKind::TrafficDrop,
 ];
+
+/// The faults of a realistic train: short ones, a third of them barely showing.
+const TRAIN_KINDS: [FaultKind; 6] = [
+    FaultKind::CpuSaturation,
+    FaultKind::ErrorPath,
+    FaultKind::LatencySpike,
+    FaultKind::ErrorBurst,
+    FaultKind::ErrorPath,
+    FaultKind::TrafficDrop,
+];
+
+/// The upper bounds of the latency histogram's buckets (seconds), as Prometheus clients have them
+/// by default: a percentile read from a histogram of few requests lands on one of them.
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// What makes a scenario look like production rather than a textbook: each on or off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Realism {
+    /// Now and then a sample is an outlier many times its level (a slow request, a GC pause):
+    /// noise with a heavy tail, not only Gaussian.
+    pub heavy_tails: bool,
+    /// Pods per service: latency, CPU and memory come per pod (label `pod`); 0 or 1: per service.
+    pub pods: usize,
+    /// A pod restarts about this often (ms): a new `pod` label value (a new series), memory back
+    /// to its floor (a step), a burst of CPU. 0: never.
+    pub restart_every: Time,
+    /// Quantised and near-constant series: the p99 read from histogram buckets, errors counted
+    /// in whole requests, a thread count that hardly moves.
+    pub quantised: bool,
+    /// Histogram artefacts: now and then the p99 of a third of the services jumps to the top
+    /// bucket for one sample, all at once, with no fault behind it.
+    pub artefacts: bool,
+    /// Faults come as a train, one every this long (ms, give or take an interval) from the end of
+    /// the warm-up through the first half of the run, each three intervals long; 0: placed at
+    /// random as in the textbook scenarios.
+    pub fault_spacing: Time,
+}
 
 /// A service a fault reached.
 #[derive(Clone, Debug, Serialize)]
@@ -110,12 +152,18 @@ pub struct ScenarioConfig {
     pub interval: Time,
     /// Number of faults.
     pub faults: usize,
+    /// How much it looks like production (none for the textbook scenarios).
+    pub realism: Realism,
 }
 
 impl ScenarioConfig {
-    /// A named scenario: `small` (10 services, 6 h at 30 s, 4 faults: for tests), `medium`
-    /// (300 services, 6 h at 60 s, 16 faults) or `large` (15,000 services = 105,000 series,
-    /// 1 h at 60 s, 6 faults: for benchmarks).
+    /// A named scenario. The textbook ones, Gaussian noise and faults that show: `small` (10
+    /// services, 6 h at 30 s, 4 faults: for tests), `medium` (300 services, 6 h at 60 s, 16
+    /// faults) or `large` (15,000 services = 105,000 series, 1 h at 60 s, 6 faults: for
+    /// benchmarks). The realistic ones (see [`Realism`]): `ops-1m` (30 services with two pods
+    /// each, 12 h at one minute, a train of 24 faults every eight minutes, a third of them
+    /// barely showing, then quiet hours) and `ops-5m` (20 services, 20 days at five minutes, 30
+    /// faults at random).
     pub fn named(name: &str, seed: u64) -> Option<ScenarioConfig> {
         let base = ScenarioConfig {
             seed,
@@ -125,6 +173,15 @@ impl ScenarioConfig {
             duration: 6 * 3_600_000,
             interval: 30_000,
             faults: 4,
+            realism: Realism::default(),
+        };
+        let real = Realism {
+            heavy_tails: true,
+            pods: 2,
+            restart_every: 3 * 3_600_000,
+            quantised: true,
+            artefacts: true,
+            fault_spacing: 0,
         };
         Some(match name {
             "small" => base,
@@ -141,6 +198,31 @@ impl ScenarioConfig {
                 duration: 60 * 60_000,
                 interval: 60_000,
                 faults: 6,
+                ..base
+            },
+            "ops-1m" => ScenarioConfig {
+                services: 30,
+                namespaces: 1,
+                duration: 12 * 3_600_000,
+                interval: 60_000,
+                faults: 24,
+                realism: Realism {
+                    fault_spacing: 8 * 60_000,
+                    ..real
+                },
+                ..base
+            },
+            "ops-5m" => ScenarioConfig {
+                services: 20,
+                namespaces: 1,
+                duration: 20 * 86_400_000,
+                interval: 300_000,
+                faults: 30,
+                realism: Realism {
+                    pods: 1,
+                    restart_every: 4 * 86_400_000,
+                    ..real
+                },
                 ..base
             },
             _ => return None,
@@ -179,23 +261,34 @@ impl Scenario {
         let mut faults: Vec<Fault> = Vec::new();
         let mut deploys: Vec<(Time, usize, String)> = Vec::new();
         let lag = config.interval;
+        let train = config.realism.fault_spacing;
         for k in 0..config.faults {
-            let kind = KINDS[k % KINDS.len()];
+            let kind = if train > 0 {
+                TRAIN_KINDS[k % TRAIN_KINDS.len()]
+            } else {
+                KINDS[k % KINDS.len()]
+            };
             // Faults start once baselines exist (after a fifth of the run and at least 25
             // samples of every series: the job scores a series from its 20th sample) and before
             // the last quarter; every second one overlaps the previous in time, somewhere else in
-            // the graph.
+            // the graph. A train instead: one every `fault_spacing`, give or take an interval,
+            // each three intervals long, as fault-injection experiments run.
             let span = config.duration * 3 / 4;
             let warm_up = (config.duration / 5).max(config.interval * 25);
-            let mut start_ms =
-                config.start + warm_up + rng.below(span.saturating_sub(warm_up).max(1));
-            if k % 2 == 1 {
+            let mut start_ms = if train > 0 {
+                let jitter = rng.below(3) * config.interval;
+                config.start + warm_up + k as u64 * train + jitter
+            } else {
+                config.start + warm_up + rng.below(span.saturating_sub(warm_up).max(1))
+            };
+            if k % 2 == 1 && train == 0 {
                 if let Some(prev) = faults.last() {
                     start_ms = prev.start_ms + (prev.end_ms - prev.start_ms) / 2;
                 }
             }
             start_ms = start_ms / config.interval * config.interval;
             let length = match kind {
+                _ if train > 0 => config.interval * 3,
                 FaultKind::MemoryLeak => (config.duration / 4).max(config.interval * 10),
                 _ => config.interval * (6 + rng.below(10)),
             };
@@ -218,9 +311,11 @@ impl Scenario {
                 .upstream(root, start_ms, 3)
                 .into_iter()
                 .filter(|(s, _)| !busy.contains(s))
+                // A code path returning an error shows at the root alone, if at all.
+                .filter(|(_, hops)| kind != FaultKind::ErrorPath || *hops == 0)
                 .map(|(s, hops)| (s, hops, 0.6f64.powi(hops as i32)))
                 .collect();
-            let deploy_before = k % 2 == 0;
+            let deploy_before = k % 2 == 0 && train == 0;
             if deploy_before {
                 deploys.push((
                     start_ms - config.interval * (2 + rng.below(4)),
@@ -287,7 +382,18 @@ impl Scenario {
             .iter()
             .filter(|s| s.added_at == self.config.start)
             .count()
-            * METRICS.len()
+            * self.series_per_service()
+    }
+
+    /// Series per service: the seven [`METRICS`], or in a realistic scenario three per service
+    /// (a thread count more when quantised) and four per pod.
+    fn series_per_service(&self) -> usize {
+        let real = &self.config.realism;
+        if *real == Realism::default() {
+            METRICS.len()
+        } else {
+            3 + usize::from(real.quantised) + 4 * real.pods.max(1)
+        }
     }
 
     /// The samples as JSON lines, step by step (within a step, jitter puts them slightly out of order).
@@ -295,31 +401,48 @@ impl Scenario {
         let mut states: Vec<SeriesState> = (0..self.topology.services.len())
             .map(|i| SeriesState::new(self.config.seed, i))
             .collect();
+        let real = &self.config.realism;
+        let mut pods: Vec<Pods> = (0..self.topology.services.len())
+            .map(|i| Pods::new(self.config.seed, i, real, self.config.start))
+            .collect();
+        let artefacts = self.artefacts();
         let mut jitter = Rng::new(self.config.seed, u64::MAX);
         (0..self.steps()).flat_map(move |step| {
             let t = self.config.start + step * self.config.interval;
+            let artefact = artefacts.binary_search_by_key(&t, |(at, _)| *at).ok();
             let mut lines = Vec::new();
             for (i, service) in self.topology.services.iter().enumerate() {
                 if service.added_at > t {
                     continue;
                 }
                 let values = states[i].step(self, i, t);
-                for (metric, value) in METRICS.iter().zip(values) {
+                let series: Vec<(&str, Option<String>, f64)> = if *real == Realism::default() {
+                    METRICS
+                        .iter()
+                        .zip(values)
+                        .map(|(m, v)| (*m, None, v))
+                        .collect()
+                } else {
+                    let hit = artefact.is_some_and(|k| artefacts[k].1.contains(&i));
+                    pods[i].series(self, &states[i], values, t, hit)
+                };
+                for (metric, pod, value) in series {
                     if jitter.chance(0.004) {
                         continue; // a missing sample
                     }
                     let jittered = t + jitter.below(self.config.interval / 20 + 1);
                     // A counter is read when it is scraped: what it counted up to `t`, plus
                     // the requests since then (its rate is then exact over any interval).
-                    let value = if metric == &"requests_total" {
+                    let value = if metric == "requests_total" {
                         value + (values[3] * (jittered - t) as f64 / 1000.0).round()
                     } else {
                         value
                     };
+                    let pod = pod.map_or(String::new(), |p| format!(r#","pod":"{p}""#));
                     let mut line = String::with_capacity(200);
                     let _ = write!(
                         line,
-                        r#"{{"schema_version":1,"timestamp":"{}","namespace":"{}","service":"{}","metric_name":"{metric}","value":{value:.6},"labels":{{"tier":"{}"}}}}"#,
+                        r#"{{"schema_version":1,"timestamp":"{}","namespace":"{}","service":"{}","metric_name":"{metric}","value":{value:.6},"labels":{{"tier":"{}"{pod}}}}}"#,
                         format_rfc3339(jittered),
                         service.namespace,
                         service.name,
@@ -330,6 +453,29 @@ impl Scenario {
             }
             lines.into_iter()
         })
+    }
+
+    /// The histogram artefacts: (time, the services whose p99 jumps to the top bucket then), about
+    /// every 90 minutes, a third of the services each time; none unless the scenario has them.
+    fn artefacts(&self) -> Vec<(Time, Vec<usize>)> {
+        if !self.config.realism.artefacts {
+            return Vec::new();
+        }
+        let mut rng = Rng::new(self.config.seed, u64::MAX - 1);
+        let (mut out, mut t) = (Vec::new(), self.config.start);
+        let n = self.topology.services.len() as u64;
+        loop {
+            t += 60 * 60_000 + rng.below(60 * 60_000);
+            t = t / self.config.interval * self.config.interval;
+            if t >= self.config.start + self.config.duration {
+                return out;
+            }
+            let hit: Vec<usize> = (0..n)
+                .filter(|_| rng.chance(0.33))
+                .map(|i| i as usize)
+                .collect();
+            out.push((t, hit));
+        }
     }
 
     /// The topology as edge-stream JSON lines.
@@ -367,6 +513,11 @@ impl Scenario {
             .map(|f| serde_json::to_string(f).unwrap_or_default())
     }
 
+    /// The index of the service a series state belongs to.
+    fn service_index(&self, state: &SeriesState) -> usize {
+        state.service
+    }
+
     /// How strongly each fault touches service `i` at `t`: (kind, intensity, progress in [0, 1]).
     fn effects(&self, i: usize, t: Time) -> Vec<(FaultKind, f64, f64, bool)> {
         let lag = self.config.interval;
@@ -390,6 +541,7 @@ impl Scenario {
 
 /// The evolving state of one service's series.
 struct SeriesState {
+    service: usize,
     rng: Rng,
     level: f64,
     latency: f64,
@@ -407,6 +559,7 @@ impl SeriesState {
         let drift = rng.range(-0.02, 0.02);
         let requests_total = rng.range(1e5, 1e8).round();
         SeriesState {
+            service,
             rng,
             level,
             latency,
@@ -444,6 +597,7 @@ impl SeriesState {
                 FaultKind::MemoryLeak => latency *= 1.0 + 2.0 * a * progress,
                 FaultKind::TrafficDrop if at_root => rate *= 0.2,
                 FaultKind::TrafficDrop => errors += 0.15 * a,
+                FaultKind::ErrorPath => errors += 0.004 * a,
             }
         }
         if entry {
@@ -459,5 +613,121 @@ impl SeriesState {
             cpu.min(1.0),
             memory,
         ]
+    }
+}
+
+/// The pods of one service in a realistic scenario, and what they add to its series: latency,
+/// CPU and memory per pod (label `pod`), each pod restarting now and then under a new name with
+/// its memory back to its floor; outliers with a heavy tail; the p99 read from histogram buckets;
+/// errors counted in whole requests; a thread count that hardly moves.
+struct Pods {
+    rng: Rng,
+    /// Per pod: (level factor, generation, when it last restarted, when it restarts next).
+    pods: Vec<(f64, u32, Time, Time)>,
+    threads: f64,
+    threads_base: f64,
+}
+
+impl Pods {
+    fn new(seed: u64, service: usize, real: &Realism, start: Time) -> Self {
+        let mut rng = Rng::new(seed, (service as u64 + 1) << 32);
+        let restart = |rng: &mut Rng| {
+            if real.restart_every == 0 {
+                Time::MAX
+            } else {
+                start + (rng.range(0.3, 1.7) * real.restart_every as f64) as Time
+            }
+        };
+        let pods = (0..real.pods.max(1))
+            .map(|_| {
+                let factor = rng.range(0.85, 1.15);
+                let next = restart(&mut rng);
+                (factor, 0, start, next)
+            })
+            .collect();
+        let threads_base = (32.0 * (1 + rng.below(8)) as f64).round();
+        Pods {
+            rng,
+            pods,
+            threads: threads_base,
+            threads_base,
+        }
+    }
+
+    /// The series of service `i` at `t` from its service-level `values` (in [`METRICS`] order):
+    /// (metric, pod, value). `artefact`: the p99 jumps to the top bucket at this sample.
+    fn series(
+        &mut self,
+        scenario: &Scenario,
+        state: &SeriesState,
+        values: [f64; 7],
+        t: Time,
+        artefact: bool,
+    ) -> Vec<(&'static str, Option<String>, f64)> {
+        let real = &scenario.config.realism;
+        let name = &scenario.topology.services[scenario.service_index(state)].name;
+        let interval_s = scenario.config.interval as f64 / 1000.0;
+        let requests = (values[3] * interval_s).max(1.0);
+        let errors = if real.quantised {
+            (values[2] * requests).round() / requests
+        } else {
+            values[2]
+        };
+        let mut out: Vec<(&'static str, Option<String>, f64)> = vec![
+            ("error_rate", None, errors),
+            ("request_rate", None, values[3]),
+            ("requests_total", None, values[4]),
+        ];
+        if real.quantised {
+            if self.rng.chance(0.02) {
+                self.threads += if self.rng.chance(0.5) { 1.0 } else { -1.0 };
+            } else if self.rng.chance(0.2) {
+                self.threads = self.threads_base;
+            }
+            out.push(("threads", None, self.threads));
+        }
+        let per_pod = self.pods.len() > 1;
+        let memory_effect = values[6] / state.memory;
+        for k in 0..self.pods.len() {
+            let (factor, mut generation, mut since, mut next) = self.pods[k];
+            let mut burst = 1.0;
+            if t >= next {
+                generation += 1;
+                since = t;
+                next = t + (self.rng.range(0.3, 1.7) * real.restart_every.max(1) as f64) as Time;
+                burst = 2.5;
+            }
+            self.pods[k] = (factor, generation, since, next);
+            let pod = per_pod.then(|| format!("{name}-{:x}{k}", 0xa11 + generation as u64 * 7919));
+            let noise = |rng: &mut Rng| {
+                let tail = if real.heavy_tails && rng.chance(0.004) {
+                    1.0 + 4.0 / rng.unit().max(0.02).sqrt()
+                } else {
+                    1.0
+                };
+                (1.0 + 0.03 * rng.normal()) * tail
+            };
+            let p50 = values[0] * factor * noise(&mut self.rng);
+            let mut p99 = values[1] * factor * noise(&mut self.rng);
+            if real.quantised {
+                p99 = BUCKETS
+                    .iter()
+                    .copied()
+                    .find(|b| *b >= p99)
+                    .unwrap_or(BUCKETS[BUCKETS.len() - 1]);
+            }
+            if artefact {
+                p99 = BUCKETS[BUCKETS.len() - 1];
+            }
+            let cpu = (values[5] * factor * burst * noise(&mut self.rng)).min(1.0);
+            // Memory grows from its floor after a restart, over about a restart interval.
+            let age = t.saturating_sub(since) as f64 / real.restart_every.max(1) as f64;
+            let memory = state.memory * factor * (0.6 + 0.4 * age.min(1.0)) * memory_effect;
+            out.push(("latency_p50", pod.clone(), p50));
+            out.push(("latency_p99", pod.clone(), p99));
+            out.push(("cpu", pod.clone(), cpu));
+            out.push(("memory", pod, memory));
+        }
+        out
     }
 }
