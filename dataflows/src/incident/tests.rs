@@ -426,7 +426,7 @@ fn the_same_input_gives_the_same_versions() {
                 T0,
                 Changes {
                     edges: vec![edge("a", "b", 0, true), edge("b", "c", 0, true)],
-                    anomalies: vec![open("c", "cpu", T0, 0.9), open("a", "latency", T0, 0.7)],
+                    anomalies: vec![open("c", "cpu", T0, 0.9), open("a", "latency", T0, 0.6)],
                     ..Default::default()
                 },
             ),

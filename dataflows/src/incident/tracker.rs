@@ -51,7 +51,7 @@ impl Default for CorrelationConfig {
             update_interval_ms: 30_000,
             silent_intermediates: false,
             deploy_lookback_ms: 15 * 60_000,
-            strong_score_milli: 750,
+            strong_score_milli: 650,
             min_metrics: 2,
             min_services: 2,
             deploy_opens: true,
