@@ -231,7 +231,7 @@ pub struct DetectionConfig {
     /// Any of them but the champion.
     pub challengers: Vec<Detector>,
     /// An open episode that is still anomalous reports at least this often (event time), so that
-    /// correlation, whose window it must be shorter than, knows it goes on.
+    /// incidents know it goes on: one silent for two of these stops keeping its incident open.
     pub update_every: Millis,
 }
 
@@ -627,6 +627,7 @@ impl JobConfig {
             min_services: c.min_services,
             deploy_opens: c.deploy_opens,
             keep_alive_milli: milli(c.keep_alive_score),
+            heartbeat_ms: self.detectors.update_every.0,
         }
     }
 

@@ -34,8 +34,11 @@
 //! * **It ends with the fault.** An incident stays open while one of its episodes that keeps it
 //!   alive is open, and `grace` after the last of them closes; then it is resolved. The episodes
 //!   that opened it keep it alive, and so does any that joined later once its score reaches
-//!   `keep_alive_score`: weak anomalies alone never keep an incident open. Once every member has
-//!   recovered, the next problem is a new incident.
+//!   `keep_alive_score`: weak anomalies alone never keep an incident open. An episode that has
+//!   reported nothing for two heartbeats (`update_every`), or three of its series' intervals
+//!   when longer, counts as ended: its series went away (a pod restarted under a new name) or
+//!   hovers below its threshold (with the change detector, which knows each series' interval).
+//!   Once every member has recovered, the next problem is a new incident.
 //! * **Bounds.** An incident is resolved at the latest `max_duration` after it opened (its
 //!   still-open episodes then count nowhere until they close, so a problem that lasts longer is
 //!   not paged again until it changes); merging is bounded by the merge window.

@@ -65,7 +65,8 @@ pub fn track_incidents<'s>(
                     });
                     let frontier = frontier.frontier();
                     let complete = |t: &Time| frontier.first().is_none_or(|f| t < f);
-                    // The next time with something to do: input to apply or a quiet period ending.
+                    // The next time with something to do: input to apply, or a timer (a grace ending, an
+                    // episode gone silent, a held update).
                     let next_time = |pending: &BTreeMap<Time, _>, tracker: &Tracker| {
                         pending
                             .keys()

@@ -479,3 +479,69 @@ fn one_quantity_reported_in_two_units_is_one_metric() {
     );
     assert_eq!(ids(&versions).len(), 1);
 }
+
+/// An episode of the change detector (its series' interval known), at `t`.
+fn open_every(service: &str, metric: &str, t: Time, score: f64, interval_ms: u64) -> Anomaly {
+    let mut a = open(service, metric, t, score);
+    a.evidence.change = Some(crate::records::ChangeEvidence {
+        reference: F64(1.0),
+        threshold: F64(0.5),
+        usual_change: F64(0.3),
+        samples: 50,
+        interval_ms,
+    });
+    a
+}
+
+#[test]
+fn an_episode_whose_series_stops_reporting_stops_keeping_its_incident_open() {
+    // A pod's latency jumps at 00:00 and the pod restarts at once under a new name: its episode
+    // never closes. The incident resolves once the episode has been silent for two heartbeats
+    // (5 minutes at a sample a minute) and the grace, not after the longest life.
+    let config = CorrelationConfig::default();
+    let (heartbeat, grace) = (config.heartbeat_ms, config.grace_ms);
+    let events = vec![(
+        T0,
+        anomalies(vec![open_every("api", "latency", T0, 0.9, MIN)]),
+    )];
+    let versions = run(config.clone(), events, T0 + 60 * MIN);
+    let last = versions.last().unwrap();
+    assert_eq!(last.status, Status::Resolved, "{versions:#?}");
+    assert!(
+        last.updated_at >= T0 + 2 * heartbeat + grace
+            && last.updated_at <= T0 + 2 * heartbeat + grace + MIN,
+        "{}",
+        last.updated_at - T0
+    );
+    assert!(last.change.contains("stopped reporting"), "{}", last.change);
+    // One that keeps reporting keeps it open.
+    let mut events = vec![(
+        T0,
+        anomalies(vec![open_every("api", "latency", T0, 0.9, MIN)]),
+    )];
+    for k in 1..=20 {
+        let mut update = open_every("api", "latency", T0 + k * 150_000, 0.9, MIN);
+        update.timestamp = T0 + k * 150_000;
+        update.episode = Some(EpisodeInfo {
+            status: EpisodeStatus::Update,
+            started_at: T0,
+            samples: 2 + k as u32,
+        });
+        events.push((T0 + k * 150_000, anomalies(vec![update])));
+    }
+    let versions = run(config.clone(), events, T0 + 50 * MIN);
+    assert!(
+        versions.iter().all(|v| v.status != Status::Resolved),
+        "{versions:#?}"
+    );
+    // At five minutes a sample, silence is three intervals: still open after ten quiet minutes.
+    let events = vec![(
+        T0,
+        anomalies(vec![open_every("api", "latency", T0, 0.9, 5 * MIN)]),
+    )];
+    let versions = run(config, events, T0 + 12 * MIN);
+    assert!(
+        versions.iter().all(|v| v.status != Status::Resolved),
+        "{versions:#?}"
+    );
+}

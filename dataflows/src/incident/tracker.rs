@@ -40,6 +40,11 @@ pub struct CorrelationConfig {
     /// An episode that joins an incident keeps it alive only once its score reaches this
     /// (thousandths): weak anomalies alone never keep an incident open.
     pub keep_alive_milli: u32,
+    /// How often an open episode that is still anomalous reports (the detectors'
+    /// `update_every`). An episode of a series whose interval is known that has reported nothing
+    /// for two of these, or three of its intervals when longer, has stopped: its series went
+    /// away (a pod that restarted under a new name) or hovers below its threshold.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for CorrelationConfig {
@@ -56,6 +61,7 @@ impl Default for CorrelationConfig {
             min_services: 2,
             deploy_opens: true,
             keep_alive_milli: 600,
+            heartbeat_ms: 150_000,
         }
     }
 }
@@ -106,6 +112,8 @@ struct Episode {
     events: u64,
     /// Its anomalous samples so far.
     samples: u32,
+    /// When it stops counting unless it reports again (None: its series' interval is unknown).
+    silent_at: Option<Time>,
 }
 
 /// What an incident knows of one member service.
@@ -185,6 +193,8 @@ struct Open {
     sustaining: BTreeSet<EpisodeKey>,
     /// When it resolves if nothing keeps it alive before.
     resolve_at: Option<Time>,
+    /// Whether an episode that kept it alive stopped reporting (for the resolve's text).
+    went_silent: bool,
     published: Option<(Vec<Service>, Option<Service>, Severity)>,
     published_at: Time,
     split_from: Option<String>,
@@ -208,6 +218,8 @@ pub struct Tracker {
     member_of: BTreeMap<Service, BTreeSet<String>>,
     /// Resolutions due: (time, incident), for the grace and the longest life.
     timers: BTreeSet<(Time, String)>,
+    /// Episodes that stop counting unless they report before: (time, episode).
+    silences: BTreeSet<(Time, EpisodeKey)>,
     /// Incidents with a change held back by the update interval, by when it may be published.
     held_updates: BTreeSet<(Time, String)>,
 }
@@ -225,7 +237,8 @@ impl Tracker {
     pub fn next_due(&self) -> Option<Time> {
         let timer = self.timers.first().map(|(t, _)| *t);
         let update = self.held_updates.first().map(|(t, _)| *t);
-        timer.into_iter().chain(update).min()
+        let silence = self.silences.first().map(|(t, _)| *t);
+        timer.into_iter().chain(update).chain(silence).min()
     }
 
     /// How many incidents are open.
@@ -239,6 +252,7 @@ impl Tracker {
         let mut step = Step::default();
         self.apply_topology(t, &changes, &mut step);
         self.apply_events(t, &changes.anomalies, &mut step);
+        self.end_silent_episodes(t, &mut step);
         self.merge_across_added_edges(t, &changes.edges, &mut step);
         self.open_candidates(t, &mut step);
         self.split_across_removed_edges(t, &changes.edges, &mut step);
@@ -294,7 +308,7 @@ impl Tracker {
             let Some(info) = a.episode else { continue };
             let key = (a.series.id, info.started_at);
             match info.status {
-                EpisodeStatus::Close => self.close_episode(t, key, a, step),
+                EpisodeStatus::Close => self.close_episode(t, key, a.timestamp, false, step),
                 EpisodeStatus::Open | EpisodeStatus::Update => {
                     if self.episodes.contains_key(&key) {
                         self.grow_episode(key, a, step);
@@ -307,11 +321,14 @@ impl Tracker {
     }
 
     fn new_episode(&mut self, t: Time, key: EpisodeKey, a: &Anomaly, step: &mut Step) {
+        // An update of an episode not (or no longer) followed, one that went silent and speaks
+        // again, is followed from now: what it does now is what is news.
+        let resumed = a.episode.is_some_and(|e| e.status != EpisodeStatus::Open);
         let episode = Episode {
             service: a.series.service.clone(),
             namespace: a.series.namespace.clone(),
             metric: a.series.metric_name.clone(),
-            started: key.1,
+            started: if resumed { a.timestamp } else { key.1 },
             interval_ms: a.evidence.change.map_or(0, |c| c.interval_ms),
             peak_milli: score_milli(a),
             peak_strength: effective_strength(a),
@@ -323,6 +340,7 @@ impl Tracker {
             support: support_of(a),
             events: 1,
             samples: a.episode.map_or(1, |e| e.samples),
+            silent_at: None,
         };
         *self
             .open_by_service
@@ -330,6 +348,7 @@ impl Tracker {
             .or_default() += 1;
         let service = episode.service.clone();
         self.episodes.insert(key, episode);
+        self.heard_from(key, a.timestamp);
         // Join an open incident it belongs to: one that holds its service or a neighbour, whose
         // onset is close enough. When it could join several, they are one problem: merge them.
         let joinable = self.joinable(t, key);
@@ -354,6 +373,7 @@ impl Tracker {
 
     fn grow_episode(&mut self, key: EpisodeKey, a: &Anomaly, step: &mut Step) {
         let keep_alive = self.config.keep_alive_milli;
+        self.heard_from(key, a.timestamp);
         let Some(e) = self.episodes.get_mut(&key) else {
             return;
         };
@@ -393,10 +413,41 @@ impl Tracker {
         }
     }
 
-    fn close_episode(&mut self, t: Time, key: EpisodeKey, a: &Anomaly, step: &mut Step) {
+    /// Sets when episode `key`, heard from at `at`, stops counting unless it reports again.
+    fn heard_from(&mut self, key: EpisodeKey, at: Time) {
+        let heartbeat = self.config.heartbeat_ms;
+        let Some(e) = self.episodes.get_mut(&key) else {
+            return;
+        };
+        if let Some(old) = e.silent_at.take() {
+            self.silences.remove(&(old, key));
+        }
+        if e.interval_ms > 0 {
+            let due = at.saturating_add((2 * heartbeat).max(3 * e.interval_ms));
+            e.silent_at = Some(due);
+            self.silences.insert((due, key));
+        }
+    }
+
+    /// Ends the episodes that have reported nothing for too long, as if they had closed.
+    fn end_silent_episodes(&mut self, t: Time, step: &mut Step) {
+        while let Some((due, key)) = self.silences.first().copied() {
+            if due > t {
+                break;
+            }
+            self.silences.pop_first();
+            self.close_episode(t, key, due, true, step);
+        }
+    }
+
+    /// Ends episode `key` at `at` (`silent`: it stopped reporting rather than closed).
+    fn close_episode(&mut self, t: Time, key: EpisodeKey, at: Time, silent: bool, step: &mut Step) {
         let Some(e) = self.episodes.remove(&key) else {
             return;
         };
+        if let Some(due) = e.silent_at {
+            self.silences.remove(&(due, key));
+        }
         if let Some(n) = self.open_by_service.get_mut(&e.service) {
             *n -= 1;
             if *n == 0 {
@@ -415,9 +466,9 @@ impl Tracker {
             Owner::Incident(id) => {
                 if let Some(incident) = self.open.get_mut(id) {
                     incident.episodes.remove(&key);
-                    incident.sustaining.remove(&key);
+                    incident.went_silent |= incident.sustaining.remove(&key) && silent;
                     if let Some(m) = incident.members.get_mut(&e.service) {
-                        m.last = m.last.max(t.max(a.timestamp));
+                        m.last = m.last.max(t.max(at));
                     }
                     step.touched.insert(id.clone());
                 }
@@ -572,6 +623,7 @@ impl Tracker {
             }
             into.episodes.extend(gone.episodes);
             into.sustaining.extend(gone.sustaining);
+            into.went_silent |= gone.went_silent;
             into.onset = into.onset.min(gone.onset);
             step.notes
                 .insert(survivor.clone(), format!("merged {} into it", gone.id));
@@ -675,6 +727,7 @@ impl Tracker {
                     episodes: BTreeSet::new(),
                     sustaining: BTreeSet::new(),
                     resolve_at: None,
+                    went_silent: false,
                     published: None,
                     published_at: t,
                     split_from: None,
@@ -847,6 +900,7 @@ impl Tracker {
             episodes: BTreeSet::new(),
             sustaining: BTreeSet::new(),
             resolve_at: None,
+            went_silent: false,
             published: None,
             published_at: t,
             split_from: Some(from.to_string()),
@@ -949,7 +1003,12 @@ impl Tracker {
             };
             let why = if incident.resolve_at == Some(due) {
                 format!(
-                    "resolved: every member recovered {} ago",
+                    "resolved: every member recovered{} {} ago",
+                    if incident.went_silent {
+                        " or stopped reporting"
+                    } else {
+                        ""
+                    },
                     format_duration(self.config.grace_ms)
                 )
             } else if incident
