@@ -224,13 +224,13 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
     rows.sort_by_key(|(key, list)| (list[0].timestamp, *key));
     let _ = writeln!(
         s,
-        "  {:<36} {:>8}  {:<19} {:>10} {:>18} {:>8} {:>5}",
+        "  {:<36} {:>8}  {:<19} {:>10} {:>18} {:>10} {:>5}",
         "namespace/service metric",
         "episodes",
         "first..last (UTC)",
         "peak",
         "expected (band)",
-        "z",
+        "strength",
         "score"
     );
     for (key, list) in rows.iter().take(LISTED) {
@@ -248,14 +248,17 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
         } else {
             "▼"
         };
-        let z = peak
-            .evidence
-            .z
-            .map_or("flat".to_string(), |z| format!("{:+.1}", z.0));
+        // How far past its threshold: the z-score's z; the other detectors' own statistic
+        // (the change detector's: its strength, the move over its threshold, signed).
+        let deviation = match (peak.evidence.z, peak.evidence.statistic) {
+            (Some(z), _) => format!("z {:+.1}", z.0),
+            (None, Some(x)) => format!("{:+.1}", x.0),
+            (None, None) => "flat".to_string(),
+        };
         let last = list.last().map_or(peak.timestamp, |a| a.timestamp);
         let _ = writeln!(
             s,
-            "  {:<36} {:>8}  {:<19} {:>9}{} {:>18} {:>8} {:>5.2}",
+            "  {:<36} {:>8}  {:<19} {:>9}{} {:>18} {:>10} {:>5.2}",
             format!("{}/{} {}", key.0, key.1, key.2),
             opens(list),
             format!(
@@ -271,7 +274,7 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
                 short(peak.lower_bound.0),
                 short(peak.upper_bound.0)
             ),
-            z,
+            deviation,
             peak.anomaly_score.0
         );
     }

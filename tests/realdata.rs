@@ -164,7 +164,7 @@ fn nezha_faults_minutes_apart_are_separate_incidents_with_their_root_first() {
         cause["reasons"][0]
             .as_str()
             .unwrap()
-            .contains("its usual largest change"),
+            .contains("; 1 is its threshold"),
         "{cause}"
     );
 }

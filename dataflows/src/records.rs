@@ -345,7 +345,9 @@ pub struct Anomaly {
     pub anomaly_score: F64,
     /// The detector that fired.
     pub detector: Detector,
-    /// Length of the baseline window in milliseconds: the baseline is `[timestamp - window, timestamp)`.
+    /// Length of the history judged against in milliseconds, `[timestamp - window, timestamp)`:
+    /// the baseline window (z-score and the window detectors), or the stretch the change
+    /// detector's thresholds describe (its samples so far, at most its memory, times its interval).
     pub window_ms: u64,
     /// Why.
     pub evidence: Evidence,

@@ -282,6 +282,7 @@ impl Bank {
             );
             if let (Detector::Change, Some(seen)) = (detector, seen) {
                 anomaly.evidence.baseline_points = u64::from(seen.samples);
+                anomaly.window_ms = seen.history_ms.max(0.0).round() as u64;
                 anomaly.evidence.change = Some(ChangeEvidence {
                     reference: F64(finite_or(reading.expected, x)),
                     threshold: F64(finite_or(reading.band, 0.0)),

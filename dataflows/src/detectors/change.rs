@@ -146,6 +146,9 @@ pub struct Seen {
     pub samples: u32,
     /// The usual interval between its samples (ms).
     pub interval_ms: f64,
+    /// The stretch of history its thresholds describe (ms): its samples so far, at most its
+    /// memory, times its interval.
+    pub history_ms: f64,
 }
 
 impl Change {
@@ -160,11 +163,13 @@ impl Change {
         // What the detector knew before this sample.
         let usual_change = self.absolute.quantile(HIGH);
         let (samples, interval_ms) = (self.seen, self.interval);
+        let history_ms = f64::from(samples).min(self.memory()) * interval_ms;
         let seen = move |reading, _: &Change| Seen {
             reading,
             usual_change,
             samples,
             interval_ms,
+            history_ms,
         };
         if !x.is_finite() {
             return seen(Reading::NONE, self);

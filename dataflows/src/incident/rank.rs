@@ -154,7 +154,9 @@ pub fn rank(
                 Direction::Down => "fell",
             };
             reasons.push(format!(
-                "{name} {verb} from {} to {} at {} ({:.1}x its usual largest change)",
+                // The strength is the anomaly's score as odds: 1 at its detector's threshold for
+                // one sample, more the further past it and the longer it lasts.
+                "{name} {verb} from {} to {} at {} (strength {:.1}; 1 is its threshold)",
                 short(v.from),
                 short(v.to),
                 format_clock(v.started),
