@@ -8,8 +8,9 @@
 //! * A restart re-reads the input (the outputs are a deterministic function of it, so everything
 //!   before an output's mark comes out the same and is not written again), truncates each output
 //!   file to its recorded length, and writes each output from its own mark on. A file input is
-//!   read from its beginning; a Kafka input from [`Checkpoint::reread_from`]: the baseline
-//!   window, the correlation window and the quiet period (and the allowed lateness) before the
+//!   read from its beginning, and so is a Kafka input when the champion's state is its history
+//!   (the change detector); with the z-score as champion, from [`Checkpoint::reread_from`]: the
+//!   baseline window, the merge window and the grace (and the allowed lateness) before the
 //!   earlier of the marks and the start of the oldest incident open at its mark, which is what
 //!   the state at the marks depends on. A Kafka output may receive again records at or after its
 //!   mark that the killed run had already sent: the same records with the same keys, which a
@@ -74,8 +75,8 @@ impl Checkpoint {
     }
 
     /// The event time from which a restart re-reads the input to rebuild the state at every
-    /// output's mark: `history` (the baseline window, correlation window, quiet period and
-    /// allowed lateness) before the earliest mark or open incident's start.
+    /// output's mark: `history` (the baseline window, merge window, grace and allowed lateness)
+    /// before the earliest mark or open incident's start.
     pub fn reread_from(&self, history: Time) -> Time {
         let needed = self
             .outputs
