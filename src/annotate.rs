@@ -15,48 +15,58 @@ use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::Direction;
 use incidentflow_dataflows::time::{parse_rfc3339, Time};
 
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use crate::config::operations::{matches_any, Runbook, Silence};
+use crate::ops::metrics::Metrics;
 
-/// Silences from the side input, with their parsed times (set when `--silences` is given).
-static LIVE: OnceLock<RwLock<Vec<(Silence, Time, Time)>>> = OnceLock::new();
+/// Silences from the side input (`--silences`), with their parsed times: one list shared by the
+/// reader's thread, which adds them, and the annotators, which match them.
+#[derive(Clone, Default)]
+pub struct LiveSilences(Arc<RwLock<Vec<(Silence, Time, Time)>>>);
 
-/// Turns the side-input silences on (before the dataflow is built).
-pub fn live_silences_on() {
-    let _ = LIVE.set(RwLock::new(Vec::new()));
-}
-
-/// A silence line from the side input: added, or refused with its position and reason.
-pub fn silence_line(line: &[u8], position: &str) {
-    let parsed = serde_json::from_slice::<Silence>(line)
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            let time = |key: &str, v: &str| {
-                parse_rfc3339(v).map_err(|_| format!("{key} {v:?} is not an RFC 3339 time"))
-            };
-            let (start, end) = (time("start", &s.start)?, time("end", &s.end)?);
-            if start >= end {
-                return Err(format!("start {} is not before end {}", s.start, s.end));
+impl LiveSilences {
+    /// A silence line from the side input: added, or refused with its position and reason (and
+    /// counted in `metrics`).
+    pub fn line(&self, line: &[u8], position: &str, metrics: &Metrics) {
+        match parse_silence(line) {
+            Ok(silence) => {
+                tracing::info!(position, name = %silence.0.name, "silence added");
+                self.0
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(silence);
             }
-            if s.name.is_empty() {
-                return Err("name is empty".into());
+            Err(reason) => {
+                metrics.side_input_refused("silences");
+                tracing::warn!(position, "silence refused: {reason}");
             }
-            Ok((s, start, end))
-        });
-    match (parsed, LIVE.get()) {
-        (Ok(silence), Some(live)) => {
-            tracing::info!(position, name = %silence.0.name, "silence added");
-            live.write()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(silence);
-        }
-        (Ok(_), None) => {}
-        (Err(reason), _) => {
-            crate::metrics::METRICS.side_input_refused("silences");
-            tracing::warn!(position, "silence refused: {reason}");
         }
     }
+
+    /// The name of the first silence in force that `matching` accepts.
+    fn find(&self, matching: impl Fn(&(Silence, Time, Time)) -> bool) -> Option<String> {
+        let live = self.0.read().unwrap_or_else(|p| p.into_inner());
+        live.iter()
+            .find(|s| matching(s))
+            .map(|(s, _, _)| s.name.clone())
+    }
+}
+
+/// A silence line, checked: its times parsed and in order, its name set.
+fn parse_silence(line: &[u8]) -> Result<(Silence, Time, Time), String> {
+    let s = serde_json::from_slice::<Silence>(line).map_err(|e| e.to_string())?;
+    let time = |key: &str, v: &str| {
+        parse_rfc3339(v).map_err(|_| format!("{key} {v:?} is not an RFC 3339 time"))
+    };
+    let (start, end) = (time("start", &s.start)?, time("end", &s.end)?);
+    if start >= end {
+        return Err(format!("start {} is not before end {}", s.start, s.end));
+    }
+    if s.name.is_empty() {
+        return Err("name is empty".into());
+    }
+    Ok((s, start, end))
 }
 
 /// The runbooks and silences, ready to match.
@@ -64,11 +74,13 @@ pub fn silence_line(line: &[u8], position: &str) {
 pub struct Annotator {
     runbooks: Vec<Runbook>,
     silences: Vec<(Silence, Time, Time)>,
+    live: Option<LiveSilences>,
 }
 
 impl Annotator {
     /// From checked settings (`JobConfig::check` has parsed the silences' times).
-    pub fn new(runbooks: &[Runbook], silences: &[Silence]) -> Self {
+    /// `live`: the side input's silences, when `--silences` is given.
+    pub fn new(runbooks: &[Runbook], silences: &[Silence], live: Option<LiveSilences>) -> Self {
         Annotator {
             runbooks: runbooks.to_vec(),
             silences: silences
@@ -79,12 +91,13 @@ impl Annotator {
                     Some((s.clone(), start, end))
                 })
                 .collect(),
+            live,
         }
     }
 
     /// Whether there is anything to add.
     pub fn is_empty(&self) -> bool {
-        self.runbooks.is_empty() && self.silences.is_empty() && LIVE.get().is_none()
+        self.runbooks.is_empty() && self.silences.is_empty() && self.live.is_none()
     }
 
     /// Sets the version's runbook and suppression.
@@ -117,11 +130,6 @@ impl Annotator {
             .iter()
             .find(|s| matching(s))
             .map(|(s, _, _)| s.name.clone())
-            .or_else(|| {
-                let live = LIVE.get()?.read().unwrap_or_else(|p| p.into_inner());
-                live.iter()
-                    .find(|s| matching(s))
-                    .map(|(s, _, _)| s.name.clone())
-            });
+            .or_else(|| self.live.as_ref()?.find(matching));
     }
 }

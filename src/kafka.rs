@@ -1,497 +1,49 @@
-//! Kafka: the sample topic's partitions for each worker, bounded reads of the topology and
-//! deploy topics, and the keyed producers of the anomaly and incident topics.
-//!
-//! * Partition p of the samples topic belongs to worker p mod (all workers of all processes): a
-//!   pure function, never consumer-group rebalancing, so a replay re-shards identically and the
-//!   output is the same at every worker count. Each worker `assign`s its partitions itself.
-//! * A message holds one record or a batch of records as JSON Lines; a record's position is its
-//!   topic, partition, offset and line within the message.
-//! * Outputs are keyed (anomalies by series, incidents by incident id: a compacted topic keeps
-//!   the newest version) and produced by an idempotent producer (`acks=all`); librdkafka retries
-//!   delivery, and what still fails is counted and stops the job with an error.
+//! The Kafka client settings every consumer and producer of the job shares: the brokers, the
+//! client id and the brokers' security settings (`[kafka]` security_protocol, SASL, TLS), as one
+//! value handed to each client, and how records name their Kafka position.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::JobError;
 
 /// How long metadata and watermark requests may take before the job gives up with an error.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The partitions of a topic with `partitions` partitions that worker `index` of `peers` owns.
-pub fn owned_partitions(partitions: i32, peers: usize, index: usize) -> Vec<i32> {
-    (0..partitions)
-        .filter(|p| (*p as usize) % peers.max(1) == index)
-        .collect()
+/// The brokers and the settings every client of the job uses.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaClient {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    /// librdkafka settings for TLS and SASL (plaintext when empty).
+    security: Vec<(&'static str, String)>,
 }
 
-fn kafka_error(brokers: &str, what: &str, e: impl std::fmt::Display) -> JobError {
-    JobError::Kafka(format!("{what} ({brokers}): {e}"))
-}
-
-/// Settings every client shares.
-/// The brokers' security settings (`[kafka]` security_protocol, SASL, TLS) for every client of
-/// the process; set once at start (`use_security`), plaintext when never set.
-static SECURITY: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
-
-/// Sets the security settings every Kafka client of the process uses.
-pub fn use_security(settings: Vec<(&'static str, String)>) {
-    let _ = SECURITY.set(settings);
-}
-
-/// A client's settings: the brokers, our client id, the security settings.
-pub fn client_config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("client.id", "incidentflow")
-        .set("log_level", "3"); // errors only: the job reports what matters itself
-    for (key, value) in SECURITY.get().into_iter().flatten() {
-        c.set(*key, value);
-    }
-    c
-}
-
-/// A consumer of the partitions one worker owns, from the beginning (or up to where a bounded run
-/// ends: the high watermark when it started).
-pub struct PartitionConsumer {
-    consumer: BaseConsumer,
-    topic: String,
-    /// Owned partitions and, in a bounded run, the offset at which each ends.
-    pub partitions: Vec<(i32, Option<i64>)>,
-}
-
-impl PartitionConsumer {
-    /// Assigns this worker's partitions of `topic`.
-    pub fn open(
-        brokers: &str,
-        topic: &str,
-        peers: usize,
-        index: usize,
-        bounded: bool,
-    ) -> Result<Self, JobError> {
-        Self::open_from(brokers, topic, peers, index, bounded, None)
-    }
-
-    /// [`PartitionConsumer::open`], starting each partition at the message before the first whose
-    /// timestamp is at or after `start` (offsets-for-times) when given, else at the beginning.
-    pub fn open_from(
-        brokers: &str,
-        topic: &str,
-        peers: usize,
-        index: usize,
-        bounded: bool,
-        start: Option<u64>,
-    ) -> Result<Self, JobError> {
-        let consumer: BaseConsumer = client_config(brokers)
-            .set("group.id", "incidentflow")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
-            // Brokers that hold a fetch until fetch.wait.max.ms when less than a full batch is
-            // ready would make every round trip cost half a second: ask often instead.
-            .set("fetch.wait.max.ms", "20")
-            .create()
-            .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
-        let count = partition_count(&consumer, brokers, topic)?;
-        let mut list = TopicPartitionList::new();
-        let mut partitions = Vec::new();
-        for p in owned_partitions(count, peers, index) {
-            let end = if bounded {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p, METADATA_TIMEOUT)
-                    .map_err(|e| kafka_error(brokers, "cannot read the watermarks", e))?;
-                Some(high)
-            } else {
-                None
-            };
-            list.add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
-            partitions.push((p, end));
-        }
-        if let Some(start) = start {
-            let mut times = TopicPartitionList::new();
-            for (p, _) in &partitions {
-                times
-                    .add_partition_offset(topic, *p, Offset::Offset(start as i64))
-                    .map_err(|e| kafka_error(brokers, "cannot ask offsets for times", e))?;
-            }
-            let found = consumer
-                .offsets_for_times(times, METADATA_TIMEOUT)
-                .map_err(|e| kafka_error(brokers, "cannot find offsets for times", e))?;
-            list = TopicPartitionList::new();
-            for (p, _) in &partitions {
-                let offset = match found.find_partition(topic, *p).map(|e| e.offset()) {
-                    // The message before may be a batch that starts earlier and reaches past
-                    // `start`: read it too (more is harmless, less would not be exact).
-                    Some(Offset::Offset(o)) => Offset::Offset((o - 1).max(0)),
-                    _ => Offset::End, // nothing that late: start at the end
-                };
-                list.add_partition_offset(topic, *p, offset)
-                    .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
-            }
-        }
-        consumer
-            .assign(&list)
-            .map_err(|e| kafka_error(brokers, "cannot assign the partitions", e))?;
-        Ok(PartitionConsumer {
-            consumer,
-            topic: topic.to_owned(),
-            partitions,
-        })
-    }
-
-    /// A partition's high watermark now (None when the broker does not answer within a second).
-    pub fn high_watermark(&self, partition: i32) -> Option<i64> {
-        self.consumer
-            .fetch_watermarks(&self.topic, partition, Duration::from_secs(1))
-            .ok()
-            .map(|(_, high)| high)
-    }
-
-    /// The next message, end of a partition, error or nothing within `timeout`.
-    pub fn poll(&self, timeout: Duration, mut on: impl FnMut(Polled<'_>)) {
-        match self.consumer.poll(timeout) {
-            None => on(Polled::Nothing),
-            Some(Ok(m)) => on(Polled::Message(KafkaMessage::of(&m))),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => on(Polled::End(p)),
-            Some(Err(e)) => on(Polled::Error(e.to_string())),
-        }
-    }
-}
-
-/// A message as the job reads it.
-pub struct KafkaMessage<'a> {
-    /// Its topic.
-    pub topic: &'a str,
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset.
-    pub offset: i64,
-    /// Its key, kept for the dead-letter topic.
-    pub key: Option<&'a [u8]>,
-    /// Its value: one record or a JSON Lines batch.
-    pub payload: &'a [u8],
-}
-
-impl<'a> KafkaMessage<'a> {
-    fn of(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Self {
-        KafkaMessage {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            payload: m.payload().unwrap_or_default(),
-        }
-    }
-}
-
-/// A message kept (the topology and deploy topics read at start).
-pub struct StoredMessage {
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset.
-    pub offset: i64,
-    /// Its key.
-    pub key: Option<Vec<u8>>,
-    /// Its value.
-    pub payload: Vec<u8>,
-}
-
-/// What a poll gave.
-pub enum Polled<'a> {
-    /// A message.
-    Message(KafkaMessage<'a>),
-    /// The consumer reached the end of a partition (for now).
-    End(i32),
-    /// Nothing arrived in time.
-    Nothing,
-    /// A client error (the broker away, say): librdkafka reconnects by itself.
-    Error(String),
-}
-
-fn partition_count(consumer: &BaseConsumer, brokers: &str, topic: &str) -> Result<i32, JobError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| kafka_error(brokers, &format!("cannot read the metadata of {topic}"), e))?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len() as i32)
-        .unwrap_or(0);
-    if count == 0 {
-        return Err(JobError::Kafka(format!(
-            "topic {topic} has no partitions on {brokers} (does it exist?)"
-        )));
-    }
-    Ok(count)
-}
-
-/// Every message of `topic` up to its high watermarks when called, as (partition, offset,
-/// value), by partition and offset. For the topology and deploy topics, which are small.
-pub fn read_to_end(brokers: &str, topic: &str) -> Result<ReadToEnd, JobError> {
-    let source = PartitionConsumer::open(brokers, topic, 1, 0, true)?;
-    let ends: Vec<(i32, i64)> = source
-        .partitions
-        .iter()
-        .map(|(p, end)| (*p, end.unwrap_or(0)))
-        .collect();
-    let mut open: Vec<(i32, i64)> = source
-        .partitions
-        .iter()
-        .filter_map(|(p, end)| end.filter(|e| *e > 0).map(|e| (*p, e)))
-        .collect();
-    let mut out = Vec::new();
-    let mut errors = 0u32;
-    while !open.is_empty() {
-        let mut failed = None;
-        source.poll(Duration::from_millis(200), |polled| match polled {
-            Polled::Message(m) => {
-                out.push(StoredMessage {
-                    partition: m.partition,
-                    offset: m.offset,
-                    key: m.key.map(<[u8]>::to_vec),
-                    payload: m.payload.to_vec(),
-                });
-                open.retain(|(p, end)| !(*p == m.partition && m.offset + 1 >= *end));
-            }
-            Polled::Error(e) => failed = Some(e),
-            Polled::End(_) | Polled::Nothing => {}
-        });
-        if let Some(e) = failed {
-            errors += 1;
-            if errors > 150 {
-                return Err(kafka_error(brokers, &format!("cannot read {topic}"), e));
-            }
-        }
-    }
-    out.sort_by_key(|m| (m.partition, m.offset));
-    Ok(ReadToEnd {
-        messages: out,
-        ends,
-    })
-}
-
-/// What [`read_to_end`] read: the messages by partition and offset, and where each partition
-/// ended.
-pub struct ReadToEnd {
-    /// The messages.
-    pub messages: Vec<StoredMessage>,
-    /// (partition, the offset after the last message read).
-    pub ends: Vec<(i32, i64)>,
-}
-
-/// Follows the topology and deploy topics after the job has read them to their ends at start.
-pub struct EventFollower {
-    consumer: BaseConsumer,
-}
-
-impl EventFollower {
-    /// Follows each topic from the given offsets.
-    pub fn open(brokers: &str, from: &[(String, Vec<(i32, i64)>)]) -> Result<Self, JobError> {
-        let consumer: BaseConsumer = client_config(brokers)
-            .set("group.id", "incidentflow")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
-        let mut list = TopicPartitionList::new();
-        for (topic, partitions) in from {
-            for (p, offset) in partitions {
-                list.add_partition_offset(topic, *p, Offset::Offset(*offset))
-                    .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
-            }
-        }
-        consumer
-            .assign(&list)
-            .map_err(|e| kafka_error(brokers, "cannot assign the partitions", e))?;
-        Ok(EventFollower { consumer })
-    }
-
-    /// Hands over what has arrived, without waiting.
-    pub fn drain(&self, mut on: impl FnMut(KafkaMessage<'_>)) {
-        for _ in 0..1000 {
-            match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => on(KafkaMessage::of(&m)),
-                Some(Err(_)) | None => break,
-            }
-        }
-    }
-}
-
-/// The timestamp of the first sample in the message at `offset` of `topic`'s `partition`.
-pub fn timestamp_at(
-    brokers: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<u64, JobError> {
-    let consumer: BaseConsumer = client_config(brokers)
-        .set("group.id", "incidentflow")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))?;
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, partition, Offset::Offset(offset))
-        .map_err(|e| kafka_error(brokers, "cannot assign a partition", e))?;
-    consumer
-        .assign(&list)
-        .map_err(|e| kafka_error(brokers, "cannot assign the partition", e))?;
-    let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
-    let mut decoder = incidentflow_dataflows::decode::Decoder::new();
-    while std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            for line in m.payload().unwrap_or_default().split(|b| *b == b'\n') {
-                if let Ok(sample) = decoder.decode(line) {
-                    return Ok(sample.timestamp);
-                }
-            }
-            return Err(JobError::Kafka(format!(
-                "{topic}:{partition}:{offset} holds no valid sample to start a replay at"
-            )));
-        }
-    }
-    Err(JobError::Kafka(format!(
-        "no record at {topic}:{partition}:{offset} on {brokers} (is the offset past the end?)"
-    )))
-}
-
-/// Counts deliveries that failed for good.
-#[derive(Clone, Default)]
-pub struct DeliveryCounter {
-    failed: Arc<AtomicU64>,
-    last_error: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some(e.to_string());
-            }
-        }
-    }
-}
-
-/// A keyed, idempotent producer to one topic.
-pub struct TopicSink {
-    producer: BaseProducer<DeliveryCounter>,
-    counter: DeliveryCounter,
-    topic: String,
-    brokers: String,
-}
-
-impl TopicSink {
-    /// A producer to `topic`.
-    pub fn open(brokers: &str, topic: &str) -> Result<Self, JobError> {
-        let counter = DeliveryCounter::default();
-        let producer: BaseProducer<DeliveryCounter> = client_config(brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "300000")
-            .create_with_context(counter.clone())
-            .map_err(|e| kafka_error(brokers, "cannot create a producer", e))?;
-        // Fail now, not after the run: the output topic must exist (the job does not create
-        // topics; `incidentflow-loadgen --kafka` creates the default ones).
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(|e| {
-                kafka_error(brokers, &format!("cannot read the metadata of {topic}"), e)
-            })?;
-        let exists = metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-        if !exists {
-            return Err(JobError::Kafka(format!(
-                "output topic {topic} does not exist on {brokers}: create it first"
-            )));
-        }
-        Ok(TopicSink {
-            producer,
-            counter,
-            topic: topic.to_owned(),
+impl KafkaClient {
+    /// Clients of `brokers` with these security settings.
+    pub fn new(brokers: &str, security: Vec<(&'static str, String)>) -> Self {
+        KafkaClient {
             brokers: brokers.to_owned(),
-        })
+            security,
+        }
     }
 
-    /// Queues one record (waiting while librdkafka's queue is full).
-    pub fn send(&mut self, key: &str, value: &str) -> Result<(), String> {
-        self.send_bytes(Some(key.as_bytes()), value.as_bytes(), None)
+    /// A client's settings: the brokers, our client id, the security settings.
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "incidentflow")
+            .set("log_level", "3"); // errors only: the job reports what matters itself
+        for (key, value) in &self.security {
+            c.set(*key, value);
+        }
+        c
     }
 
-    /// Queues one record with optional key and headers.
-    pub fn send_bytes(
-        &mut self,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: Option<OwnedHeaders>,
-    ) -> Result<(), String> {
-        let mut record = BaseRecord::to(&self.topic).payload(value);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    back,
-                )) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => return Err(format!("cannot produce to {}: {e}", self.topic)),
-            }
-        }
-        self.producer.poll(Duration::ZERO);
-        self.failures()
-    }
-
-    /// Waits until everything queued is delivered (or has failed for good).
-    pub fn flush(&mut self) -> Result<(), String> {
-        self.producer
-            .flush(Duration::from_secs(300))
-            .map_err(|e| format!("cannot deliver to {} on {}: {e}", self.topic, self.brokers))?;
-        self.failures()
-    }
-
-    fn failures(&self) -> Result<(), String> {
-        let failed = self.counter.failed.load(Ordering::Relaxed);
-        if failed == 0 {
-            return Ok(());
-        }
-        let last = self
-            .counter
-            .last_error
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .unwrap_or_default();
-        Err(format!(
-            "{failed} records could not be delivered to {} on {}: {last}",
-            self.topic, self.brokers
-        ))
+    /// An error of a request to the brokers.
+    pub fn error(&self, what: &str, e: impl std::fmt::Display) -> JobError {
+        JobError::Kafka(format!("{what} ({}): {e}", self.brokers))
     }
 }
 
@@ -501,95 +53,16 @@ pub fn source_name(topic: &str, partition: i32) -> String {
 }
 
 /// The topic and partition of a [`source_name`], if it is one.
-fn parse_source_name(source: &str) -> Option<(&str, &str)> {
+pub fn parse_source_name(source: &str) -> Option<(&str, &str)> {
     source
         .strip_prefix("kafka:")
         .and_then(|s| s.strip_suffix(']'))
         .and_then(|s| s.rsplit_once('['))
 }
 
-/// The dead-letter topic of an input topic.
-pub fn dlq_topic(topic: &str) -> String {
-    format!("{topic}.dlq")
-}
-
-/// Sends refused Kafka records to their topic's dead-letter topic: the original record as the
-/// value, and headers saying where it came from and why it was refused. Letters from other
-/// sources have no topic to go to and are counted only.
-pub fn send_dead_letters(
-    sinks: &mut std::collections::BTreeMap<String, TopicSink>,
-    letters: &[incidentflow_dataflows::records::DeadLetter],
-    finished: bool,
-) -> Result<(), String> {
-    for letter in letters {
-        let Some((topic, partition)) = parse_source_name(&letter.source) else {
-            continue;
-        };
-        let Some(sink) = sinks.get_mut(&dlq_topic(topic)) else {
-            continue;
-        };
-        let reason = letter.invalid.reason.as_str();
-        let stage = if reason == "late" {
-            "lateness"
-        } else {
-            "decode"
-        };
-        let (offset, line) = (letter.offset.to_string(), letter.line.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "incidentflow.topic",
-                value: Some(topic),
-            })
-            .insert(Header {
-                key: "incidentflow.partition",
-                value: Some(partition),
-            })
-            .insert(Header {
-                key: "incidentflow.offset",
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: "incidentflow.line",
-                value: Some(&line),
-            })
-            .insert(Header {
-                key: "incidentflow.stage",
-                value: Some(stage),
-            })
-            .insert(Header {
-                key: "incidentflow.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "incidentflow.detail",
-                value: Some(&letter.invalid.detail),
-            });
-        sink.send_bytes(letter.key.as_deref(), &letter.raw, Some(headers))?;
-    }
-    if finished {
-        for sink in sinks.values_mut() {
-            sink.flush()?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_partition_has_exactly_one_owner_at_every_worker_count() {
-        for peers in 1..=6 {
-            let mut all: Vec<i32> = (0..peers)
-                .flat_map(|i| owned_partitions(8, peers, i))
-                .collect();
-            all.sort_unstable();
-            assert_eq!(all, (0..8).collect::<Vec<_>>(), "{peers} workers");
-        }
-        assert_eq!(owned_partitions(4, 3, 1), vec![1]);
-        assert!(owned_partitions(2, 4, 3).is_empty());
-    }
 
     #[test]
     fn this_librdkafka_speaks_tls_and_every_sasl_mechanism_the_settings_allow() {
@@ -600,7 +73,7 @@ mod tests {
             ("sasl_ssl", "SCRAM-SHA-256"),
             ("sasl_ssl", "SCRAM-SHA-512"),
         ] {
-            let mut config = client_config("127.0.0.1:1");
+            let mut config = KafkaClient::new("127.0.0.1:1", Vec::new()).config();
             config.set("security.protocol", protocol);
             if !mechanism.is_empty() {
                 config
@@ -608,7 +81,7 @@ mod tests {
                     .set("sasl.username", "job")
                     .set("sasl.password", "secret");
             }
-            let created: Result<BaseConsumer, _> = config.create();
+            let created: Result<rdkafka::consumer::BaseConsumer, _> = config.create();
             assert!(
                 created.is_ok(),
                 "{protocol} {mechanism}: {:?}",

@@ -676,6 +676,48 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Records counted by a source: read = valid + dead-lettered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceCounts {
+    /// Lines that held a record (blank lines are not records).
+    pub read: u64,
+    /// Records processed.
+    pub valid: u64,
+    /// Records dead-lettered, by [`Reason`] (indexed as `Reason::ALL`).
+    pub dead: [u64; Reason::ALL.len()],
+    /// Of the records read, topology edges.
+    #[serde(default)]
+    pub topology: u64,
+    /// Of the records read, deploy events.
+    #[serde(default)]
+    pub deploys: u64,
+}
+
+impl SourceCounts {
+    /// Counts one dead-lettered record.
+    pub fn count_dead(&mut self, reason: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.dead[i] += 1;
+        }
+    }
+
+    /// All dead-lettered records.
+    pub fn dead_total(&self) -> u64 {
+        self.dead.iter().sum()
+    }
+
+    /// Adds another worker's counts.
+    pub fn add(&mut self, other: &SourceCounts) {
+        self.read += other.read;
+        self.valid += other.valid;
+        self.topology += other.topology;
+        self.deploys += other.deploys;
+        for (a, b) in self.dead.iter_mut().zip(other.dead.iter()) {
+            *a += b;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,15 @@
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::ops::clock::now_ms;
 
 use incidentflow_dataflows::incident::Incident;
 
 use super::policy::{Decision, Policy, Request};
 use crate::config::{AlertKind, AlertOutput};
-use crate::metrics::METRICS;
+use crate::ops::metrics::METRICS;
 
 /// The longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -172,10 +174,4 @@ impl Delivery {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

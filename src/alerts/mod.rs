@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use incidentflow_dataflows::incident::Incident;
 
 use crate::config::AlertOutput;
-use crate::metrics::METRICS;
+use crate::ops::metrics::METRICS;
 
 /// Versions an output may have waiting before new ones are dropped (and counted).
 const QUEUE: usize = 10_000;

@@ -7,15 +7,12 @@
 //! or bounded by the partition count.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use incidentflow_dataflows::records::Reason;
+use incidentflow_dataflows::records::{Reason, SourceCounts};
 
-use crate::sink::SourceCounts;
+use crate::evaluate::feedback::FeedbackFigures;
 
 /// The process's registry.
 pub static METRICS: Metrics = Metrics::new();
@@ -49,10 +46,22 @@ pub struct Metrics {
     arrangement_records: AtomicI64,
     /// Series the z-score cannot judge, their windows too sparse.
     series_unscored: AtomicU64,
+    /// The feedback book's figures, when the job reads feedback.
+    feedback: Mutex<Option<FeedbackSource>>,
+}
+
+/// Where the feedback figures come from (the running job's book).
+pub type FeedbackSource = Box<dyn Fn() -> FeedbackFigures + Send + Sync>;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    const fn new() -> Self {
+    /// An empty registry.
+    pub const fn new() -> Self {
         Metrics {
             counts: Mutex::new(SourceCounts {
                 read: 0,
@@ -76,7 +85,23 @@ impl Metrics {
             side_input_refused: Mutex::new(BTreeMap::new()),
             arrangement_records: AtomicI64::new(0),
             series_unscored: AtomicU64::new(0),
+            feedback: Mutex::new(None),
         }
+    }
+
+    /// The feedback figures on `/metrics` come from `source` (the job reads feedback).
+    pub fn feedback_from(&self, source: FeedbackSource) {
+        *lock(&self.feedback) = Some(source);
+    }
+
+    /// Whether a worker failed.
+    pub fn has_failed_worker(&self) -> bool {
+        self.worker_failed.load(Relaxed)
+    }
+
+    /// Whether the inputs are open.
+    pub fn are_inputs_connected(&self) -> bool {
+        self.inputs_connected.load(Relaxed)
     }
 
     /// Adds a worker's counts since its last report.
@@ -286,9 +311,7 @@ impl Metrics {
                 .collect(),
         );
         let input_time = self.input_time.load(Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::ops::clock::now_ms();
         metric(
             "input_event_time_seconds",
             "gauge",
@@ -346,7 +369,10 @@ impl Metrics {
             "Series the z-score cannot judge: after 100 samples their baseline window has never held baseline.min_points (sampled too sparsely for baseline.window; each is logged).",
             vec![(String::new(), self.unscored_series() as f64)],
         );
-        let feedback = crate::feedback::BOOK.figures();
+        let feedback = lock(&self.feedback)
+            .as_ref()
+            .map(|figures| figures())
+            .unwrap_or_default();
         metric(
             "feedback_labels",
             "gauge",
@@ -418,71 +444,4 @@ pub fn track_arrangements(worker: &mut timely::worker::Worker) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Serves `/metrics`, `/healthz` and `/ready` on `addr` from a thread of its own.
-pub fn serve(addr: &str, ready_max_lag: u64) -> std::io::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, ready_max_lag);
-            }
-        })?;
-    Ok(bound)
-}
-
-fn answer(mut stream: TcpStream, ready_max_lag: u64) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut request = String::new();
-    let mut reader = BufReader::new(&stream);
-    reader.read_line(&mut request)?;
-    // Read the headers too: closing with unread bytes would reset the connection.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, content_type, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", METRICS.render()),
-        "/healthz" if METRICS.worker_failed.load(Relaxed) => (
-            "503 Service Unavailable",
-            "text/plain",
-            "a worker failed\n".into(),
-        ),
-        "/healthz" => ("200 OK", "text/plain", "ok\n".into()),
-        "/ready" => {
-            let lag = METRICS.max_kafka_lag();
-            if !METRICS.inputs_connected.load(Relaxed) {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "inputs not connected\n".into(),
-                )
-            } else if lag > ready_max_lag as i64 {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    format!(
-                        "kafka lag {lag} messages is over metrics.ready_max_lag {ready_max_lag}\n"
-                    ),
-                )
-            } else {
-                ("200 OK", "text/plain", "ready\n".into())
-            }
-        }
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics, /healthz or /ready\n".into(),
-        ),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
 }

@@ -2,7 +2,7 @@
 //! `wrong-cause`, and optionally the actual root-cause service), joined to the incidents the job
 //! wrote, and what they say: how many incidents were labelled, how many were noise, and how often
 //! the ranked cause was right. Read by `incidentflow eval --feedback` from a file, and by a
-//! running job from a file or topic (`--feedback`) for `/metrics`.
+//! running job from a file or topic (`--feedback`, into `ops::feedback_book`) for `/metrics`.
 //!
 //! One label per incident counts: the last one read (a responder may correct theirs). The root
 //! cause is judged right when the label names the actual root-cause service and the incident
@@ -12,11 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 
-use incidentflow_dataflows::incident::Incident;
-
-use crate::eval::ratio;
+use crate::evaluate::truth::ratio;
 use serde::{Deserialize, Serialize};
 
 /// What a responder said of an incident.
@@ -181,72 +178,6 @@ pub fn render(f: &FeedbackFigures) -> String {
         );
     }
     s
-}
-
-/// A running job's feedback: the incidents it wrote and the labels it has read.
-pub struct Book {
-    inner: Mutex<Pages>,
-}
-
-/// What the book holds.
-struct Pages {
-    /// Incident id -> its latest version's first ranked causes.
-    incidents: BTreeMap<String, Vec<String>>,
-    /// Incident id -> the last label read for it.
-    labels: BTreeMap<String, Label>,
-    /// Lines refused.
-    invalid: u64,
-}
-
-/// The process's book (the incident writer fills one side, the feedback reader the other).
-pub static BOOK: Book = Book {
-    inner: Mutex::new(Pages {
-        incidents: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        invalid: 0,
-    }),
-};
-
-impl Book {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pages> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An incident version was written: remember its ranked causes (the latest version's).
-    pub fn saw(&self, incident: &Incident) {
-        let causes = incident
-            .ranked_causes
-            .iter()
-            .take(3)
-            .map(|c| c.service.to_string())
-            .collect();
-        self.lock()
-            .incidents
-            .insert(incident.incident_id.clone(), causes);
-    }
-
-    /// A feedback line: a label, or refused (logged with its position and reason, counted).
-    pub fn line(&self, line: &[u8], position: &str) {
-        match parse(line) {
-            Ok(label) => {
-                self.lock().labels.insert(label.incident_id.clone(), label);
-            }
-            Err(reason) => {
-                self.lock().invalid += 1;
-                crate::metrics::METRICS.side_input_refused("feedback");
-                tracing::warn!(position, "feedback refused: {reason}");
-            }
-        }
-    }
-
-    /// What the labels say so far.
-    pub fn figures(&self) -> FeedbackFigures {
-        let inner = self.lock();
-        FeedbackFigures {
-            invalid: inner.invalid,
-            ..figures(&inner.labels, &inner.incidents)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::JobError;
+use crate::kafka::KafkaClient;
 
 /// Where a side input comes from.
 pub enum SideSource {
     /// A JSON Lines file.
     File(PathBuf),
     /// A Kafka topic (all its partitions), on these brokers.
-    Topic { brokers: String, topic: String },
+    Topic { client: KafkaClient, topic: String },
 }
 
 /// How often a followed source is looked at again.
@@ -48,13 +49,13 @@ pub fn follow(
                 }
             })
         }
-        SideSource::Topic { brokers, topic } => {
-            let read = crate::kafka::read_to_end(&brokers, &topic)?;
+        SideSource::Topic { client, topic } => {
+            let read = crate::ingest::kafka::read_to_end(&client, &topic)?;
             for m in &read.messages {
                 lines_of(&m.payload, &topic, m.partition, m.offset, &mut on_line);
             }
             let follower =
-                crate::kafka::EventFollower::open(&brokers, &[(topic.clone(), read.ends)])?;
+                crate::ingest::kafka::EventFollower::open(&client, &[(topic.clone(), read.ends)])?;
             spawn(what, move || loop {
                 follower
                     .drain(|m| lines_of(m.payload, &topic, m.partition, m.offset, &mut on_line));

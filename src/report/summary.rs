@@ -9,7 +9,7 @@ use incidentflow_dataflows::records::{Anomaly, Direction, Reason};
 use incidentflow_dataflows::time::{format_clock, format_rfc3339};
 use serde_json::json;
 
-use crate::sink::Outcome;
+use crate::emit::records::Outcome;
 
 /// How many services the digest's first line names.
 const LISTED_SERVICES: usize = 8;
@@ -113,7 +113,7 @@ impl Report<'_> {
                 self.outcome.incident_versions
             );
         }
-        let unscored = crate::metrics::METRICS.unscored_series();
+        let unscored = crate::ops::metrics::METRICS.unscored_series();
         if unscored > 0 {
             let _ = writeln!(
                 s,
@@ -121,7 +121,7 @@ impl Report<'_> {
                 plural(unscored, "series")
             );
         }
-        for (output, outcomes) in crate::metrics::METRICS.alert_counts() {
+        for (output, outcomes) in crate::ops::metrics::METRICS.alert_counts() {
             let told: Vec<String> = outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
             let _ = writeln!(s, "  alerts {output:<7}{:>12}", told.join(", "));
         }
@@ -163,7 +163,7 @@ impl Report<'_> {
             "workers": self.workers,
             "peak_rss_bytes": peak_rss_bytes(),
             "cpu_seconds": cpu_seconds(),
-            "alerts": crate::metrics::METRICS.alert_counts(),
+            "alerts": crate::ops::metrics::METRICS.alert_counts(),
             "error": self.outcome.error,
         })
     }

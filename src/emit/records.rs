@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use incidentflow_dataflows::incident::Incident;
-use incidentflow_dataflows::records::{Anomaly, DeadLetter, Reason};
+use incidentflow_dataflows::records::{Anomaly, DeadLetter, SourceCounts};
 use incidentflow_dataflows::time::Time;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -20,52 +20,10 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use crate::metrics::METRICS;
+use crate::ops::metrics::METRICS;
 
 /// How many anomalies the end-of-run summary keeps to show.
 const SHOWN_ANOMALIES_KEPT: usize = 10_000;
-
-/// Records counted by a source: read = valid + dead-lettered.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceCounts {
-    /// Lines that held a record (blank lines are not records).
-    pub read: u64,
-    /// Records processed.
-    pub valid: u64,
-    /// Records dead-lettered, by [`Reason`] (indexed as `Reason::ALL`).
-    pub dead: [u64; Reason::ALL.len()],
-    /// Of the records read, topology edges.
-    #[serde(default)]
-    pub topology: u64,
-    /// Of the records read, deploy events.
-    #[serde(default)]
-    pub deploys: u64,
-}
-
-impl SourceCounts {
-    /// Counts one dead-lettered record.
-    pub fn count_dead(&mut self, reason: Reason) {
-        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
-            self.dead[i] += 1;
-        }
-    }
-
-    /// All dead-lettered records.
-    pub fn dead_total(&self) -> u64 {
-        self.dead.iter().sum()
-    }
-
-    /// Adds another worker's counts.
-    pub fn add(&mut self, other: &SourceCounts) {
-        self.read += other.read;
-        self.valid += other.valid;
-        self.topology += other.topology;
-        self.deploys += other.deploys;
-        for (a, b) in self.dead.iter_mut().zip(other.dead.iter()) {
-            *a += b;
-        }
-    }
-}
 
 /// What sources send beside the samples: refused records and, at the end, their counts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,7 +76,7 @@ pub enum RecordOutput {
     /// JSON Lines.
     Lines(LineWriter),
     /// A topic; every record with its key.
-    Kafka(crate::kafka::TopicSink),
+    Kafka(crate::emit::kafka::TopicSink),
 }
 
 impl RecordOutput {
@@ -172,7 +130,7 @@ pub enum DeadLetterOutput {
     /// Opened when first needed.
     Lazy(PathBuf),
     /// `--dead-letter kafka`: each refused Kafka record to `<its topic>.dlq`, by topic.
-    Kafka(BTreeMap<String, crate::kafka::TopicSink>),
+    Kafka(BTreeMap<String, crate::emit::kafka::TopicSink>),
 }
 
 /// A record the time-ordered sinks write as one JSON line.
@@ -194,10 +152,18 @@ pub trait OutputRecord:
     fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
     /// Counts the written record in the process's metrics (`open`: incidents open after it).
     fn count(&self, open: usize);
-    /// The record is written (incident versions: remembered for the feedback figures).
-    fn written(&self) {}
-    /// Offers the written record to the alert outputs (incident versions only).
-    fn alert(&self, _alerts: &crate::alerts::AlertSender) {}
+    /// The record is written: tell who listens (incident versions: the alert outputs and the
+    /// feedback book).
+    fn written(&self, _listeners: &Listeners) {}
+}
+
+/// Who is told of each incident version written.
+#[derive(Default)]
+pub struct Listeners {
+    /// The alert outputs' queues (None: no alert outputs, or a replay).
+    pub alerts: Option<crate::alerts::AlertSender>,
+    /// The running job's feedback book (None: no `--feedback`).
+    pub feedback: Option<Arc<crate::ops::feedback_book::FeedbackBook>>,
 }
 
 impl OutputRecord for Anomaly {
@@ -289,11 +255,13 @@ impl OutputRecord for Incident {
         };
         METRICS.incident_version(status, open);
     }
-    fn alert(&self, alerts: &crate::alerts::AlertSender) {
-        alerts.offer(self);
-    }
-    fn written(&self) {
-        crate::feedback::BOOK.saw(self);
+    fn written(&self, listeners: &Listeners) {
+        if let Some(alerts) = &listeners.alerts {
+            alerts.offer(self);
+        }
+        if let Some(book) = &listeners.feedback {
+            book.saw(self);
+        }
     }
     fn note_open(open: &mut BTreeMap<String, Time>, record: &Self) {
         use incidentflow_dataflows::incident::Status;
@@ -313,11 +281,11 @@ impl OutputRecord for Incident {
 pub struct Durability {
     /// Per output (by name), where the earlier run left it: records before `durable_before` were
     /// written by it (count them, do not write them again), and a file output was `bytes` long.
-    pub resume: BTreeMap<String, crate::checkpoint::OutputMark>,
+    pub resume: BTreeMap<String, crate::emit::checkpoint::OutputMark>,
     /// A replay writes only records in [from, until) of event time (the rest is counted).
     pub window: Option<(Time, Time)>,
     /// Keeps the checkpoint file (None: no `--checkpoint`).
-    pub checkpointer: Option<Arc<Mutex<crate::checkpoint::Checkpointer>>>,
+    pub checkpointer: Option<Arc<Mutex<crate::emit::checkpoint::Checkpointer>>>,
 }
 
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
@@ -327,7 +295,7 @@ pub fn write_anomalies(
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
 ) {
-    write_in_time_order(stream, out, outcome, durability, None)
+    write_in_time_order(stream, out, outcome, durability, Listeners::default())
 }
 
 /// Writes the challengers' anomalies (exchanged to worker 0) in time order as times complete.
@@ -337,7 +305,7 @@ pub fn write_challengers(
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
 ) {
-    write_in_time_order(stream, out, outcome, durability, None)
+    write_in_time_order(stream, out, outcome, durability, Listeners::default())
 }
 
 /// Writes incident versions (made on worker 0) in time order as times complete, and offers each
@@ -347,9 +315,9 @@ pub fn write_incidents(
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
-    alerts: Option<crate::alerts::AlertSender>,
+    listeners: Listeners,
 ) {
-    write_in_time_order(stream, out, outcome, durability, alerts)
+    write_in_time_order(stream, out, outcome, durability, listeners)
 }
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
@@ -359,7 +327,7 @@ fn write_in_time_order<D: OutputRecord>(
     mut out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
-    alerts: Option<crate::alerts::AlertSender>,
+    listeners: Listeners,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
@@ -385,7 +353,7 @@ fn write_in_time_order<D: OutputRecord>(
         D::WHAT,
         move |_capability, info| {
             let activator = scope.activator_for(info.address.clone());
-            crate::shutdown::register_writer(activator.clone());
+            crate::ops::shutdown::register_writer(activator.clone());
             let mut drained = false;
             move |(input, frontier), _output| {
                 input.for_each(|_capability, data| {
@@ -400,9 +368,7 @@ fn write_in_time_order<D: OutputRecord>(
                 }
                 let mut lines: Vec<(String, String)> = Vec::new();
                 let mut written = Vec::new();
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now_ms = crate::ops::clock::now_ms();
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
@@ -429,7 +395,7 @@ fn write_in_time_order<D: OutputRecord>(
                 }
                 let finished = frontier.is_empty();
                 // Asked to stop: write what is complete, checkpoint at the frontier, stop there.
-                let stop_here = crate::shutdown::draining() && !finished;
+                let stop_here = crate::ops::shutdown::draining() && !finished;
                 // Every record before this is written (and flushed when reported).
                 let before = match frontier.frontier().first() {
                     Some(t) => *t,
@@ -467,7 +433,7 @@ fn write_in_time_order<D: OutputRecord>(
                         out = None;
                         if stop_here {
                             drained = true;
-                            crate::shutdown::writer_drained();
+                            crate::ops::shutdown::writer_drained();
                         }
                         return; // not durable: the checkpoint stays where it was
                     }
@@ -475,10 +441,7 @@ fn write_in_time_order<D: OutputRecord>(
                 }
                 // Written (and flushed): now the receivers may hear of it.
                 for record in &written {
-                    record.written();
-                    if let Some(alerts) = &alerts {
-                        record.alert(alerts);
-                    }
+                    record.written(&listeners);
                 }
                 D::record(&mut outcome, written);
                 if let Some(checkpointer) = &durability.checkpointer {
@@ -504,7 +467,7 @@ fn write_in_time_order<D: OutputRecord>(
                 if stop_here {
                     drained = true;
                     out = None; // flushed, and checkpointed at `before`
-                    crate::shutdown::writer_drained();
+                    crate::ops::shutdown::writer_drained();
                 }
             }
         },
@@ -516,7 +479,7 @@ pub fn write_diagnostics(
     diagnostics: Stream<'_, Time, Vec<Diagnostic>>,
     mut out: Option<DeadLetterOutput>,
     outcome: Arc<Mutex<Outcome>>,
-    checkpointer: Option<Arc<Mutex<crate::checkpoint::Checkpointer>>>,
+    checkpointer: Option<Arc<Mutex<crate::emit::checkpoint::Checkpointer>>>,
 ) {
     diagnostics.sink(
         Exchange::new(|_: &Diagnostic| 0u64),
@@ -549,7 +512,7 @@ pub fn write_diagnostics(
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
             // After a signal the inputs close early: the input is not done, commit nothing more.
-            if finished && !crate::shutdown::draining() {
+            if finished && !crate::ops::shutdown::draining() {
                 if let Some(c) = &checkpointer {
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = c.settle() {
@@ -584,7 +547,7 @@ pub fn write_diagnostics(
                 }
             }
             if let Some(DeadLetterOutput::Kafka(sinks)) = out.as_mut() {
-                match crate::kafka::send_dead_letters(sinks, &letters, finished) {
+                match crate::emit::kafka::send_dead_letters(sinks, &letters, finished) {
                     Ok(()) => {
                         outcome.dead_letters_written += letters.len() as u64;
                         METRICS.dead_letters_written(letters.len() as u64);

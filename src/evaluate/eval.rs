@@ -23,43 +23,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use incidentflow_dataflows::time::{format_duration, parse_rfc3339, Time};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::JobError;
-
-/// A fault from the ground truth.
-#[derive(Clone, Debug, Deserialize)]
-pub struct TruthFault {
-    /// Id.
-    pub fault_id: String,
-    /// Kind.
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// Root service.
-    pub root_service: String,
-    /// Every service it reached (the root included).
-    pub affected_services: Vec<String>,
-    /// Onset.
-    pub start: String,
-    /// End.
-    pub end: String,
-}
-
-/// What eval reads of an anomaly.
-#[derive(Clone, Debug)]
-pub struct AnomalyRef {
-    /// Service.
-    pub service: String,
-    /// Series: namespace/service/metric_name.
-    pub series: String,
-    /// The episode it belongs to (id, start), when its detector reports episodes.
-    pub episode: Option<(String, Time)>,
-    /// Event time.
-    pub timestamp: Time,
-    /// Detector.
-    pub detector: String,
-}
+use crate::evaluate::truth::{percentile, ratio, AnomalyRef, TruthFault};
 
 /// What eval reads of an incident version.
 #[derive(Clone, Debug)]
@@ -116,10 +84,10 @@ pub struct EvalReport {
     pub per_fault: Vec<FaultScore>,
     /// Champion and challengers as episodes (with --truth and --anomalies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub detectors: Vec<crate::compare::DetectorRow>,
+    pub detectors: Vec<crate::evaluate::compare::DetectorRow>,
     /// What responders' labels say (with --feedback).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub feedback: Option<crate::feedback::FeedbackFigures>,
+    pub feedback: Option<crate::evaluate::feedback::FeedbackFigures>,
     /// Whether a ground truth was given (without one, only the feedback is reported).
     #[serde(skip)]
     pub with_truth: bool,
@@ -171,24 +139,6 @@ pub struct IncidentFigures {
     pub propagating_top1: f64,
     /// Top-3 over propagating faults.
     pub propagating_top3: f64,
-}
-
-/// a / b, or 0 when b is 0.
-pub fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
-}
-
-/// The `p` quantile of `sorted` (nearest rank), None when empty.
-pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 /// Scores `anomalies` and `incidents` (either may be absent) against `truth`.
@@ -390,7 +340,7 @@ pub fn evaluate(
 pub fn render(report: &EvalReport) -> String {
     let mut s = String::new();
     if let Some(f) = &report.feedback {
-        s += &crate::feedback::render(f);
+        s += &crate::evaluate::feedback::render(f);
     }
     if !report.with_truth {
         return s;
@@ -448,7 +398,7 @@ pub fn render(report: &EvalReport) -> String {
         );
     }
     if !report.detectors.is_empty() {
-        s += &crate::compare::render(&report.detectors);
+        s += &crate::evaluate::compare::render(&report.detectors);
     }
     let _ = writeln!(
         s,
@@ -544,7 +494,7 @@ pub struct EvalInputs<'a> {
 }
 
 /// Reads the files, evaluates, prints and writes the JSON report.
-pub fn run(inputs: EvalInputs<'_>, out: &Path) -> Result<String, JobError> {
+pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobError> {
     let EvalInputs {
         truth,
         anomalies,
@@ -649,20 +599,28 @@ pub fn run(inputs: EvalInputs<'_>, out: &Path) -> Result<String, JobError> {
             let champion = champion
                 .first()
                 .map_or("zscore".to_string(), |a| a.detector.clone());
-            let episodes = crate::compare::episodes(&all, episode_gap_ms);
-            report.detectors =
-                crate::compare::compare(&faults, &spans, &episodes, &champion, interval_ms, days);
+            let episodes = crate::evaluate::compare::episodes(&all, episode_gap_ms);
+            report.detectors = crate::evaluate::compare::compare(
+                &faults,
+                &spans,
+                &episodes,
+                &champion,
+                interval_ms,
+                days,
+            );
         }
     }
     if let (Some(path), Some(incidents)) = (feedback, &incidents) {
         report.feedback = Some(feedback_figures(path, incidents)?);
     }
-    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    std::fs::write(out, json + "\n").map_err(|source| JobError::Output {
-        what: "the evaluation",
-        name: out.display().to_string(),
-        source,
-    })?;
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(out, json + "\n").map_err(|source| JobError::Output {
+            what: "the evaluation",
+            name: out.display().to_string(),
+            source,
+        })?;
+    }
     Ok(render(&report))
 }
 
@@ -671,7 +629,7 @@ pub fn run(inputs: EvalInputs<'_>, out: &Path) -> Result<String, JobError> {
 fn feedback_figures(
     path: &Path,
     incidents: &[IncidentVersion],
-) -> Result<crate::feedback::FeedbackFigures, JobError> {
+) -> Result<crate::evaluate::feedback::FeedbackFigures, JobError> {
     let text = std::fs::read(path).map_err(|source| JobError::Input {
         what: "feedback",
         name: path.display().to_string(),
@@ -683,7 +641,7 @@ fn feedback_figures(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match crate::feedback::parse(line) {
+        match crate::evaluate::feedback::parse(line) {
             Ok(label) => {
                 labels.insert(label.incident_id.clone(), label);
             }
@@ -708,9 +666,9 @@ fn feedback_figures(
         .into_iter()
         .map(|(id, v)| (id.to_string(), v.causes.clone()))
         .collect();
-    Ok(crate::feedback::FeedbackFigures {
+    Ok(crate::evaluate::feedback::FeedbackFigures {
         invalid,
-        ..crate::feedback::figures(&labels, &causes)
+        ..crate::evaluate::feedback::figures(&labels, &causes)
     })
 }
 

@@ -136,14 +136,20 @@ impl Checkpointer {
         }
     }
 
-    /// Commits consumer offsets of the Kafka input to `brokers` as the outputs become durable.
-    pub fn commit_to(&mut self, brokers: &str) -> Result<(), String> {
-        let consumer = crate::kafka::client_config(brokers)
+    /// Commits consumer offsets of the Kafka input to the brokers as the outputs become durable.
+    pub fn commit_to(&mut self, client: &crate::kafka::KafkaClient) -> Result<(), String> {
+        let consumer = client
+            .config()
             .set("group.id", "incidentflow")
             .set("enable.auto.commit", "false")
             .set("log_level", "3")
             .create()
-            .map_err(|e| format!("cannot create the offset committer for {brokers}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot create the offset committer for {}: {e}",
+                    client.brokers
+                )
+            })?;
         self.committer = Some(consumer);
         Ok(())
     }

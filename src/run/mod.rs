@@ -1,0 +1,425 @@
+//! `incidentflow run`: from the command line to a finished run. Loads the job file, lays out
+//! the cluster, starts the HTTP endpoints and the side inputs, opens the input and the outputs
+//! (taking up a checkpoint, or a replay's window), runs the dataflow (`dataflow`) and prints what
+//! it found (`report`).
+//!
+//! * `window`: a replay's start and end (`--from-time`, `--from-offsets`, `--until`).
+//! * `outputs`: the record outputs, dead letters and checkpoint, opened before the run.
+
+pub mod outputs;
+pub mod window;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use incidentflow_dataflows::time::{format_rfc3339, parse_duration, parse_rfc3339};
+
+use crate::annotate::LiveSilences;
+use crate::cli::RunArgs;
+use crate::config::{JobConfig, KafkaSection};
+use crate::dataflow::{Cluster, Outputs, RunSpec};
+use crate::emit::checkpoint::Checkpoint;
+use crate::emit::records::{Durability, Listeners, Outcome};
+use crate::error::JobError;
+use crate::ingest::feed::FeedSpec;
+use crate::ingest::files::InputSource;
+use crate::ingest::side_input::{follow, SideSource};
+use crate::ingest::topology::is_kafka;
+use crate::kafka::KafkaClient;
+use crate::ops::feedback_book::{FeedbackBook, RESOLVED_KEPT};
+use crate::ops::metrics::METRICS;
+use crate::report::summary::{anomaly_digest, Report};
+use crate::report::{demo, review};
+use outputs::{open_outputs, OutputPlan};
+use window::replay_window;
+
+/// How long queued alerts may still take to go out when the job ends.
+const ALERT_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the job as the command line says.
+pub fn run(args: RunArgs) -> Result<(), JobError> {
+    let mut config = JobConfig::load_layered(args.config.as_deref(), std::env::vars())?;
+    if let Some(brokers) = &args.kafka_brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(addr) = &args.metrics_addr {
+        config.metrics.addr = addr.clone();
+    }
+    let kafka = config.kafka.clone();
+    let client = KafkaClient::new(&kafka.brokers, config.kafka_security());
+    let cluster = cluster(&args)?;
+    if !config.metrics.addr.is_empty() {
+        let addr = &config.metrics.addr;
+        let bound = crate::ops::http::serve(addr, config.metrics.ready_max_lag).map_err(|e| {
+            JobError::Usage(format!(
+                "cannot serve metrics on {addr}: {e} (is the port taken?)"
+            ))
+        })?;
+        tracing::info!("serving /metrics, /healthz and /ready on http://{bound}");
+    }
+    let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client)?;
+    let demo = args.input.is_none();
+    let input = input_source(&args, &kafka)?;
+    let leader = cluster.process_index == 0;
+    let (from, until) = replay_window(&args, &client)?;
+    let every = parse_duration(&args.checkpoint_every)
+        .map(Duration::from_millis)
+        .map_err(|e| {
+            JobError::Usage(format!("--checkpoint-every {}: {e}", args.checkpoint_every))
+        })?;
+    // Every process reads the checkpoint (for where to re-read from); process 0 keeps it. A
+    // process that cannot see it re-reads its partitions from their start: slower, as exact.
+    let resume = match &args.checkpoint {
+        Some(path) => Checkpoint::load(path)?,
+        None => None,
+    };
+    let (read_from, score_from) = restart_point(&args, &config, &input, resume.as_ref(), from)?;
+    let dead_letter_path = args
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
+    // Alert outputs page people: a replay re-computes the past and sends nothing.
+    let replay = from.is_some() || until.is_some();
+    let alerts = if leader && !config.alerts.is_empty() {
+        let names: Vec<&str> = config.alerts.keys().map(String::as_str).collect();
+        if replay {
+            tracing::info!(outputs = ?names, "alert outputs are off during a replay");
+            None
+        } else {
+            tracing::info!(outputs = ?names, "alert outputs on");
+            Some(
+                crate::alerts::Alerts::start(&config.alerts)
+                    .map_err(|e| JobError::Usage(format!("cannot start the alert outputs: {e}")))?,
+            )
+        }
+    } else {
+        None
+    };
+    let alerting = alerts.is_some();
+    let outputs = if leader {
+        open_outputs(OutputPlan {
+            args: &args,
+            kafka: &kafka,
+            client: &client,
+            input: &input,
+            dead_letter_path: &dead_letter_path,
+            resume: resume.as_ref(),
+            every,
+            window: (from, until),
+            listeners: Listeners {
+                alerts: alerts.as_ref().map(crate::alerts::Alerts::sender),
+                feedback,
+            },
+        })?
+    } else {
+        Outputs {
+            anomalies: None,
+            dead_letter: None,
+            incidents: None,
+            durability: Durability::default(),
+            listeners: Listeners::default(),
+            challengers: None,
+        }
+    };
+    for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
+        if let Some(path) = path.as_ref().filter(|p| !is_kafka(p)) {
+            std::fs::metadata(path).map_err(|source| JobError::Input {
+                what,
+                name: path.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let (topology, deploys) = match (demo, &args.topology) {
+        (true, None) => (Some(demo::topology_file()?), args.deploys.clone()),
+        _ => (args.topology.clone(), args.deploys.clone()),
+    };
+    if demo && leader {
+        tracing::info!(
+            "no --input given; running the embedded demo (a small shop whose database goes bad)"
+        );
+    }
+    let total_workers = cluster.workers * cluster.processes;
+    let started = Instant::now();
+    let demo_topology = if demo && args.topology.is_none() {
+        topology.clone()
+    } else {
+        None
+    };
+    let outcome = crate::dataflow::run(
+        RunSpec {
+            correlate: topology.is_some()
+                || deploys.is_some()
+                || args.incidents_out.is_some()
+                || alerting,
+            feed: FeedSpec {
+                input,
+                topology,
+                deploys,
+                kafka,
+                kafka_client: client,
+                until_end: args.until_end,
+                until,
+                read_from,
+            },
+            config,
+            cluster,
+            live_silences,
+            score_from,
+        },
+        outputs,
+    );
+    if let Some(path) = demo_topology {
+        let _ = std::fs::remove_file(path); // the demo's own temporary file
+    }
+    // What is queued still goes out, for a while.
+    if let Some(alerts) = alerts {
+        alerts.finish(ALERT_GRACE);
+    }
+    let outcome = outcome?;
+    let elapsed = started.elapsed();
+    if !leader {
+        eprintln!(
+            "incidentflow: process {} finished in {:.2}s; process 0 prints the totals.",
+            args.process_index,
+            elapsed.as_secs_f64()
+        );
+        return Ok(());
+    }
+    let report = Report {
+        outcome: &outcome,
+        elapsed,
+        anomalies_to: args.anomalies_out.as_deref(),
+        dead_letter_to: &dead_letter_path.to_string_lossy(),
+        workers: total_workers,
+    };
+    print_results(&args, &outcome, &report)?;
+    match &outcome.error {
+        Some(e) => Err(JobError::OutputFailed(e.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Starts the side inputs: feedback labels (into a book, for `/metrics`) and silences.
+fn follow_side_inputs(
+    args: &RunArgs,
+    kafka: &KafkaSection,
+    client: &KafkaClient,
+) -> Result<(Option<Arc<FeedbackBook>>, Option<LiveSilences>), JobError> {
+    let source = |arg: &str, topic: &str| match arg {
+        "kafka" => SideSource::Topic {
+            client: client.clone(),
+            topic: topic.to_owned(),
+        },
+        path => SideSource::File(PathBuf::from(path)),
+    };
+    let book = match &args.feedback {
+        Some(arg) => {
+            let book = Arc::new(FeedbackBook::new(RESOLVED_KEPT));
+            let reader = book.clone();
+            follow(
+                "feedback",
+                source(arg, &kafka.feedback_topic),
+                move |line, at| reader.line(line, at, &METRICS),
+            )?;
+            let figures = book.clone();
+            METRICS.feedback_from(Box::new(move || figures.figures()));
+            Some(book)
+        }
+        None => None,
+    };
+    let silences = match &args.silences {
+        Some(arg) => {
+            let live = LiveSilences::default();
+            let reader = live.clone();
+            follow(
+                "silences",
+                source(arg, &kafka.silences_topic),
+                move |line, at| reader.line(line, at, &METRICS),
+            )?;
+            Some(live)
+        }
+        None => None,
+    };
+    Ok((book, silences))
+}
+
+/// The samples' source: the embedded demo, standard input, the samples topic or a file.
+fn input_source(args: &RunArgs, kafka: &KafkaSection) -> Result<InputSource, JobError> {
+    Ok(match args.input.as_deref() {
+        None => {
+            let (name, bytes) = demo::scenario();
+            InputSource::Embedded { name, bytes }
+        }
+        Some("-") => InputSource::Stdin,
+        Some("kafka") => InputSource::Kafka {
+            topic: kafka.samples_topic.clone(),
+        },
+        Some(path) => {
+            let path = PathBuf::from(path);
+            std::fs::metadata(&path).map_err(|source| JobError::Input {
+                what: "input",
+                name: path.display().to_string(),
+                source,
+            })?;
+            InputSource::Path(path)
+        }
+    })
+}
+
+/// Where a Kafka input starts reading (None: from the beginning) and from when samples are
+/// scored: a replay's warm-up, a restart's re-read, `--report-from`.
+fn restart_point(
+    args: &RunArgs,
+    config: &JobConfig,
+    input: &InputSource,
+    resume: Option<&Checkpoint>,
+    from: Option<u64>,
+) -> Result<(Option<u64>, u64), JobError> {
+    let read_from = match (&args.warm_up, from) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(JobError::Usage(
+                "--warm-up goes with --from-time or --from-offsets".into(),
+            ))
+        }
+        (Some(w), Some(from)) => {
+            let w =
+                parse_duration(w).map_err(|e| JobError::Usage(format!("--warm-up {w}: {e}")))?;
+            Some(from.saturating_sub(w))
+        }
+    };
+    let is_kafka_input = matches!(input, InputSource::Kafka { .. });
+    // What the state at a time depends on: the baseline window before the anomalies and the
+    // grace that keeps an incident open after them, give or take the allowed lateness (the
+    // oldest incident open then is added by the checkpoint).
+    let history = config.baseline.window.0
+        + config.correlation.grace.0
+        + config.correlation.merge_window.0
+        + config.time.allowed_lateness.0;
+    // A restart from Kafka re-reads only what the state at the checkpoint depends on. That is a
+    // bounded stretch when the champion judges from its window alone (the z-score); the change
+    // detector's state is its whole history (a fading sketch of every change the series made),
+    // so with it a restart re-reads the samples topic from its beginning, which is as exact.
+    let window_champion =
+        config.detectors.champion == incidentflow_dataflows::records::Detector::ZScore;
+    let reread = resume
+        .filter(|c| is_kafka_input && c.output_time > 0 && window_champion)
+        .map(|c| c.reread_from(history))
+        .filter(|from| *from > 0);
+    let read_from = read_from.or(reread);
+    if let Some(c) = resume.filter(|_| args.process_index == 0) {
+        let name = args
+            .checkpoint
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string());
+        let marks = format_rfc3339(c.output_time);
+        match reread {
+            _ if c.output_time == 0 => tracing::info!("checkpoint {name}: the earlier run had made nothing durable; starting over"),
+            Some(from) => tracing::info!(
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; re-reading {} from {} (the z-score's window, the merge window and grace before that and before the oldest incident open then) to rebuild the state",
+                config.kafka.samples_topic,
+                format_rfc3339(from)
+            ),
+            None => tracing::info!(
+                "resuming from checkpoint {name}: the outputs before {marks} were written by an earlier run; reading the input again from its start to rebuild the state (the champion's state is its history)"
+            ),
+        }
+    }
+    // A bounded re-read scores samples only once their baselines hold a whole window, and never
+    // later than the first output wanted.
+    let score_from = read_from.map_or(0, |r| {
+        let full = r + config.baseline.window.0 + config.time.allowed_lateness.0;
+        full.min(from.unwrap_or(u64::MAX))
+    });
+    let report_from = match args.report_from.as_deref() {
+        None => 0,
+        Some("now") => crate::ops::clock::now_ms(),
+        Some(text) => parse_rfc3339(text).map_err(|e| {
+            use incidentflow_dataflows::time::TimestampError::{Absurd, Unparseable};
+            let (Unparseable(why) | Absurd(why)) = e;
+            JobError::Usage(format!("--report-from: {why}; say an RFC 3339 time or now"))
+        })?,
+    };
+    Ok((read_from, score_from.max(report_from)))
+}
+
+/// The digests (to standard output unless an output already streams there), the summary (to
+/// standard error) and `--summary-out`.
+fn print_results(args: &RunArgs, outcome: &Outcome, report: &Report) -> Result<(), JobError> {
+    let stdout_taken = [&args.anomalies_out, &args.incidents_out]
+        .iter()
+        .any(|o| o.as_deref() == Some("-"));
+    if !stdout_taken && args.incidents_out.is_none() && !outcome.incidents.is_empty() {
+        let versions: Vec<serde_json::Value> = outcome
+            .incidents
+            .iter()
+            .filter_map(|i| serde_json::from_str(&i.to_json()).ok())
+            .collect();
+        print!("{}", review::render(&versions));
+        println!();
+    }
+    if !stdout_taken && args.anomalies_out.is_none() {
+        print!("{}", anomaly_digest(outcome));
+    }
+    eprint!("{}", report.human());
+    if crate::ops::shutdown::requested() {
+        eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");
+    }
+    if let Some(path) = &args.summary_out {
+        let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(|source| JobError::Output {
+            what: "the summary",
+            name: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The workers' layout from `--workers`, `--processes`, `--process-index` and `--hostfile`.
+fn cluster(args: &RunArgs) -> Result<Cluster, JobError> {
+    let processes = args.processes as usize;
+    let process_index = args.process_index as usize;
+    if process_index >= processes {
+        return Err(JobError::Usage(format!(
+            "--process-index {process_index} is out of range for --processes {processes}"
+        )));
+    }
+    let addresses = match (&args.hostfile, processes) {
+        (_, 1) => Vec::new(),
+        (None, _) => {
+            return Err(JobError::Usage(
+                "--processes above 1 needs --hostfile with one host:port per process".into(),
+            ))
+        }
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|source| JobError::Input {
+                what: "hostfile",
+                name: path.display().to_string(),
+                source,
+            })?;
+            let hosts: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            if hosts.len() < processes {
+                return Err(JobError::Usage(format!(
+                    "hostfile {} lists {} hosts; --processes {processes} needs {processes}",
+                    path.display(),
+                    hosts.len()
+                )));
+            }
+            hosts.into_iter().take(processes).collect()
+        }
+    };
+    Ok(Cluster {
+        workers: args.workers as usize,
+        processes,
+        process_index,
+        addresses,
+    })
+}
