@@ -23,7 +23,7 @@ use crate::emit::records::{
 };
 use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// How the workers are laid out.
 #[derive(Clone, Debug)]
@@ -77,6 +77,8 @@ pub struct RunSpec {
     pub score_from: Time,
     /// Silences read from the side input (`--silences`), when given.
     pub live_silences: Option<crate::annotate::LiveSilences>,
+    /// The process's metrics registry.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The outputs, handed to worker 0 of process 0.
@@ -110,7 +112,7 @@ pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, JobError> {
         };
         let result = run_worker(worker, &spec, mine, shared.clone());
         if result.is_err() {
-            METRICS.worker_failed();
+            spec.metrics.worker_failed();
         }
         result
     })
@@ -146,7 +148,7 @@ fn run_worker(
         }
         None => (None, None, None, Durability::default()),
     };
-    crate::ops::metrics::track_arrangements(worker);
+    crate::ops::metrics::track_arrangements(worker, spec.metrics.clone());
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
@@ -154,9 +156,10 @@ fn run_worker(
         let detected = detect(samples.to_collection(scope), &zscore, &detection);
         let anomalies = detected.champion.clone();
         let window = (zscore.window_ms, zscore.min_points);
+        let unscored_metrics = spec.metrics.clone();
         detected
             .unscored
-            .inspect(move |(u, _, _)| warn_unscored(u, window.0, window.1));
+            .inspect(move |(u, _, _)| warn_unscored(u, window.0, window.1, &unscored_metrics));
         let edges = edges_in.to_collection(scope);
         let deploys_stream = deploys.to_collection(scope).inner;
         if spec.correlate {
@@ -185,6 +188,7 @@ fn run_worker(
                 outcome.clone(),
                 durability.clone(),
                 listeners.take().unwrap_or_default(),
+                spec.metrics.clone(),
             );
         }
         write_anomalies(
@@ -192,6 +196,7 @@ fn run_worker(
             anomaly_writer,
             outcome.clone(),
             durability.clone(),
+            spec.metrics.clone(),
         );
         if !detection.challengers.is_empty() {
             write_challengers(
@@ -203,6 +208,7 @@ fn run_worker(
                 challenger_writer.take(),
                 outcome.clone(),
                 durability.clone(),
+                spec.metrics.clone(),
             );
         }
         let mut diagnostics = DiagnosticInput::new();
@@ -212,6 +218,7 @@ fn run_worker(
             dead_letter_writer,
             outcome.clone(),
             durability.checkpointer.clone(),
+            spec.metrics.clone(),
         );
         Inputs {
             samples,
@@ -221,7 +228,13 @@ fn run_worker(
         }
     });
 
-    let mut feed = Feed::new(worker.index(), worker.peers(), &spec.feed, &spec.config)?;
+    let mut feed = Feed::new(
+        worker.index(),
+        worker.peers(),
+        &spec.feed,
+        &spec.config,
+        spec.metrics.clone(),
+    )?;
     if worker.index() == 0 {
         feed.load_events(&mut inputs)?;
     }
@@ -245,8 +258,8 @@ fn run_worker(
 const UNSCORED_NAMED: u64 = 5;
 
 /// Says (in the log, and on `/metrics`) that the z-score cannot judge a series, and what to set.
-fn warn_unscored(u: &Unscored, window_ms: Time, min_points: u64) {
-    let n = METRICS.series_unscored();
+fn warn_unscored(u: &Unscored, window_ms: Time, min_points: u64, metrics: &Metrics) {
+    let n = metrics.series_unscored();
     if n > UNSCORED_NAMED + 1 {
         return;
     }

@@ -14,7 +14,7 @@ use incidentflow_dataflows::incident::Incident;
 
 use super::policy::{Decision, Policy, Request};
 use crate::config::{AlertKind, AlertOutput};
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// The longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -32,6 +32,7 @@ pub struct Delivery {
     policy: Policy,
     agent: ureq::Agent,
     give_up_at: Arc<OnceLock<Instant>>,
+    metrics: Arc<Metrics>,
 }
 
 /// How one request ended.
@@ -43,7 +44,12 @@ enum Sent {
 
 impl Delivery {
     /// A sender for the output `name`.
-    pub fn new(name: &str, output: &AlertOutput, give_up_at: Arc<OnceLock<Instant>>) -> Self {
+    pub fn new(
+        name: &str,
+        output: &AlertOutput,
+        give_up_at: Arc<OnceLock<Instant>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let kind = output.kind.unwrap_or(AlertKind::Webhook);
         let url = match kind {
             AlertKind::Alertmanager => {
@@ -69,6 +75,7 @@ impl Delivery {
             policy: Policy::new(kind, output.routing_key.expose(), output.resend_interval.0),
             agent,
             give_up_at,
+            metrics,
         }
     }
 
@@ -91,7 +98,7 @@ impl Delivery {
                             self.send(&request);
                         }
                     }
-                    Decision::Suppressed => METRICS.alert_delivery(&self.name, "suppressed"),
+                    Decision::Suppressed => self.metrics.alert_delivery(&self.name, "suppressed"),
                     Decision::Unchanged => {}
                 },
                 Err(RecvTimeoutError::Timeout) if closing => return,
@@ -114,7 +121,7 @@ impl Delivery {
             match self.post(&request.body) {
                 Sent::Failed(why) if attempt < self.retries && !self.past_deadline(wait) => {
                     tracing::warn!(output = %self.name, what = request.what, incident_id = request.incident_id.as_deref().unwrap_or(""), attempt = attempt + 1, "alert delivery failed ({why}); retrying in {wait:?}");
-                    METRICS.alert_retry(&self.name);
+                    self.metrics.alert_retry(&self.name);
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(MAX_BACKOFF);
                     attempt += 1;
@@ -125,15 +132,15 @@ impl Delivery {
         let incident_id = request.incident_id.as_deref().unwrap_or("");
         match outcome {
             Sent::Delivered => {
-                METRICS.alert_delivery(&self.name, "delivered");
+                self.metrics.alert_delivery(&self.name, "delivered");
                 tracing::debug!(output = %self.name, what = request.what, incident_id, "alert delivered");
             }
             Sent::Rejected(why) => {
-                METRICS.alert_delivery(&self.name, "rejected");
+                self.metrics.alert_delivery(&self.name, "rejected");
                 tracing::error!(output = %self.name, what = request.what, incident_id, "alert rejected by the receiver: {why}");
             }
             Sent::Failed(why) => {
-                METRICS.alert_delivery(&self.name, "failed");
+                self.metrics.alert_delivery(&self.name, "failed");
                 tracing::error!(output = %self.name, what = request.what, incident_id, attempts = attempt + 1, "alert not delivered, giving up: {why}");
             }
         }

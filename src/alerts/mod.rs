@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use incidentflow_dataflows::incident::Incident;
 
 use crate::config::AlertOutput;
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// Versions an output may have waiting before new ones are dropped (and counted).
 const QUEUE: usize = 10_000;
@@ -38,6 +38,7 @@ pub struct Alerts {
 #[derive(Clone)]
 pub struct AlertSender {
     queues: Arc<Vec<(String, SyncSender<Arc<Incident>>)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl AlertSender {
@@ -49,10 +50,10 @@ impl AlertSender {
             match queue.try_send(incident.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
-                    METRICS.alert_delivery(name, "dropped");
+                    self.metrics.alert_delivery(name, "dropped");
                     tracing::warn!(output = %name, incident_id = %incident.incident_id, "alert queue full ({QUEUE} versions waiting): version dropped");
                 }
-                Err(TrySendError::Disconnected(_)) => METRICS.alert_delivery(name, "dropped"),
+                Err(TrySendError::Disconnected(_)) => self.metrics.alert_delivery(name, "dropped"),
             }
         }
     }
@@ -60,13 +61,17 @@ impl AlertSender {
 
 impl Alerts {
     /// Starts a delivery thread per configured output.
-    pub fn start(outputs: &BTreeMap<String, AlertOutput>) -> std::io::Result<Alerts> {
+    pub fn start(
+        outputs: &BTreeMap<String, AlertOutput>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Alerts> {
         let give_up_at = Arc::new(OnceLock::new());
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for (name, output) in outputs {
             let (queue, versions) = sync_channel(QUEUE);
-            let delivery = deliver::Delivery::new(name, output, give_up_at.clone());
+            let delivery =
+                deliver::Delivery::new(name, output, give_up_at.clone(), metrics.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("alerts-{name}"))
                 .spawn(move || delivery.run(versions))?;
@@ -76,6 +81,7 @@ impl Alerts {
         Ok(Alerts {
             sender: AlertSender {
                 queues: Arc::new(queues),
+                metrics,
             },
             threads,
             give_up_at,

@@ -20,7 +20,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// How many anomalies the end-of-run summary keeps to show.
 const SHOWN_ANOMALIES_KEPT: usize = 10_000;
@@ -151,7 +151,7 @@ pub trait OutputRecord:
     /// a checkpoint can say how far back a restart must read to rebuild what is open.
     fn note_open(_open: &mut BTreeMap<String, Time>, _record: &Self) {}
     /// Counts the written record in the process's metrics (`open`: incidents open after it).
-    fn count(&self, open: usize);
+    fn count(&self, metrics: &Metrics, open: usize);
     /// The record is written: tell who listens (incident versions: the alert outputs and the
     /// feedback book).
     fn written(&self, _listeners: &Listeners) {}
@@ -197,8 +197,8 @@ impl OutputRecord for Anomaly {
     fn key(&self) -> String {
         self.series.key()
     }
-    fn count(&self, _open: usize) {
-        METRICS.anomaly_written(self.detector.name());
+    fn count(&self, metrics: &Metrics, _open: usize) {
+        metrics.anomaly_written(self.detector.name());
     }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.anomalies += written.len() as u64;
@@ -222,8 +222,8 @@ impl OutputRecord for Challenger {
     fn key(&self) -> String {
         self.0.key()
     }
-    fn count(&self, _open: usize) {
-        METRICS.anomaly_written(self.0.detector.name());
+    fn count(&self, metrics: &Metrics, _open: usize) {
+        metrics.anomaly_written(self.0.detector.name());
     }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.challenger_anomalies += written.len() as u64;
@@ -246,14 +246,14 @@ impl OutputRecord for Incident {
         let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
         outcome.incidents.extend(written.into_iter().take(room));
     }
-    fn count(&self, open: usize) {
+    fn count(&self, metrics: &Metrics, open: usize) {
         use incidentflow_dataflows::incident::Status;
         let status = match self.status {
             Status::Open => "open",
             Status::Updated => "updated",
             Status::Resolved => "resolved",
         };
-        METRICS.incident_version(status, open);
+        metrics.incident_version(status, open);
     }
     fn written(&self, listeners: &Listeners) {
         if let Some(alerts) = &listeners.alerts {
@@ -294,8 +294,16 @@ pub fn write_anomalies(
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
+    metrics: Arc<Metrics>,
 ) {
-    write_in_time_order(stream, out, outcome, durability, Listeners::default())
+    write_in_time_order(
+        stream,
+        out,
+        outcome,
+        durability,
+        Listeners::default(),
+        metrics,
+    )
 }
 
 /// Writes the challengers' anomalies (exchanged to worker 0) in time order as times complete.
@@ -304,8 +312,16 @@ pub fn write_challengers(
     out: Option<RecordOutput>,
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
+    metrics: Arc<Metrics>,
 ) {
-    write_in_time_order(stream, out, outcome, durability, Listeners::default())
+    write_in_time_order(
+        stream,
+        out,
+        outcome,
+        durability,
+        Listeners::default(),
+        metrics,
+    )
 }
 
 /// Writes incident versions (made on worker 0) in time order as times complete, and offers each
@@ -316,8 +332,9 @@ pub fn write_incidents(
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
     listeners: Listeners,
+    metrics: Arc<Metrics>,
 ) {
-    write_in_time_order(stream, out, outcome, durability, listeners)
+    write_in_time_order(stream, out, outcome, durability, listeners, metrics)
 }
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
@@ -328,6 +345,7 @@ fn write_in_time_order<D: OutputRecord>(
     outcome: Arc<Mutex<Outcome>>,
     durability: Durability,
     listeners: Listeners,
+    metrics: Arc<Metrics>,
 ) {
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
@@ -386,8 +404,8 @@ fn write_in_time_order<D: OutputRecord>(
                                 .is_none_or(|(from, until)| from <= time && time < until);
                             if time >= resume.durable_before && inside {
                                 lines.push((record.key(), record.to_json()));
-                                record.count(open.len());
-                                METRICS.output_delay(now_ms.saturating_sub(time) as f64 / 1000.0);
+                                record.count(&metrics, open.len());
+                                metrics.output_delay(now_ms.saturating_sub(time) as f64 / 1000.0);
                                 written.push(record.clone());
                             }
                         }
@@ -429,7 +447,7 @@ fn write_in_time_order<D: OutputRecord>(
                         outcome
                             .error
                             .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
-                        METRICS.output_error();
+                        metrics.output_error();
                         out = None;
                         if stop_here {
                             drained = true;
@@ -480,6 +498,7 @@ pub fn write_diagnostics(
     mut out: Option<DeadLetterOutput>,
     outcome: Arc<Mutex<Outcome>>,
     checkpointer: Option<Arc<Mutex<crate::emit::checkpoint::Checkpointer>>>,
+    metrics: Arc<Metrics>,
 ) {
     diagnostics.sink(
         Exchange::new(|_: &Diagnostic| 0u64),
@@ -550,7 +569,7 @@ pub fn write_diagnostics(
                 match crate::emit::kafka::send_dead_letters(sinks, &letters, finished) {
                     Ok(()) => {
                         outcome.dead_letters_written += letters.len() as u64;
-                        METRICS.dead_letters_written(letters.len() as u64);
+                        metrics.dead_letters_written(letters.len() as u64);
                     }
                     Err(e) => {
                         outcome
@@ -570,7 +589,7 @@ pub fn write_diagnostics(
                 }) {
                     Ok(()) => {
                         outcome.dead_letters_written += letters.len() as u64;
-                        METRICS.dead_letters_written(letters.len() as u64);
+                        metrics.dead_letters_written(letters.len() as u64);
                     }
                     Err(e) => {
                         outcome.error.get_or_insert(format!(

@@ -4,6 +4,7 @@
 //! dead-letter output with their position; the counts say read = valid + dead-lettered.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
@@ -23,7 +24,7 @@ use crate::ingest::files::{plan_partitions, InputSource, LineInfo, Partition};
 use crate::ingest::progress::Progress;
 use crate::ingest::topology::{is_kafka, is_yaml, static_yaml_topology};
 use crate::kafka::KafkaClient;
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// What the feed reads, and how far.
 pub struct FeedSpec {
@@ -120,6 +121,7 @@ struct PartitionState {
 pub struct Feed<'a> {
     spec: &'a FeedSpec,
     config: &'a JobConfig,
+    metrics: Arc<Metrics>,
     source_name: String,
     decoder: Decoder,
     owned: Vec<PartitionState>,
@@ -140,6 +142,7 @@ impl<'a> Feed<'a> {
         peers: usize,
         spec: &'a FeedSpec,
         config: &'a JobConfig,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, JobError> {
         let source_name = spec.input.name();
         let partitions = match &spec.input {
@@ -166,6 +169,7 @@ impl<'a> Feed<'a> {
         Ok(Feed {
             spec,
             config,
+            metrics,
             source_name,
             decoder: Decoder::with_idle(2 * config.baseline.window.0),
             owned,
@@ -188,7 +192,7 @@ impl<'a> Feed<'a> {
             return self.run_kafka(worker, inputs, probe, topic);
         }
         self.peek_all()?;
-        METRICS.inputs_connected(true);
+        self.metrics.inputs_connected(true);
         let max_line = self.config.input.max_line_bytes as usize;
         let mut line = Vec::with_capacity(4096);
         let live = matches!(self.spec.input, InputSource::Stdin);
@@ -264,7 +268,7 @@ impl<'a> Feed<'a> {
             self.spec.until_end,
             self.spec.read_from,
         )?;
-        METRICS.inputs_connected(true);
+        self.metrics.inputs_connected(true);
         self.owned = consumer
             .partitions
             .iter()
@@ -371,7 +375,7 @@ impl<'a> Feed<'a> {
                 self.advance(worker, inputs, probe);
             }
             if progress.due() {
-                progress.report(&consumer, &names);
+                progress.report(&consumer, &names, &self.metrics);
             }
             if last_mark.elapsed() >= Duration::from_millis(200) {
                 last_mark = Instant::now();
@@ -511,7 +515,7 @@ impl<'a> Feed<'a> {
             }
         }
         inputs.flush();
-        METRICS.input_time(inputs.time());
+        self.metrics.input_time(inputs.time());
         worker.step();
     }
 
@@ -533,7 +537,7 @@ impl<'a> Feed<'a> {
             *d = n - b;
         }
         if delta.read > 0 {
-            METRICS.add_counts(&delta);
+            self.metrics.add_counts(&delta);
             self.published = self.counts.clone();
         }
     }

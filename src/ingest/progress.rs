@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use incidentflow_dataflows::time::{format_duration, Time};
 
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 
 /// The progress of one worker's partitions.
 pub struct Progress {
@@ -38,7 +38,12 @@ impl Progress {
         self.last.elapsed() >= self.every
     }
 
-    pub fn report(&mut self, consumer: &crate::ingest::kafka::PartitionConsumer, names: &[String]) {
+    pub fn report(
+        &mut self,
+        consumer: &crate::ingest::kafka::PartitionConsumer,
+        names: &[String],
+        metrics: &Metrics,
+    ) {
         let seconds = self.last.elapsed().as_secs_f64().max(1e-3);
         let mut parts = Vec::new();
         for (k, (partition, _)) in consumer.partitions.iter().enumerate() {
@@ -47,7 +52,7 @@ impl Progress {
             self.at_last[k] = Some(at);
             let high = consumer.high_watermark(*partition).filter(|h| *h > 0);
             if let Some(high) = high {
-                METRICS.kafka_lag(&names[k], (high - at).max(0));
+                metrics.kafka_lag(&names[k], (high - at).max(0));
             }
             parts.push(progress_text(&names[k], at, high, rate, self.bars));
         }

@@ -6,23 +6,29 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::ops::metrics::METRICS;
+use std::sync::Arc;
+
+use crate::ops::metrics::Metrics;
 
 /// Serves `/metrics`, `/healthz` and `/ready` on `addr` from a thread of its own.
-pub fn serve(addr: &str, ready_max_lag: u64) -> std::io::Result<std::net::SocketAddr> {
+pub fn serve(
+    addr: &str,
+    ready_max_lag: u64,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, ready_max_lag);
+                let _ = answer(stream, ready_max_lag, &metrics);
             }
         })?;
     Ok(bound)
 }
 
-fn answer(mut stream: TcpStream, ready_max_lag: u64) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, ready_max_lag: u64, metrics: &Metrics) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut request = String::new();
     let mut reader = BufReader::new(&stream);
@@ -34,16 +40,16 @@ fn answer(mut stream: TcpStream, ready_max_lag: u64) -> std::io::Result<()> {
     }
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, content_type, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", METRICS.render()),
-        "/healthz" if METRICS.has_failed_worker() => (
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        "/healthz" if metrics.has_failed_worker() => (
             "503 Service Unavailable",
             "text/plain",
             "a worker failed\n".into(),
         ),
         "/healthz" => ("200 OK", "text/plain", "ok\n".into()),
         "/ready" => {
-            let lag = METRICS.max_kafka_lag();
-            if !METRICS.are_inputs_connected() {
+            let lag = metrics.max_kafka_lag();
+            if !metrics.are_inputs_connected() {
                 (
                     "503 Service Unavailable",
                     "text/plain",

@@ -1,8 +1,9 @@
 //! Self-monitoring: the process's counters and gauges, served with `/healthz` and `/ready` over
 //! HTTP (`--metrics-addr`) in the Prometheus text format.
 //!
-//! One registry per process (a static, as Prometheus clients keep theirs): the feed publishes its
-//! counts each time it steps the dataflow, the sinks as they write, so a scrape costs the job
+//! One registry per process, made by `run` and handed to every part that counts (the feed, the
+//! writers, the alert outputs, the side inputs, the HTTP endpoints): the feed publishes its
+//! counts each time it steps the dataflow, the writers as they write, so a scrape costs the job
 //! nothing. No label carries a series: the label sets are fixed (reasons, statuses, detectors)
 //! or bounded by the partition count.
 
@@ -13,9 +14,6 @@ use std::sync::Mutex;
 use incidentflow_dataflows::records::{Reason, SourceCounts};
 
 use crate::evaluate::feedback::FeedbackFigures;
-
-/// The process's registry.
-pub static METRICS: Metrics = Metrics::new();
 
 /// Upper bounds (seconds) of the output delay histogram's buckets.
 const DELAY_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -418,12 +416,12 @@ impl Metrics {
 /// Follows the sizes of the worker's arrangements through differential's log: a batch adds its
 /// updates, a completed merge replaces two batches by one, a drop removes one. Call before the
 /// dataflow is built (its arrangements look the logger up when they are made).
-pub fn track_arrangements(worker: &mut timely::worker::Worker) {
+pub fn track_arrangements(worker: &mut timely::worker::Worker, metrics: std::sync::Arc<Metrics>) {
     use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
     let Some(mut registry) = worker.log_register() else {
         return;
     };
-    registry.insert::<DifferentialEventBuilder, _>("differential/arrange", |_time, data| {
+    registry.insert::<DifferentialEventBuilder, _>("differential/arrange", move |_time, data| {
         let Some(events) = data else { return };
         let mut delta = 0i64;
         for (_, event) in events.iter() {
@@ -438,7 +436,7 @@ pub fn track_arrangements(worker: &mut timely::worker::Worker) {
                 _ => {}
             }
         }
-        METRICS.arrangement_records.fetch_add(delta, Relaxed);
+        metrics.arrangement_records.fetch_add(delta, Relaxed);
     });
 }
 

@@ -45,6 +45,8 @@ pub struct Report<'a> {
     pub dead_letter_to: &'a str,
     /// Worker threads x processes.
     pub workers: usize,
+    /// The process's metrics (unjudged series, alert deliveries).
+    pub metrics: &'a crate::ops::metrics::Metrics,
 }
 
 impl Report<'_> {
@@ -113,7 +115,7 @@ impl Report<'_> {
                 self.outcome.incident_versions
             );
         }
-        let unscored = crate::ops::metrics::METRICS.unscored_series();
+        let unscored = self.metrics.unscored_series();
         if unscored > 0 {
             let _ = writeln!(
                 s,
@@ -121,7 +123,7 @@ impl Report<'_> {
                 plural(unscored, "series")
             );
         }
-        for (output, outcomes) in crate::ops::metrics::METRICS.alert_counts() {
+        for (output, outcomes) in self.metrics.alert_counts() {
             let told: Vec<String> = outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
             let _ = writeln!(s, "  alerts {output:<7}{:>12}", told.join(", "));
         }
@@ -163,7 +165,7 @@ impl Report<'_> {
             "workers": self.workers,
             "peak_rss_bytes": peak_rss_bytes(),
             "cpu_seconds": cpu_seconds(),
-            "alerts": crate::ops::metrics::METRICS.alert_counts(),
+            "alerts": self.metrics.alert_counts(),
             "error": self.outcome.error,
         })
     }

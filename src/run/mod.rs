@@ -28,7 +28,7 @@ use crate::ingest::side_input::{follow, SideSource};
 use crate::ingest::topology::is_kafka;
 use crate::kafka::KafkaClient;
 use crate::ops::feedback_book::{FeedbackBook, RESOLVED_KEPT};
-use crate::ops::metrics::METRICS;
+use crate::ops::metrics::Metrics;
 use crate::report::summary::{anomaly_digest, Report};
 use crate::report::{demo, review};
 use outputs::{open_outputs, OutputPlan};
@@ -49,16 +49,18 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
     let kafka = config.kafka.clone();
     let client = KafkaClient::new(&kafka.brokers, config.kafka_security());
     let cluster = cluster(&args)?;
+    let metrics = Arc::new(Metrics::new());
     if !config.metrics.addr.is_empty() {
         let addr = &config.metrics.addr;
-        let bound = crate::ops::http::serve(addr, config.metrics.ready_max_lag).map_err(|e| {
-            JobError::Usage(format!(
-                "cannot serve metrics on {addr}: {e} (is the port taken?)"
-            ))
-        })?;
+        let bound = crate::ops::http::serve(addr, config.metrics.ready_max_lag, metrics.clone())
+            .map_err(|e| {
+                JobError::Usage(format!(
+                    "cannot serve metrics on {addr}: {e} (is the port taken?)"
+                ))
+            })?;
         tracing::info!("serving /metrics, /healthz and /ready on http://{bound}");
     }
-    let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client)?;
+    let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client, &metrics)?;
     let demo = args.input.is_none();
     let input = input_source(&args, &kafka)?;
     let leader = cluster.process_index == 0;
@@ -89,7 +91,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
         } else {
             tracing::info!(outputs = ?names, "alert outputs on");
             Some(
-                crate::alerts::Alerts::start(&config.alerts)
+                crate::alerts::Alerts::start(&config.alerts, metrics.clone())
                     .map_err(|e| JobError::Usage(format!("cannot start the alert outputs: {e}")))?,
             )
         }
@@ -167,6 +169,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
             cluster,
             live_silences,
             score_from,
+            metrics: metrics.clone(),
         },
         outputs,
     );
@@ -193,6 +196,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
         anomalies_to: args.anomalies_out.as_deref(),
         dead_letter_to: &dead_letter_path.to_string_lossy(),
         workers: total_workers,
+        metrics: &metrics,
     };
     print_results(&args, &outcome, &report)?;
     match &outcome.error {
@@ -206,6 +210,7 @@ fn follow_side_inputs(
     args: &RunArgs,
     kafka: &KafkaSection,
     client: &KafkaClient,
+    metrics: &Arc<Metrics>,
 ) -> Result<(Option<Arc<FeedbackBook>>, Option<LiveSilences>), JobError> {
     let source = |arg: &str, topic: &str| match arg {
         "kafka" => SideSource::Topic {
@@ -217,14 +222,14 @@ fn follow_side_inputs(
     let book = match &args.feedback {
         Some(arg) => {
             let book = Arc::new(FeedbackBook::new(RESOLVED_KEPT));
-            let reader = book.clone();
+            let (reader, counts) = (book.clone(), metrics.clone());
             follow(
                 "feedback",
                 source(arg, &kafka.feedback_topic),
-                move |line, at| reader.line(line, at, &METRICS),
+                move |line, at| reader.line(line, at, &counts),
             )?;
             let figures = book.clone();
-            METRICS.feedback_from(Box::new(move || figures.figures()));
+            metrics.feedback_from(Box::new(move || figures.figures()));
             Some(book)
         }
         None => None,
@@ -232,11 +237,11 @@ fn follow_side_inputs(
     let silences = match &args.silences {
         Some(arg) => {
             let live = LiveSilences::default();
-            let reader = live.clone();
+            let (reader, counts) = (live.clone(), metrics.clone());
             follow(
                 "silences",
                 source(arg, &kafka.silences_topic),
-                move |line, at| reader.line(line, at, &METRICS),
+                move |line, at| reader.line(line, at, &counts),
             )?;
             Some(live)
         }
