@@ -198,7 +198,10 @@ fn the_configmap_holds_a_valid_job_file() {
     }
 }
 
-/// The metric families a running job serves (from the HELP lines of /metrics).
+/// The metric names the job serves: a running job's scrape, and the registry's families that
+/// hold series only once something happened (Kafka partitions, alert outputs, side inputs,
+/// feedback), touched through the library (from the TYPE lines: a counter's samples are named
+/// with `_total`).
 fn served_metrics() -> BTreeSet<String> {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut job = KillOnDrop(
@@ -220,11 +223,33 @@ fn served_metrics() -> BTreeSet<String> {
     };
     drop(job.0.stdin.take());
     job.0.wait().unwrap();
-    scrape
-        .lines()
-        .filter_map(|l| l.strip_prefix("# HELP "))
-        .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .collect()
+    let touched = incidentflow::ops::metrics::Metrics::new();
+    touched.kafka_lag("raw.metrics[0]", 0);
+    touched.alert_delivery("am", "delivered");
+    touched.alert_retry("am");
+    touched.side_input_refused("feedback");
+    touched.feedback_from(Box::new(|| {
+        let mut f = incidentflow::evaluate::feedback::FeedbackFigures::default();
+        f.by_label.insert("useful", 1);
+        f.root_cause.insert("all", Default::default());
+        f
+    }));
+    let names = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| match l.split_once(' ').unwrap() {
+                (name, "counter") => format!("{name}_total"),
+                (name, _) => name.to_string(),
+            })
+            .collect()
+    };
+    let served = names(&scrape);
+    let all = names(&touched.render());
+    assert!(
+        served.is_subset(&all),
+        "the library's registry is the job's: {served:?} {all:?}"
+    );
+    all
 }
 
 /// The incidentflow metric names in an expression (a histogram's series named by family).

@@ -87,7 +87,7 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     assert_eq!(get(&addr, "/healthz").unwrap(), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/ready").unwrap().0, 200);
     assert_eq!(get(&addr, "/nothing").unwrap().0, 404);
-    assert!(first.contains("# TYPE incidentflow_records_read_total counter"));
+    assert!(first.contains("# TYPE incidentflow_records_read counter"));
     assert!(first.contains("# TYPE incidentflow_output_delay_seconds histogram"));
 
     // More input moves the counters: a spike (an anomaly once a later sample closes its time),

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use differential_dataflow::difference::{Abelian, Semigroup};
 // The reference shares the job's decoder, counter rates and score, nothing else.
+use incidentflow::ops::process::{cpu_seconds, peak_rss_bytes};
 use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;
@@ -34,71 +35,49 @@ use incidentflow_dataflows::records::SeriesId;
 use incidentflow_dataflows::zscore::ZScoreConfig;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
+/// Throughput and memory of incidentflow against a plain single-threaded loop.
+#[derive(clap::Parser)]
+#[command(name = "incidentflow-benches", about)]
 struct Options {
+    /// Samples in the synthetic input.
+    #[arg(long, default_value_t = 3_000_000)]
     samples: u64,
+    /// Series in the synthetic input.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     series: u64,
+    /// Runs of each measurement (the best is kept).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Where the inputs and the results go.
+    #[arg(long, default_value = "bench-data")]
     dir: PathBuf,
+    /// The loadgen scenario.
+    #[arg(long, default_value = "large")]
     scenario: String,
+    /// The scenario's seed.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Offered load of the latency measurement, samples/s.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     rate: u64,
-    /// Only the Kafka part (`--only kafka`).
-    only_kafka: bool,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut o = Options {
-        samples: 3_000_000,
-        series: 100_000,
-        runs: 3,
-        dir: PathBuf::from("bench-data"),
-        scenario: "large".into(),
-        seed: 1,
-        rate: 100_000,
-        only_kafka: false,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args
-            .get(i + 1)
-            .ok_or_else(|| format!("{} needs a value", args[i]))?;
-        let number = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{} {value}: not a number", args[i]))
-        };
-        match args[i].as_str() {
-            "--samples" => o.samples = number()?,
-            "--series" => o.series = number()?,
-            "--runs" => o.runs = number()? as usize,
-            "--scenario" => o.scenario = value.clone(),
-            "--seed" => o.seed = number()?,
-            "--rate" => o.rate = number()?.max(1),
-            "--dir" => o.dir = PathBuf::from(value),
-            "--only" if value == "kafka" => o.only_kafka = true,
-            "--only" => return Err(format!("--only {value}: only kafka is known")),
-            "--reference-only" => {
-                return Err(reference_main(Path::new(value)).err().unwrap_or_default())
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-        i += 2;
-    }
-    if o.series == 0 || o.samples < o.series {
-        return Err("--samples must be at least --series, and --series above 0".into());
-    }
-    Ok(o)
+    /// Only the Kafka part.
+    #[arg(long, value_parser = ["kafka"])]
+    only: Option<String>,
+    /// Internal: run the reference loop on this input (a child process of the benchmark).
+    #[arg(long, value_name = "FILE", hide = true)]
+    reference_only: Option<PathBuf>,
 }
 
 fn main() {
-    match parse_options().and_then(|o| bench(&o)) {
-        Ok(()) => {}
-        Err(e) if e.is_empty() => {}
-        Err(e) => {
-            eprintln!("incidentflow-benches: {e}");
-            std::process::exit(1);
-        }
+    let o = <Options as clap::Parser>::parse();
+    let result = match &o.reference_only {
+        Some(input) => reference_main(input),
+        None if o.samples < o.series => Err("--samples must be at least --series".to_string()),
+        None => bench(&o),
+    };
+    if let Err(e) = result {
+        eprintln!("incidentflow-benches: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -205,21 +184,6 @@ fn reference_main(input: &Path) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// CPU seconds (user + system) this process has used (Linux).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`).
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
 /// One measured run.
@@ -572,7 +536,7 @@ fn bench(o: &Options) -> Result<(), String> {
     let machine = machine_description();
 
     let mut md = format!("Machine: {machine}.\n\n");
-    if o.only_kafka {
+    if o.only.is_some() {
         // The file run's anomalies, to check the Kafka runs against.
         let reference = run_job(&job, &scenario_input, &o.dir, &o.scenario, 1, &[])?;
         eprintln!(

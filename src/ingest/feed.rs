@@ -47,6 +47,8 @@ pub struct FeedSpec {
     /// message before the first stamped at or after this time (offsets-for-times); None: from
     /// the beginning.
     pub read_from: Option<Time>,
+    /// Where the Kafka partitions' progress bars are drawn (None: log lines).
+    pub progress: Option<indicatif::MultiProgress>,
 }
 
 /// The input that carries dead letters and counts into the dataflow.
@@ -292,7 +294,7 @@ impl<'a> Feed<'a> {
         let max_line = self.config.input.max_line_bytes as usize;
         let mut since_step = 0usize;
         let mut last_warning: Option<Instant> = None;
-        let mut progress = Progress::new(consumer.partitions.len());
+        let mut progress = Progress::new(&names, self.spec.progress.as_ref());
         let mut last_mark = Instant::now();
         while !self.owned.iter().all(|s| s.finished) {
             if crate::ops::shutdown::requested() {

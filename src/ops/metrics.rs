@@ -1,55 +1,81 @@
-//! Self-monitoring: the process's counters and gauges, served with `/healthz` and `/ready` over
-//! HTTP (`--metrics-addr`) in the Prometheus text format.
+//! Self-monitoring: the process's counters, gauges and histogram, in a `prometheus-client`
+//! registry, served with `/healthz` and `/ready` over HTTP (`--metrics-addr`, see `http`) in the
+//! OpenMetrics text format (label values escaped, see `escaped`).
 //!
 //! One registry per process, made by `run` and handed to every part that counts (the feed, the
 //! writers, the alert outputs, the side inputs, the HTTP endpoints): the feed publishes its
 //! counts each time it steps the dataflow, the writers as they write, so a scrape costs the job
 //! nothing. No label carries a series: the label sets are fixed (reasons, statuses, detectors)
-//! or bounded by the partition count.
+//! or bounded by the partition and alert output counts. What the job reads back itself (the
+//! largest Kafka lag for `/ready`, the alert outcomes and unjudged series for the summary) is
+//! kept beside the registry, which is write-only.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use incidentflow_dataflows::records::{Reason, SourceCounts};
+use incidentflow_dataflows::records::{Detector, Reason, SourceCounts};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::evaluate::feedback::FeedbackFigures;
 
 /// Upper bounds (seconds) of the output delay histogram's buckets.
 const DELAY_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
-/// Counters and gauges.
+/// A label set: (name, value) pairs.
+type Labels = Vec<(&'static str, String)>;
+/// A gauge of a ratio or a time.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Where the feedback figures come from (the running job's book).
+pub type FeedbackSource = Box<dyn Fn() -> FeedbackFigures + Send + Sync>;
+
+/// The registry and what the job reads back.
 pub struct Metrics {
-    counts: Mutex<SourceCounts>,
-    dead_letters_written: AtomicU64,
-    anomalies: Mutex<BTreeMap<&'static str, u64>>,
-    incident_versions: Mutex<BTreeMap<&'static str, u64>>,
-    open_incidents: AtomicU64,
-    kafka_lag: Mutex<BTreeMap<String, i64>>,
+    registry: Registry,
+    records_read: Counter,
+    records_in: Family<Labels, Counter>,
+    records_valid: Counter,
+    records_invalid: Family<Labels, Counter>,
+    dead_letters_written: Counter,
+    anomalies: Family<Labels, Counter>,
+    incident_versions: Family<Labels, Counter>,
+    open_incidents: Gauge,
+    kafka_lag_messages: Family<Labels, Gauge>,
+    input_event_time: FloatGauge,
+    watermark_lag: FloatGauge,
+    output_errors: Counter,
+    alert_deliveries_total: Family<Labels, Counter>,
+    alert_retries_total: Family<Labels, Counter>,
+    arrangement_records: Gauge,
+    side_input_refused: Family<Labels, Counter>,
+    series_unscored_total: Counter,
+    feedback_labels: Family<Labels, Gauge>,
+    feedback_coverage: FloatGauge,
+    feedback_noisy: FloatGauge,
+    feedback_accuracy: Family<Labels, FloatGauge>,
+    output_delay: Histogram,
     /// Event time (ms) the inputs have reached.
     input_time: AtomicU64,
-    output_errors: AtomicU64,
-    delay: Mutex<([u64; DELAY_BUCKETS.len()], u64, f64)>,
+    /// Each Kafka partition's lag, for `/ready`.
+    kafka_lag: Mutex<BTreeMap<String, i64>>,
     /// The inputs are open and being read.
     inputs_connected: AtomicBool,
     /// A worker stopped with an error.
     worker_failed: AtomicBool,
-    /// Alert requests by output and outcome (delivered, failed, rejected, dropped, suppressed).
-    alert_deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// Alert requests tried again, by output.
-    alert_retries: Mutex<BTreeMap<String, u64>>,
-    /// Side-input lines refused, by side input (feedback, silences).
-    side_input_refused: Mutex<BTreeMap<&'static str, u64>>,
-    /// Updates held in the arrangements of this process's workers.
-    arrangement_records: AtomicI64,
-    /// Series the z-score cannot judge, their windows too sparse.
+    /// Alert requests by output and outcome (delivered, failed, rejected, dropped, suppressed),
+    /// and retries ("retries"), for the summary.
+    alert_outcomes: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
+    /// Series the z-score cannot judge, for the summary.
     series_unscored: AtomicU64,
     /// The feedback book's figures, when the job reads feedback.
     feedback: Mutex<Option<FeedbackSource>>,
 }
-
-/// Where the feedback figures come from (the running job's book).
-pub type FeedbackSource = Box<dyn Fn() -> FeedbackFigures + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -57,34 +83,195 @@ impl Default for Metrics {
     }
 }
 
+fn label(name: &'static str, value: &str) -> Labels {
+    vec![(name, escaped(value))]
+}
+
+/// A label value as the text format wants it: `\`, `"` and line feeds escaped. Written here
+/// because prometheus-client 0.24 writes label values as given (a `"` in an alert output's name
+/// would break the whole scrape).
+fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Metrics {
-    /// An empty registry.
-    pub const fn new() -> Self {
-        Metrics {
-            counts: Mutex::new(SourceCounts {
-                read: 0,
-                valid: 0,
-                dead: [0; Reason::ALL.len()],
-                topology: 0,
-                deploys: 0,
-            }),
-            dead_letters_written: AtomicU64::new(0),
-            anomalies: Mutex::new(BTreeMap::new()),
-            incident_versions: Mutex::new(BTreeMap::new()),
-            open_incidents: AtomicU64::new(0),
-            kafka_lag: Mutex::new(BTreeMap::new()),
+    /// A registry with every metric at zero (the fixed label sets present from the start).
+    pub fn new() -> Self {
+        let m = Metrics {
+            registry: Registry::with_prefix("incidentflow"),
+            records_read: Counter::default(),
+            records_in: Family::default(),
+            records_valid: Counter::default(),
+            records_invalid: Family::default(),
+            dead_letters_written: Counter::default(),
+            anomalies: Family::default(),
+            incident_versions: Family::default(),
+            open_incidents: Gauge::default(),
+            kafka_lag_messages: Family::default(),
+            input_event_time: FloatGauge::default(),
+            watermark_lag: FloatGauge::default(),
+            output_errors: Counter::default(),
+            alert_deliveries_total: Family::default(),
+            alert_retries_total: Family::default(),
+            arrangement_records: Gauge::default(),
+            side_input_refused: Family::default(),
+            series_unscored_total: Counter::default(),
+            feedback_labels: Family::default(),
+            feedback_coverage: FloatGauge::default(),
+            feedback_noisy: FloatGauge::default(),
+            feedback_accuracy: Family::default(),
+            output_delay: Histogram::new(DELAY_BUCKETS),
             input_time: AtomicU64::new(0),
-            output_errors: AtomicU64::new(0),
-            delay: Mutex::new(([0; DELAY_BUCKETS.len()], 0, 0.0)),
+            kafka_lag: Mutex::new(BTreeMap::new()),
             inputs_connected: AtomicBool::new(false),
             worker_failed: AtomicBool::new(false),
-            alert_deliveries: Mutex::new(BTreeMap::new()),
-            alert_retries: Mutex::new(BTreeMap::new()),
-            side_input_refused: Mutex::new(BTreeMap::new()),
-            arrangement_records: AtomicI64::new(0),
+            alert_outcomes: Mutex::new(BTreeMap::new()),
             series_unscored: AtomicU64::new(0),
             feedback: Mutex::new(None),
+        };
+        for source in ["samples", "topology", "deploys"] {
+            let _ = m.records_in.get_or_create(&label("source", source));
         }
+        for reason in Reason::ALL {
+            let _ = m
+                .records_invalid
+                .get_or_create(&label("reason", reason.as_str()));
+        }
+        for detector in Detector::ALL {
+            let _ = m
+                .anomalies
+                .get_or_create(&label("detector", detector.name()));
+        }
+        for status in ["open", "updated", "resolved"] {
+            let _ = m.incident_versions.get_or_create(&label("status", status));
+        }
+        m.register()
+    }
+
+    /// Registers every metric with its help text (the registry holds clones: the metrics are
+    /// shared handles).
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "records_read",
+            "Input records read (samples, topology and deploy events)",
+            self.records_read.clone(),
+        );
+        r.register(
+            "records_in",
+            "Input records read, by source: samples, topology (edges) and deploys (events)",
+            self.records_in.clone(),
+        );
+        r.register(
+            "records_valid",
+            "Input records processed",
+            self.records_valid.clone(),
+        );
+        r.register(
+            "records_invalid",
+            "Input records refused, by reason (late ones under reason=\"late\")",
+            self.records_invalid.clone(),
+        );
+        r.register(
+            "dead_letters_written",
+            "Refused records written to the dead-letter output",
+            self.dead_letters_written.clone(),
+        );
+        r.register(
+            "anomalies",
+            "Anomaly events written, by detector (the champion's and the challengers')",
+            self.anomalies.clone(),
+        );
+        r.register(
+            "incident_versions",
+            "Incident versions written, by status",
+            self.incident_versions.clone(),
+        );
+        r.register(
+            "open_incidents",
+            "Incidents open now",
+            self.open_incidents.clone(),
+        );
+        r.register(
+            "kafka_lag_messages",
+            "Messages between a Kafka input partition's next offset and its high watermark",
+            self.kafka_lag_messages.clone(),
+        );
+        r.register(
+            "input_event_time_seconds",
+            "The event time the inputs have reached (the watermark), as a Unix time",
+            self.input_event_time.clone(),
+        );
+        r.register(
+            "watermark_lag_seconds",
+            "Wall clock minus the inputs' event time (live: how far behind the job is; replay: how old the data is)",
+            self.watermark_lag.clone(),
+        );
+        r.register(
+            "output_errors",
+            "Output writes that failed",
+            self.output_errors.clone(),
+        );
+        r.register(
+            "alert_deliveries",
+            "Alert requests by output and outcome: delivered, failed (retries exhausted), rejected (4xx), dropped (queue full), suppressed (by a silence)",
+            self.alert_deliveries_total.clone(),
+        );
+        r.register(
+            "alert_retries",
+            "Alert requests tried again after a 5xx, 408, 429 or connection failure",
+            self.alert_retries_total.clone(),
+        );
+        r.register(
+            "arrangement_records",
+            "Updates held in the dataflow's arrangements (baselines, topology, incident state), summed over this process's workers",
+            self.arrangement_records.clone(),
+        );
+        r.register(
+            "side_input_refused",
+            "Feedback labels and silences refused (each logged with its position and reason)",
+            self.side_input_refused.clone(),
+        );
+        r.register(
+            "series_unscored",
+            "Series the z-score cannot judge: after 100 samples their baseline window has never held baseline.min_points (sampled too sparsely for baseline.window; each is logged)",
+            self.series_unscored_total.clone(),
+        );
+        r.register(
+            "feedback_labels",
+            "Incidents labelled by responders, by label (the last label per incident)",
+            self.feedback_labels.clone(),
+        );
+        r.register(
+            "feedback_coverage_ratio",
+            "Incidents labelled / incidents written",
+            self.feedback_coverage.clone(),
+        );
+        r.register(
+            "feedback_noisy_ratio",
+            "Incidents labelled noisy / incidents labelled",
+            self.feedback_noisy.clone(),
+        );
+        r.register(
+            "feedback_root_cause_accuracy_ratio",
+            "Labels whose actual root cause the incident ranked first / labels that judge the cause, by label and over all (label=\"all\")",
+            self.feedback_accuracy.clone(),
+        );
+        r.register(
+            "output_delay_seconds",
+            "Wall clock minus event time of each anomaly and incident version written",
+            self.output_delay.clone(),
+        );
+        self
     }
 
     /// The feedback figures on `/metrics` come from `source` (the job reads feedback).
@@ -104,28 +291,51 @@ impl Metrics {
 
     /// Adds a worker's counts since its last report.
     pub fn add_counts(&self, delta: &SourceCounts) {
-        lock(&self.counts).add(delta);
+        self.records_read.inc_by(delta.read);
+        self.records_valid.inc_by(delta.valid);
+        let samples = delta.read - delta.topology - delta.deploys;
+        for (source, n) in [
+            ("samples", samples),
+            ("topology", delta.topology),
+            ("deploys", delta.deploys),
+        ] {
+            self.records_in
+                .get_or_create(&label("source", source))
+                .inc_by(n);
+        }
+        for (reason, n) in Reason::ALL.iter().zip(delta.dead.iter()) {
+            self.records_invalid
+                .get_or_create(&label("reason", reason.as_str()))
+                .inc_by(*n);
+        }
     }
 
     /// Dead letters written.
     pub fn dead_letters_written(&self, n: u64) {
-        self.dead_letters_written.fetch_add(n, Relaxed);
+        self.dead_letters_written.inc_by(n);
     }
 
     /// Anomalies written.
     pub fn anomaly_written(&self, detector: &'static str) {
-        *lock(&self.anomalies).entry(detector).or_default() += 1;
+        self.anomalies
+            .get_or_create(&label("detector", detector))
+            .inc();
     }
 
     /// An incident version written, and how many incidents are open after it.
     pub fn incident_version(&self, status: &'static str, open: usize) {
-        *lock(&self.incident_versions).entry(status).or_default() += 1;
-        self.open_incidents.store(open as u64, Relaxed);
+        self.incident_versions
+            .get_or_create(&label("status", status))
+            .inc();
+        self.open_incidents.set(open as i64);
     }
 
     /// A Kafka partition's lag (messages behind its high watermark).
     pub fn kafka_lag(&self, partition: &str, lag: i64) {
         lock(&self.kafka_lag).insert(partition.to_owned(), lag);
+        self.kafka_lag_messages
+            .get_or_create(&label("partition", partition))
+            .set(lag);
     }
 
     /// The largest Kafka lag now (0 without Kafka).
@@ -140,19 +350,12 @@ impl Metrics {
 
     /// An output failed.
     pub fn output_error(&self) {
-        self.output_errors.fetch_add(1, Relaxed);
+        self.output_errors.inc();
     }
 
     /// How long after its event time a record was written (wall clock minus event time).
     pub fn output_delay(&self, seconds: f64) {
-        let mut d = lock(&self.delay);
-        for (i, bound) in DELAY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                d.0[i] += 1;
-            }
-        }
-        d.1 += 1;
-        d.2 += seconds.max(0.0);
+        self.output_delay.observe(seconds.max(0.0));
     }
 
     /// The inputs are open (or closed again).
@@ -167,25 +370,41 @@ impl Metrics {
 
     /// An alert request to `output` ended so (or a version was dropped or suppressed).
     pub fn alert_delivery(&self, output: &str, outcome: &'static str) {
-        *lock(&self.alert_deliveries)
-            .entry((output.to_owned(), outcome))
+        *lock(&self.alert_outcomes)
+            .entry(output.to_owned())
+            .or_default()
+            .entry(outcome)
             .or_default() += 1;
+        self.alert_deliveries_total
+            .get_or_create(&vec![
+                ("output", escaped(output)),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
     }
 
     /// An alert request to `output` is tried again.
     pub fn alert_retry(&self, output: &str) {
-        *lock(&self.alert_retries)
+        *lock(&self.alert_outcomes)
             .entry(output.to_owned())
+            .or_default()
+            .entry("retries")
             .or_default() += 1;
+        self.alert_retries_total
+            .get_or_create(&label("output", output))
+            .inc();
     }
 
     /// A side-input line was refused (and logged with its position).
     pub fn side_input_refused(&self, what: &'static str) {
-        *lock(&self.side_input_refused).entry(what).or_default() += 1;
+        self.side_input_refused
+            .get_or_create(&label("input", what))
+            .inc();
     }
 
     /// One more series the z-score cannot judge; returns how many so far.
     pub fn series_unscored(&self) -> u64 {
+        self.series_unscored_total.inc();
         self.series_unscored.fetch_add(1, Relaxed) + 1
     }
 
@@ -196,219 +415,41 @@ impl Metrics {
 
     /// Per alert output: its outcomes and retries so far.
     pub fn alert_counts(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
-        let mut out: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
-        for ((output, outcome), n) in lock(&self.alert_deliveries).iter() {
-            out.entry(output.clone()).or_default().insert(outcome, *n);
-        }
-        for (output, n) in lock(&self.alert_retries).iter() {
-            out.entry(output.clone()).or_default().insert("retries", *n);
-        }
-        out
+        lock(&self.alert_outcomes).clone()
     }
 
-    /// The registry in the Prometheus text format (0.0.4).
+    /// Updates held in the arrangements changed by `delta`.
+    pub fn arrangement_records(&self, delta: i64) {
+        self.arrangement_records.inc_by(delta);
+    }
+
+    /// The registry in the OpenMetrics text format, with the gauges that are read at a scrape
+    /// (the watermark's lag, the feedback figures) brought up to date first.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-            out +=
-                &format!("# HELP incidentflow_{name} {help}\n# TYPE incidentflow_{name} {kind}\n");
-            for (labels, value) in samples {
-                out += &format!("incidentflow_{name}{labels} {value}\n");
-            }
-        };
-        let counts = lock(&self.counts).clone();
-        metric(
-            "records_read_total",
-            "counter",
-            "Input records read (samples, topology and deploy events).",
-            vec![(String::new(), counts.read as f64)],
-        );
-        metric(
-            "records_in_total",
-            "counter",
-            "Input records read, by source: samples, topology (edges) and deploys (events).",
-            vec![
-                (
-                    "{source=\"samples\"}".into(),
-                    (counts.read - counts.topology - counts.deploys) as f64,
-                ),
-                ("{source=\"topology\"}".into(), counts.topology as f64),
-                ("{source=\"deploys\"}".into(), counts.deploys as f64),
-            ],
-        );
-        metric(
-            "records_valid_total",
-            "counter",
-            "Input records processed.",
-            vec![(String::new(), counts.valid as f64)],
-        );
-        metric(
-            "records_invalid_total",
-            "counter",
-            "Input records refused, by reason (late ones under reason=\"late\").",
-            Reason::ALL
-                .iter()
-                .zip(counts.dead.iter())
-                .map(|(r, n)| (format!("{{reason=\"{}\"}}", r.as_str()), *n as f64))
-                .collect(),
-        );
-        metric(
-            "dead_letters_written_total",
-            "counter",
-            "Refused records written to the dead-letter output.",
-            vec![(
-                String::new(),
-                self.dead_letters_written.load(Relaxed) as f64,
-            )],
-        );
-        metric(
-            "anomalies_total",
-            "counter",
-            "Anomaly events written, by detector (the champion's and the challengers').",
-            {
-                let written = lock(&self.anomalies).clone();
-                incidentflow_dataflows::records::Detector::ALL
-                    .iter()
-                    .map(|d| {
-                        (
-                            format!("{{detector=\"{}\"}}", d.name()),
-                            *written.get(d.name()).unwrap_or(&0) as f64,
-                        )
-                    })
-                    .collect()
-            },
-        );
-        let versions = lock(&self.incident_versions).clone();
-        metric(
-            "incident_versions_total",
-            "counter",
-            "Incident versions written, by status.",
-            ["open", "updated", "resolved"]
-                .iter()
-                .map(|s| {
-                    (
-                        format!("{{status=\"{s}\"}}"),
-                        *versions.get(s).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "open_incidents",
-            "gauge",
-            "Incidents open now.",
-            vec![(String::new(), self.open_incidents.load(Relaxed) as f64)],
-        );
-        metric(
-            "kafka_lag_messages",
-            "gauge",
-            "Messages between a Kafka input partition's next offset and its high watermark.",
-            lock(&self.kafka_lag)
-                .iter()
-                .map(|(p, lag)| (format!("{{partition=\"{p}\"}}"), *lag as f64))
-                .collect(),
-        );
         let input_time = self.input_time.load(Relaxed);
-        let now = crate::ops::clock::now_ms();
-        metric(
-            "input_event_time_seconds",
-            "gauge",
-            "The event time the inputs have reached (the watermark), as a Unix time.",
-            vec![(String::new(), input_time as f64 / 1000.0)],
-        );
-        metric(
-            "watermark_lag_seconds",
-            "gauge",
-            "Wall clock minus the inputs' event time (live: how far behind the job is; replay: how old the data is).",
-            vec![(String::new(), if input_time == 0 { 0.0 } else { now.saturating_sub(input_time) as f64 / 1000.0 })],
-        );
-        metric(
-            "output_errors_total",
-            "counter",
-            "Output writes that failed.",
-            vec![(String::new(), self.output_errors.load(Relaxed) as f64)],
-        );
-        metric(
-            "alert_deliveries_total",
-            "counter",
-            "Alert requests by output and outcome: delivered, failed (retries exhausted), rejected (4xx), dropped (queue full), suppressed (by a silence).",
-            lock(&self.alert_deliveries)
-                .iter()
-                .map(|((o, outcome), n)| (format!("{{output=\"{o}\",outcome=\"{outcome}\"}}"), *n as f64))
-                .collect(),
-        );
-        metric(
-            "alert_retries_total",
-            "counter",
-            "Alert requests tried again after a 5xx, 408, 429 or connection failure.",
-            lock(&self.alert_retries)
-                .iter()
-                .map(|(o, n)| (format!("{{output=\"{o}\"}}"), *n as f64))
-                .collect(),
-        );
-        metric(
-            "arrangement_records",
-            "gauge",
-            "Updates held in the dataflow's arrangements (baselines, topology, incident state), summed over this process's workers.",
-            vec![(String::new(), self.arrangement_records.load(Relaxed).max(0) as f64)],
-        );
-        metric(
-            "side_input_refused_total",
-            "counter",
-            "Feedback labels and silences refused (each logged with its position and reason).",
-            lock(&self.side_input_refused)
-                .iter()
-                .map(|(w, n)| (format!("{{input=\"{w}\"}}"), *n as f64))
-                .collect(),
-        );
-        metric(
-            "series_unscored_total",
-            "counter",
-            "Series the z-score cannot judge: after 100 samples their baseline window has never held baseline.min_points (sampled too sparsely for baseline.window; each is logged).",
-            vec![(String::new(), self.unscored_series() as f64)],
-        );
-        let feedback = lock(&self.feedback)
-            .as_ref()
-            .map(|figures| figures())
-            .unwrap_or_default();
-        metric(
-            "feedback_labels",
-            "gauge",
-            "Incidents labelled by responders, by label (the last label per incident).",
-            feedback
-                .by_label
-                .iter()
-                .map(|(l, n)| (format!("{{label=\"{l}\"}}"), *n as f64))
-                .collect(),
-        );
-        metric(
-            "feedback_coverage_ratio",
-            "gauge",
-            "Incidents labelled / incidents written.",
-            vec![(String::new(), feedback.coverage)],
-        );
-        metric(
-            "feedback_noisy_ratio",
-            "gauge",
-            "Incidents labelled noisy / incidents labelled.",
-            vec![(String::new(), feedback.noisy_rate)],
-        );
-        metric(
-            "feedback_root_cause_accuracy_ratio",
-            "gauge",
-            "Labels whose actual root cause the incident ranked first / labels that judge the cause, by label and over all (label=\"all\").",
-            feedback
-                .root_cause
-                .iter()
-                .map(|(l, j)| (format!("{{label=\"{l}\"}}"), j.accuracy))
-                .collect(),
-        );
-        let (buckets, count, sum) = *lock(&self.delay);
-        out += "# HELP incidentflow_output_delay_seconds Wall clock minus event time of each anomaly and incident version written.\n# TYPE incidentflow_output_delay_seconds histogram\n";
-        for (bound, n) in DELAY_BUCKETS.iter().zip(buckets) {
-            out += &format!("incidentflow_output_delay_seconds_bucket{{le=\"{bound}\"}} {n}\n");
+        self.input_event_time.set(input_time as f64 / 1000.0);
+        let lag = match input_time {
+            0 => 0.0,
+            t => crate::ops::clock::now_ms().saturating_sub(t) as f64 / 1000.0,
+        };
+        self.watermark_lag.set(lag);
+        if let Some(figures) = lock(&self.feedback).as_ref().map(|f| f()) {
+            for (l, n) in &figures.by_label {
+                self.feedback_labels
+                    .get_or_create(&label("label", l))
+                    .set(*n as i64);
+            }
+            self.feedback_coverage.set(figures.coverage);
+            self.feedback_noisy.set(figures.noisy_rate);
+            for (l, judged) in &figures.root_cause {
+                self.feedback_accuracy
+                    .get_or_create(&label("label", l))
+                    .set(judged.accuracy);
+            }
         }
-        out += &format!("incidentflow_output_delay_seconds_bucket{{le=\"+Inf\"}} {count}\nincidentflow_output_delay_seconds_sum {sum}\nincidentflow_output_delay_seconds_count {count}\n");
+        let mut out = String::new();
+        // Writing into a String does not fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -436,10 +477,49 @@ pub fn track_arrangements(worker: &mut timely::worker::Worker, metrics: std::syn
                 _ => {}
             }
         }
-        metrics.arrangement_records.fetch_add(delta, Relaxed);
+        metrics.arrangement_records(delta);
     });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_counters_and_escapes_label_values() {
+        let m = Metrics::new();
+        m.add_counts(&SourceCounts {
+            read: 3,
+            valid: 2,
+            dead: {
+                let mut d = [0; Reason::ALL.len()];
+                d[0] = 1;
+                d
+            },
+            topology: 1,
+            deploys: 0,
+        });
+        m.alert_delivery("pager \"a\"\nb\\", "delivered");
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE incidentflow_records_read counter"),
+            "{text}"
+        );
+        assert!(text.contains("incidentflow_records_read_total 3"), "{text}");
+        assert!(
+            text.contains("incidentflow_records_in_total{source=\"samples\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"output="pager \"a\"\nb\\""#),
+            "label values are escaped: {text}"
+        );
+        assert!(text.contains("incidentflow_output_delay_seconds_bucket{le=\"0.1\"}"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(m.alert_counts()["pager \"a\"\nb\\"]["delivered"], 1);
+    }
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::ops::process::{cpu_seconds, peak_rss_bytes};
+
 use incidentflow_dataflows::records::{Anomaly, Direction, Reason};
 use incidentflow_dataflows::time::{format_clock, format_rfc3339};
 use serde_json::json;
@@ -16,22 +18,6 @@ const LISTED_SERVICES: usize = 8;
 
 /// How many series the human summary lists.
 const LISTED: usize = 15;
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// CPU seconds (user + system, all threads) this process has used (Linux).
-pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
 
 /// The figures of a finished run.
 pub struct Report<'a> {

@@ -164,6 +164,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
                 until_end: args.until_end,
                 until,
                 read_from,
+                progress: crate::ingest::progress::terminal_bars(),
             },
             config,
             cluster,
