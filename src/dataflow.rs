@@ -19,11 +19,12 @@ use timely::worker::Worker;
 use crate::config::JobConfig;
 use crate::emit::records::{
     write_anomalies, write_challengers, write_diagnostics, write_incidents, Challenger,
-    DeadLetterOutput, Diagnostic, Durability, Listeners, Outcome, RecordOutput,
+    DeadLetterOutput, Diagnostic, Durability, Listeners, Outcome, RecordOutput, WriterContext,
 };
 use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
 use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
 
 /// How the workers are laid out.
 #[derive(Clone, Debug)]
@@ -79,6 +80,8 @@ pub struct RunSpec {
     pub live_silences: Option<crate::annotate::LiveSilences>,
     /// The process's metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The stop: asked for by a signal, and the writers' drain.
+    pub shutdown: Shutdown,
 }
 
 /// The outputs, handed to worker 0 of process 0.
@@ -148,6 +151,13 @@ fn run_worker(
         }
         None => (None, None, None, Durability::default()),
     };
+    let writers = spec.shutdown.worker_writers();
+    let context = WriterContext {
+        outcome: outcome.clone(),
+        durability,
+        metrics: spec.metrics.clone(),
+        writers: writers.clone(),
+    };
     crate::ops::metrics::track_arrangements(worker, spec.metrics.clone());
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
@@ -185,18 +195,14 @@ fn run_worker(
             write_incidents(
                 incidents.probe_with(&probe),
                 incident_writer,
-                outcome.clone(),
-                durability.clone(),
+                context.clone(),
                 listeners.take().unwrap_or_default(),
-                spec.metrics.clone(),
             );
         }
         write_anomalies(
             anomalies.inner.probe_with(&probe),
             anomaly_writer,
-            outcome.clone(),
-            durability.clone(),
-            spec.metrics.clone(),
+            context.clone(),
         );
         if !detection.challengers.is_empty() {
             write_challengers(
@@ -206,9 +212,7 @@ fn run_worker(
                     .map(|(a, t, r)| (Challenger(a), t, r))
                     .probe_with(&probe),
                 challenger_writer.take(),
-                outcome.clone(),
-                durability.clone(),
-                spec.metrics.clone(),
+                context.clone(),
             );
         }
         let mut diagnostics = DiagnosticInput::new();
@@ -216,9 +220,7 @@ fn run_worker(
         write_diagnostics(
             stream.probe_with(&probe),
             dead_letter_writer,
-            outcome.clone(),
-            durability.checkpointer.clone(),
-            spec.metrics.clone(),
+            context.clone(),
         );
         Inputs {
             samples,
@@ -234,6 +236,7 @@ fn run_worker(
         &spec.feed,
         &spec.config,
         spec.metrics.clone(),
+        spec.shutdown.clone(),
     )?;
     if worker.index() == 0 {
         feed.load_events(&mut inputs)?;
@@ -242,10 +245,10 @@ fn run_worker(
     inputs
         .diagnostics
         .send(Diagnostic::Counts(feed.counts.clone()));
-    if crate::ops::shutdown::requested() {
+    if spec.shutdown.requested() {
         inputs.flush();
         let later_process = spec.cluster.process_index != 0;
-        crate::ops::shutdown::drain(worker, inputs.time(), &probe, later_process);
+        crate::ops::shutdown::drain(worker, inputs.time(), &probe, later_process, &writers);
     }
     inputs.close();
     while !probe.done() {

@@ -9,16 +9,17 @@ use clap::Parser;
 use incidentflow::cli::{Cli, Command, ConfigCommand};
 use incidentflow::config::{self, JobConfig};
 use incidentflow::error::JobError;
-use incidentflow::ops::{log, shutdown};
+use incidentflow::ops::log;
+use incidentflow::ops::shutdown::Shutdown;
 use incidentflow::report::review;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     log::init();
     let result = match cli.command {
-        Command::Run(args) => shutdown::on_signals()
+        Command::Run(args) => Shutdown::on_signals()
             .map_err(|e| JobError::Usage(format!("cannot handle SIGTERM: {e}")))
-            .and_then(|()| incidentflow::run::run(*args)),
+            .and_then(|stop| incidentflow::run::run(*args, stop)),
         Command::Eval(args) => incidentflow::evaluate::command(args),
         Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),
         Command::Config(ConfigCommand::PrintDefault) => {

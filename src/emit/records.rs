@@ -288,53 +288,47 @@ pub struct Durability {
     pub checkpointer: Option<Arc<Mutex<crate::emit::checkpoint::Checkpointer>>>,
 }
 
+/// What every writer of a worker shares: the run's outcome, the durability settings, the
+/// metrics, and the worker's writers to drain on a stop.
+#[derive(Clone)]
+pub struct WriterContext {
+    /// What the run found, filled in as records are written.
+    pub outcome: Arc<Mutex<Outcome>>,
+    /// Resuming from a checkpoint, and keeping one.
+    pub durability: Durability,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// This worker's writers, woken to drain on a stop.
+    pub writers: crate::ops::shutdown::WorkerWriters,
+}
+
 /// Writes anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_anomalies(
     stream: Stream<'_, Time, Vec<(Anomaly, Time, isize)>>,
     out: Option<RecordOutput>,
-    outcome: Arc<Mutex<Outcome>>,
-    durability: Durability,
-    metrics: Arc<Metrics>,
+    context: WriterContext,
 ) {
-    write_in_time_order(
-        stream,
-        out,
-        outcome,
-        durability,
-        Listeners::default(),
-        metrics,
-    )
+    write_in_time_order(stream, out, context, Listeners::default())
 }
 
 /// Writes the challengers' anomalies (exchanged to worker 0) in time order as times complete.
 pub fn write_challengers(
     stream: Stream<'_, Time, Vec<(Challenger, Time, isize)>>,
     out: Option<RecordOutput>,
-    outcome: Arc<Mutex<Outcome>>,
-    durability: Durability,
-    metrics: Arc<Metrics>,
+    context: WriterContext,
 ) {
-    write_in_time_order(
-        stream,
-        out,
-        outcome,
-        durability,
-        Listeners::default(),
-        metrics,
-    )
+    write_in_time_order(stream, out, context, Listeners::default())
 }
 
 /// Writes incident versions (made on worker 0) in time order as times complete, and offers each
-/// written version to the alert outputs.
+/// written version to the alert outputs and the feedback book.
 pub fn write_incidents(
     stream: Stream<'_, Time, Vec<(Incident, Time, isize)>>,
     out: Option<RecordOutput>,
-    outcome: Arc<Mutex<Outcome>>,
-    durability: Durability,
+    context: WriterContext,
     listeners: Listeners,
-    metrics: Arc<Metrics>,
 ) {
-    write_in_time_order(stream, out, outcome, durability, listeners, metrics)
+    write_in_time_order(stream, out, context, listeners)
 }
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
@@ -342,11 +336,15 @@ pub fn write_incidents(
 fn write_in_time_order<D: OutputRecord>(
     stream: Stream<'_, Time, Vec<(D, Time, isize)>>,
     mut out: Option<RecordOutput>,
-    outcome: Arc<Mutex<Outcome>>,
-    durability: Durability,
+    context: WriterContext,
     listeners: Listeners,
-    metrics: Arc<Metrics>,
 ) {
+    let WriterContext {
+        outcome,
+        durability,
+        metrics,
+        writers,
+    } = context;
     let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
     let mut open: BTreeMap<String, Time> = BTreeMap::new();
@@ -371,7 +369,7 @@ fn write_in_time_order<D: OutputRecord>(
         D::WHAT,
         move |_capability, info| {
             let activator = scope.activator_for(info.address.clone());
-            crate::ops::shutdown::register_writer(activator.clone());
+            writers.register(activator.clone());
             let mut drained = false;
             move |(input, frontier), _output| {
                 input.for_each(|_capability, data| {
@@ -413,7 +411,7 @@ fn write_in_time_order<D: OutputRecord>(
                 }
                 let finished = frontier.is_empty();
                 // Asked to stop: write what is complete, checkpoint at the frontier, stop there.
-                let stop_here = crate::ops::shutdown::draining() && !finished;
+                let stop_here = writers.draining() && !finished;
                 // Every record before this is written (and flushed when reported).
                 let before = match frontier.frontier().first() {
                     Some(t) => *t,
@@ -451,7 +449,7 @@ fn write_in_time_order<D: OutputRecord>(
                         out = None;
                         if stop_here {
                             drained = true;
-                            crate::ops::shutdown::writer_drained();
+                            writers.drained();
                         }
                         return; // not durable: the checkpoint stays where it was
                     }
@@ -485,7 +483,7 @@ fn write_in_time_order<D: OutputRecord>(
                 if stop_here {
                     drained = true;
                     out = None; // flushed, and checkpointed at `before`
-                    crate::ops::shutdown::writer_drained();
+                    writers.drained();
                 }
             }
         },
@@ -496,10 +494,15 @@ fn write_in_time_order<D: OutputRecord>(
 pub fn write_diagnostics(
     diagnostics: Stream<'_, Time, Vec<Diagnostic>>,
     mut out: Option<DeadLetterOutput>,
-    outcome: Arc<Mutex<Outcome>>,
-    checkpointer: Option<Arc<Mutex<crate::emit::checkpoint::Checkpointer>>>,
-    metrics: Arc<Metrics>,
+    context: WriterContext,
 ) {
+    let WriterContext {
+        outcome,
+        durability,
+        metrics,
+        writers,
+    } = context;
+    let checkpointer = durability.checkpointer;
     diagnostics.sink(
         Exchange::new(|_: &Diagnostic| 0u64),
         "WriteDeadLetters",
@@ -531,7 +534,7 @@ pub fn write_diagnostics(
             }
             let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
             // After a signal the inputs close early: the input is not done, commit nothing more.
-            if finished && !crate::ops::shutdown::draining() {
+            if finished && !writers.draining() {
                 if let Some(c) = &checkpointer {
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = c.settle() {

@@ -25,6 +25,7 @@ use crate::ingest::progress::Progress;
 use crate::ingest::topology::{is_kafka, is_yaml, static_yaml_topology};
 use crate::kafka::KafkaClient;
 use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
 
 /// What the feed reads, and how far.
 pub struct FeedSpec {
@@ -124,6 +125,7 @@ pub struct Feed<'a> {
     spec: &'a FeedSpec,
     config: &'a JobConfig,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
     source_name: String,
     decoder: Decoder,
     owned: Vec<PartitionState>,
@@ -145,6 +147,7 @@ impl<'a> Feed<'a> {
         spec: &'a FeedSpec,
         config: &'a JobConfig,
         metrics: Arc<Metrics>,
+        shutdown: Shutdown,
     ) -> Result<Self, JobError> {
         let source_name = spec.input.name();
         let partitions = match &spec.input {
@@ -172,6 +175,7 @@ impl<'a> Feed<'a> {
             spec,
             config,
             metrics,
+            shutdown,
             source_name,
             decoder: Decoder::with_idle(2 * config.baseline.window.0),
             owned,
@@ -236,7 +240,7 @@ impl<'a> Feed<'a> {
                 if since_step == 16384 || (live && reader.drained()) {
                     since_step = 0;
                     self.advance(worker, inputs, probe);
-                    if crate::ops::shutdown::requested() {
+                    if self.shutdown.requested() {
                         tracing::info!("asked to stop: no more input is read");
                         return Ok(());
                     }
@@ -297,7 +301,7 @@ impl<'a> Feed<'a> {
         let mut progress = Progress::new(&names, self.spec.progress.as_ref());
         let mut last_mark = Instant::now();
         while !self.owned.iter().all(|s| s.finished) {
-            if crate::ops::shutdown::requested() {
+            if self.shutdown.requested() {
                 tracing::info!(topic, "asked to stop: no more input is read");
                 break;
             }

@@ -11,8 +11,9 @@
 //! first process's writers see the whole cluster's frontier while they drain.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incidentflow_dataflows::time::Time;
@@ -25,47 +26,73 @@ const CATCH_UP: Duration = Duration::from_secs(20);
 /// How long a process other than the first keeps its inputs open after draining.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
-fn flag() -> &'static Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+/// The job's stop: whether it was asked to stop, whether the writers are draining, and how many
+/// have yet to; one per run, cloned into every worker.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
+    writers_left: Arc<AtomicUsize>,
 }
 
-static DRAINING: AtomicBool = AtomicBool::new(false);
-static WRITERS_LEFT: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static WRITERS: RefCell<Vec<Activator>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Sets the flag on SIGTERM and SIGINT; a second one exits at once (status 1).
-pub fn on_signals() -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, flag().clone())?;
-        signal_hook::flag::register(signal, flag().clone())?;
+impl Shutdown {
+    /// A stop that SIGTERM and SIGINT request; a second signal exits at once (status 1).
+    pub fn on_signals() -> std::io::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let shutdown = Shutdown::default();
+        for signal in [SIGTERM, SIGINT] {
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                1,
+                shutdown.requested.clone(),
+            )?;
+            signal_hook::flag::register(signal, shutdown.requested.clone())?;
+        }
+        Ok(shutdown)
     }
-    Ok(())
+
+    /// Whether the job was asked to stop.
+    pub fn requested(&self) -> bool {
+        self.requested.load(SeqCst)
+    }
+
+    /// Whether the writers are to drain (see the module).
+    pub fn draining(&self) -> bool {
+        self.draining.load(SeqCst)
+    }
+
+    /// The writers of one worker (made on its thread).
+    pub fn worker_writers(&self) -> WorkerWriters {
+        WorkerWriters {
+            shutdown: self.clone(),
+            activators: Rc::default(),
+        }
+    }
 }
 
-/// Whether the job was asked to stop.
-pub fn requested() -> bool {
-    flag().load(SeqCst)
+/// One worker's output writers, to be woken to drain.
+#[derive(Clone)]
+pub struct WorkerWriters {
+    shutdown: Shutdown,
+    activators: Rc<RefCell<Vec<Activator>>>,
 }
 
-/// Whether the writers are to drain (see the module).
-pub fn draining() -> bool {
-    DRAINING.load(SeqCst)
-}
+impl WorkerWriters {
+    /// A writer of this worker, woken by `activator`.
+    pub fn register(&self, activator: Activator) {
+        self.shutdown.writers_left.fetch_add(1, SeqCst);
+        self.activators.borrow_mut().push(activator);
+    }
 
-/// An output writer of this worker, to be woken to drain.
-pub fn register_writer(activator: Activator) {
-    WRITERS_LEFT.fetch_add(1, SeqCst);
-    WRITERS.with(|w| w.borrow_mut().push(activator));
-}
+    /// A writer has drained.
+    pub fn drained(&self) {
+        self.shutdown.writers_left.fetch_sub(1, SeqCst);
+    }
 
-/// A writer has drained.
-pub fn writer_drained() {
-    WRITERS_LEFT.fetch_sub(1, SeqCst);
+    /// Whether the writers are to drain.
+    pub fn draining(&self) -> bool {
+        self.shutdown.draining()
+    }
 }
 
 /// Steps the worker until it has processed what it read (everything before `read_up_to`) and
@@ -75,19 +102,25 @@ pub fn drain(
     read_up_to: Time,
     probe: &ProbeHandle<Time>,
     later_process: bool,
+    writers: &WorkerWriters,
 ) {
+    let left = &writers.shutdown.writers_left;
     let started = Instant::now();
     while probe.less_than(&read_up_to) && started.elapsed() < CATCH_UP {
         worker.step();
     }
-    DRAINING.store(true, SeqCst);
-    WRITERS.with(|w| w.borrow().iter().for_each(Activator::activate));
-    while WRITERS_LEFT.load(SeqCst) > 0 && started.elapsed() < 2 * CATCH_UP {
+    writers.shutdown.draining.store(true, SeqCst);
+    writers
+        .activators
+        .borrow()
+        .iter()
+        .for_each(Activator::activate);
+    while left.load(SeqCst) > 0 && started.elapsed() < 2 * CATCH_UP {
         worker.step();
     }
     if worker.index() == 0 && !later_process {
         let at = probe.with_frontier(|f| f.first().copied());
-        match (WRITERS_LEFT.load(SeqCst), at) {
+        match (left.load(SeqCst), at) {
             (0, Some(t)) => tracing::info!(
                 "stopped cleanly: every output is written and flushed (and checkpointed, with --checkpoint) up to {}",
                 incidentflow_dataflows::time::format_rfc3339(t)

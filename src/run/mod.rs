@@ -29,6 +29,7 @@ use crate::ingest::topology::is_kafka;
 use crate::kafka::KafkaClient;
 use crate::ops::feedback_book::{FeedbackBook, RESOLVED_KEPT};
 use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
 use crate::report::summary::{anomaly_digest, Report};
 use crate::report::{demo, review};
 use outputs::{open_outputs, OutputPlan};
@@ -38,7 +39,8 @@ use window::replay_window;
 const ALERT_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the job as the command line says.
-pub fn run(args: RunArgs) -> Result<(), JobError> {
+/// `shutdown`: the stop a signal asks for.
+pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let mut config = JobConfig::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(brokers) = &args.kafka_brokers {
         config.kafka.brokers = brokers.clone();
@@ -171,6 +173,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
             live_silences,
             score_from,
             metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
         },
         outputs,
     );
@@ -199,7 +202,7 @@ pub fn run(args: RunArgs) -> Result<(), JobError> {
         workers: total_workers,
         metrics: &metrics,
     };
-    print_results(&args, &outcome, &report)?;
+    print_results(&args, &outcome, &report, shutdown.requested())?;
     match &outcome.error {
         Some(e) => Err(JobError::OutputFailed(e.clone())),
         None => Ok(()),
@@ -353,7 +356,12 @@ fn restart_point(
 
 /// The digests (to standard output unless an output already streams there), the summary (to
 /// standard error) and `--summary-out`.
-fn print_results(args: &RunArgs, outcome: &Outcome, report: &Report) -> Result<(), JobError> {
+fn print_results(
+    args: &RunArgs,
+    outcome: &Outcome,
+    report: &Report,
+    stopped: bool,
+) -> Result<(), JobError> {
     let stdout_taken = [&args.anomalies_out, &args.incidents_out]
         .iter()
         .any(|o| o.as_deref() == Some("-"));
@@ -370,7 +378,7 @@ fn print_results(args: &RunArgs, outcome: &Outcome, report: &Report) -> Result<(
         print!("{}", anomaly_digest(outcome));
     }
     eprint!("{}", report.human());
-    if crate::ops::shutdown::requested() {
+    if stopped {
         eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");
     }
     if let Some(path) = &args.summary_out {
