@@ -716,7 +716,7 @@ fn a_replay_from_a_time_or_from_offsets_equals_the_live_run_over_the_same_range(
     // time the loadgen stamps its messages with), not from the beginning. With the z-score as
     // champion the anomalies are the same (the warm-up covers its 30-minute window), from fewer
     // records; the change detector's state is its whole history, so with it a warm-up replay is
-    // approximate (the README says so) and it is not compared here.
+    // approximate (docs/kafka.md says so) and it is not compared here.
     let (from, until) = ("2026-11-23T03:00:00.000Z", "2026-11-23T05:00:00.000Z");
     let summary_path = p("summary-warm.json");
     let zscore = dir.join("zscore.toml");

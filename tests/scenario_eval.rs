@@ -74,7 +74,7 @@ fn the_small_scenario_is_detected_and_scored() {
 /// Correlation on the small scenario with its topology and deploys: every fault becomes an
 /// incident, no incident is noise, the anomalies compress, and the root is among the first three
 /// causes. (Top-1 is not asserted here: on an 11-service graph two overlapping faults share one
-/// incident, so only one of them can rank first; the README gives the figures per scenario.)
+/// incident, so only one of them can rank first; docs/quality.md gives the figures per scenario.)
 #[test]
 fn the_small_scenario_gives_one_incident_per_problem_with_the_root_ranked() {
     let dir = scratch("scenario-eval-incidents");

@@ -1,6 +1,6 @@
 //! What each receiver is sent, as pure functions of an incident version: the Alertmanager v2
 //! alert, the PagerDuty Events v2 event, the generic webhook body and the Slack message. The
-//! field lists are the ones the README documents; the tests pin them.
+//! field lists are the ones docs/operating.md documents; the tests pin them.
 
 use incidentflow_dataflows::incident::{Incident, Severity, Status};
 use incidentflow_dataflows::time::format_rfc3339;

@@ -36,7 +36,7 @@
 //!
 //! It does not see slow drifts that never make an unusual move (the trend and level-shift
 //! challengers do), and its state is its history: exact on a full replay, approximate after a
-//! bounded re-read (see the README, "Restart").
+//! bounded re-read (see docs/kafka.md).
 
 use super::tail::TailSketch;
 use super::Reading;
