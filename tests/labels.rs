@@ -21,7 +21,7 @@ fn two_pods_are_two_series_and_a_spike_on_one_is_found() {
     // Pod a at 100 ms with noise of 1 ms; pod b at 500 ms (five times a's level) with its own
     // noise. At minute 60 pod a's latency rises by half (fifty times its noise) for three
     // minutes. Mixed into one series, b's level would hide it.
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3, 0);
     let mut text = String::new();
     for minute in 0..80u64 {
         let t = T0 + minute * MIN;

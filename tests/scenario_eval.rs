@@ -236,7 +236,7 @@ fn sparse_series(
 #[test]
 fn five_minute_and_hourly_series_are_judged_with_the_defaults() {
     let dir = scratch("sparse");
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5, 0);
     let mut lines = sparse_series("db", 300, 300_000, 250, &mut rng);
     lines.extend(sparse_series("batch", 200, 3_600_000, 150, &mut rng));
     lines.sort();

@@ -90,12 +90,10 @@ fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let start: u64 = 1_795_564_800_000; // 2026-11-25T00:00:00Z
     let metrics = ["latency_p99", "error_rate", "cpu", "memory", "request_rate"];
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = incidentflow_dataflows::rng::Rng::new(1, 0);
     for step in 0..per_series {
         for s in 0..series {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            let rng = random.next_u64();
             let service = s / metrics.len() as u64;
             let metric = metrics[(s % metrics.len() as u64) as usize];
             let level = 1.0 + (s % 97) as f64;

@@ -14,6 +14,7 @@
 //! | [`detectors`] | the detector bank: the change detector (champion), z-score, robust, level shift, trend, seasonal; episodes and scores |
 //! | [`pipeline`] | the stages wired together: samples -> anomalies |
 //! | [`incident`] | episodes grouped over the topology into incidents, and the ranked root cause |
+//! | [`rng`] | the workspace's seeded random numbers (load generator, benchmark, tests) |
 
 pub mod baseline;
 pub mod decode;
@@ -24,6 +25,7 @@ pub mod moments;
 pub mod pipeline;
 pub mod rates;
 pub mod records;
+pub mod rng;
 pub mod time;
 pub mod window;
 pub mod zscore;

