@@ -5,6 +5,40 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Where a stream of records comes from or goes: a file, standard input or output (`-`), or
+/// the topic the job file's `[kafka]` section names for it (`kafka`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `-`.
+    Stdio,
+    /// `kafka`.
+    Kafka,
+    /// Anything else.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "-" => Target::Stdio,
+            "kafka" => Target::Kafka,
+            path => Target::File(PathBuf::from(path)),
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Stdio => f.write_str("-"),
+            Target::Kafka => f.write_str("kafka"),
+            Target::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// Streaming AIOps: rolling baselines and anomaly detection over metric samples, on
 /// timely/differential dataflow.
 #[derive(Parser)]
@@ -79,29 +113,29 @@ pub struct RunArgs {
     /// Samples as JSON Lines: a file, - for standard input, or kafka for the samples topic. Omit
     /// to run the embedded demo.
     #[arg(long, value_name = "FILE|-|kafka")]
-    pub input: Option<String>,
+    pub input: Option<Target>,
     /// Write anomalies as JSON Lines to FILE (- for standard output, kafka for the anomalies topic).
     #[arg(long, value_name = "FILE|-|kafka")]
-    pub anomalies_out: Option<String>,
+    pub anomalies_out: Option<Target>,
     /// Write refused records here, or kafka for each Kafka input's `<topic>.dlq` [default:
     /// ./dead-letter.jsonl, created only when needed].
     #[arg(long, value_name = "FILE|kafka")]
-    pub dead_letter: Option<PathBuf>,
+    pub dead_letter: Option<Target>,
     /// Job file (TOML) with the detector settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Write the challengers' anomaly episodes ([detectors] challengers) as JSON Lines to FILE (-
     /// for standard output, kafka for the challengers topic).
     #[arg(long, value_name = "FILE|-|kafka")]
-    pub challengers_out: Option<String>,
+    pub challengers_out: Option<Target>,
     /// Responder feedback labels (JSON Lines), a file or kafka for the feedback topic: read at
     /// start, then followed; reported on /metrics.
     #[arg(long, value_name = "FILE|kafka")]
-    pub feedback: Option<String>,
+    pub feedback: Option<Target>,
     /// Silences (JSON Lines: name, services, start, end), a file or kafka for the silences topic:
     /// read at start, then followed; they add to the job file's [[silences]].
     #[arg(long, value_name = "FILE|kafka")]
-    pub silences: Option<String>,
+    pub silences: Option<Target>,
     /// Worker threads per process.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -117,14 +151,14 @@ pub struct RunArgs {
     /// The service topology: an edge stream or a static edge list (JSON Lines or YAML), or kafka
     /// for the topology topic.
     #[arg(long, value_name = "FILE|kafka")]
-    pub topology: Option<PathBuf>,
+    pub topology: Option<Target>,
     /// Deploy events (JSON Lines), or kafka for the deploys topic.
     #[arg(long, value_name = "FILE|kafka")]
-    pub deploys: Option<PathBuf>,
+    pub deploys: Option<Target>,
     /// Write every incident version as JSON Lines to FILE (- for standard output, kafka for the
     /// incidents topic).
     #[arg(long, value_name = "FILE|-|kafka")]
-    pub incidents_out: Option<String>,
+    pub incidents_out: Option<Target>,
     /// Also write the run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_out: Option<PathBuf>,

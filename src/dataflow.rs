@@ -10,7 +10,7 @@ use incidentflow_dataflows::incident::track_incidents;
 use incidentflow_dataflows::pipeline::detect;
 use incidentflow_dataflows::records::{DeployEvent, EdgeChange, Sample};
 use incidentflow_dataflows::time::{format_duration, Time};
-use incidentflow_dataflows::zscore::ZScoreConfig;
+use incidentflow_dataflows::zscore::BaselineConfig;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::ProbeHandle;
@@ -74,7 +74,7 @@ pub struct RunSpec {
     /// incidents output).
     pub correlate: bool,
     /// Samples before this time are not scored (their baselines are not yet the ones an
-    /// uninterrupted run had; see `ZScoreConfig::score_from`).
+    /// uninterrupted run had; see `BaselineConfig::score_from`).
     pub score_from: Time,
     /// Silences read from the side input (`--silences`), when given.
     pub live_silences: Option<crate::annotate::LiveSilences>,
@@ -136,9 +136,9 @@ fn run_worker(
     outputs: Option<Outputs>,
     outcome: Arc<Mutex<Outcome>>,
 ) -> Result<(), JobError> {
-    let zscore = ZScoreConfig {
+    let zscore = BaselineConfig {
         score_from: spec.score_from,
-        ..spec.config.zscore_config()
+        ..spec.config.baseline_config()
     };
     let detection = spec.config.detection_config();
     let correlation = spec.config.correlation_config();

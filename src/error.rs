@@ -16,9 +16,16 @@ pub enum JobError {
     /// Settings from the environment that are not valid (no file to name).
     #[error("{0}")]
     Settings(String),
-    /// Flags that do not go together.
+    /// Flags that do not go together, or a flag's value that is not valid.
     #[error("{0}")]
     Usage(String),
+    /// A file the command reads holds something else than it should (a line that is not a
+    /// record of its kind, an output that is not the one the checkpoint describes).
+    #[error("{0}")]
+    InvalidFile(String),
+    /// A part of the job could not start (a thread, the signal handler, the HTTP endpoints).
+    #[error("{0}")]
+    Startup(String),
     /// An input cannot be read.
     #[error("cannot read {what} {name}: {source}")]
     Input {

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     log::init();
     let result = match cli.command {
         Command::Run(args) => Shutdown::on_signals()
-            .map_err(|e| JobError::Usage(format!("cannot handle SIGTERM: {e}")))
+            .map_err(|e| JobError::Startup(format!("cannot handle SIGTERM: {e}")))
             .and_then(|stop| incidentflow::run::run(*args, stop)),
         Command::Eval(args) => incidentflow::evaluate::command(args),
         Command::Review { incidents } => review::run(&incidents).map(|text| print!("{text}")),

@@ -19,7 +19,7 @@ use incidentflow_dataflows::detectors::bank::Bank;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::CounterRate;
 use incidentflow_dataflows::records::{Detector, Sample};
-use incidentflow_dataflows::zscore::ZScoreConfig;
+use incidentflow_dataflows::zscore::BaselineConfig;
 
 #[test]
 fn the_binary_matches_a_naive_recomputation() {
@@ -91,7 +91,7 @@ fn naive(text: &str, champion: Detector) -> Vec<String> {
         newest = newest.max(s.timestamp);
         by_series.entry(s.series.id).or_default().push(s);
     }
-    let config = ZScoreConfig {
+    let config = BaselineConfig {
         window_ms: 15 * 60_000,
         min_points: 5,
         threshold: 3.0,

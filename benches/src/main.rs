@@ -32,7 +32,7 @@ use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::{is_counter, CounterRate};
 use incidentflow_dataflows::records::SeriesId;
-use incidentflow_dataflows::zscore::ZScoreConfig;
+use incidentflow_dataflows::zscore::BaselineConfig;
 use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
 
 /// Throughput and memory of incidentflow against a plain single-threaded loop.
@@ -118,7 +118,7 @@ fn generate(path: &Path, samples: u64, series: u64) -> std::io::Result<()> {
 /// decoder and the same detector (the default champion, through the same pure episode logic).
 /// Prints `anomalies seconds` on stdout.
 fn reference_main(input: &Path) -> Result<(), String> {
-    let config = ZScoreConfig::default();
+    let config = BaselineConfig::default();
     let detection = DetectionConfig::default();
     let needs_window = detection.needs_window();
     let mut bank = Bank::new(&detection.running(), &config, detection.update_every_ms);

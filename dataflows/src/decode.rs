@@ -296,6 +296,16 @@ struct RawEdge<'a> {
     namespace: Option<Cow<'a, str>>,
 }
 
+/// The records of a JSON Lines text (a file's bytes, a Kafka message holding one record or a
+/// batch): each line that is not blank, with its number in the text (from 1). The one splitter
+/// every reader of JSON Lines uses.
+pub fn json_lines(text: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    text.split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, line)| (i as u64 + 1, line))
+}
+
 /// Decodes a topology edge line: `{"timestamp","caller","callee"}` with optional `op` (`add`,
 /// the default, or `remove`) and `namespace`. Without a timestamp the edge is static: valid from
 /// the beginning (time 0).

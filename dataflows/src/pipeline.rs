@@ -20,7 +20,7 @@ use crate::rates::counter_rates;
 use crate::records::{Anomaly, Sample};
 use crate::time::Time;
 use crate::window::window;
-use crate::zscore::ZScoreConfig;
+use crate::zscore::BaselineConfig;
 
 /// Moves every sample to the worker that owns its series (the owner of its baseline key).
 pub fn partition_by_series<'s>(
@@ -35,7 +35,7 @@ pub fn partition_by_series<'s>(
 /// Builds the shared baselines of `samples` (already partitioned by series).
 pub fn baselines<'s>(
     samples: VecCollection<'s, Time, Sample>,
-    config: &ZScoreConfig,
+    config: &BaselineConfig,
 ) -> Baselines<'s> {
     arrange_baselines(window(samples, config.window_ms))
 }
@@ -54,7 +54,7 @@ pub struct Detected<'s> {
 /// rate) is read with its window once and handed to the bank of detectors, which reports each detector's episodes.
 pub fn detect<'s>(
     samples: VecCollection<'s, Time, Sample>,
-    config: &ZScoreConfig,
+    config: &BaselineConfig,
     detection: &DetectionConfig,
 ) -> Detected<'s> {
     let samples = counter_rates(partition_by_series(samples));

@@ -260,11 +260,6 @@ impl Detector {
             Detector::Change => "change",
         }
     }
-
-    /// The detector of a name.
-    pub fn parse(name: &str) -> Option<Detector> {
-        Detector::ALL.into_iter().find(|d| d.name() == name)
-    }
 }
 
 /// Why a detector fired.

@@ -23,9 +23,11 @@ use crate::moments::Moments;
 use crate::records::{Anomaly, Detector, Direction, Evidence, Sample, F64};
 use crate::time::Time;
 
-/// Settings of the z-score detector and of the baseline it reads.
+/// Settings of the shared baseline every window-reading detector uses (its window and the
+/// samples it must hold before a series is judged), the z-score's threshold, and from when
+/// samples are scored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ZScoreConfig {
+pub struct BaselineConfig {
     /// Baseline window length in milliseconds.
     pub window_ms: u64,
     /// Fewest baseline samples before a series is scored.
@@ -38,9 +40,9 @@ pub struct ZScoreConfig {
     pub score_from: Time,
 }
 
-impl Default for ZScoreConfig {
+impl Default for BaselineConfig {
     fn default() -> Self {
-        ZScoreConfig {
+        BaselineConfig {
             window_ms: 30 * 60 * 1000,
             min_points: 20,
             threshold: 4.0,
@@ -50,7 +52,7 @@ impl Default for ZScoreConfig {
 }
 
 /// Scores `sample` against `baseline` (the moments of its series' window before it).
-pub fn score(sample: &Sample, baseline: &Moments, config: &ZScoreConfig) -> Option<Anomaly> {
+pub fn score(sample: &Sample, baseline: &Moments, config: &BaselineConfig) -> Option<Anomaly> {
     if baseline.n < config.min_points.max(1) as i64
         || baseline.is_mean(sample.fixed)
         || sample.timestamp < config.score_from
@@ -131,7 +133,7 @@ mod tests {
         // 20 points alternating 9 and 11: mean 10, sample sd sqrt(20/19).
         let b = baseline(&[9.0, 11.0].repeat(10));
         let sd = (20.0f64 / 19.0).sqrt();
-        let cfg = ZScoreConfig::default();
+        let cfg = BaselineConfig::default();
         assert_eq!(cfg.threshold, 4.0);
         assert!(score(&sample(10.0 + 3.9 * sd), &b, &cfg).is_none());
         let six = score(&sample(10.0 + 6.0 * sd), &b, &cfg).unwrap();
@@ -145,7 +147,7 @@ mod tests {
 
     #[test]
     fn flat_baselines_do_not_divide_by_zero() {
-        let cfg = ZScoreConfig::default();
+        let cfg = BaselineConfig::default();
         let zeros = baseline(&[0.0; 20]);
         assert!(score(&sample(0.0), &zeros, &cfg).is_none());
         let jump = score(&sample(5.0), &zeros, &cfg).unwrap();
@@ -157,7 +159,7 @@ mod tests {
 
     #[test]
     fn too_few_points_are_not_scored() {
-        let cfg = ZScoreConfig::default();
+        let cfg = BaselineConfig::default();
         let nineteen = [1.0, 1.1, 0.9, 1.0].repeat(5)[..19].to_vec();
         assert!(score(&sample(100.0), &baseline(&nineteen), &cfg).is_none());
         let twenty = [1.0, 1.1, 0.9, 1.0].repeat(5);

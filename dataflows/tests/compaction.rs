@@ -11,7 +11,7 @@ use incidentflow_dataflows::baseline::with_baseline;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
 use incidentflow_dataflows::time::Time;
-use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+use incidentflow_dataflows::zscore::{score, BaselineConfig};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use timely::progress::Antichain;
@@ -19,9 +19,9 @@ use timely::progress::Antichain;
 #[test]
 fn the_arrangement_stays_bounded_as_the_stream_grows() {
     let sizes = timely::execute_directly(|worker| {
-        let config = ZScoreConfig {
+        let config = BaselineConfig {
             window_ms: 10_000,
-            ..ZScoreConfig::default()
+            ..BaselineConfig::default()
         };
         let probe = ProbeHandle::new();
         let (mut input, trace) = worker.dataflow::<Time, _, _>(|scope| {

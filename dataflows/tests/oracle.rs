@@ -15,7 +15,7 @@ use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::rates::{counter_rates, CounterRate};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
 use incidentflow_dataflows::time::Time;
-use incidentflow_dataflows::zscore::{score, ZScoreConfig};
+use incidentflow_dataflows::zscore::{score, BaselineConfig};
 
 const T0: Time = 1_795_564_800_000;
 
@@ -106,7 +106,7 @@ fn naive(input: &[(Time, Sample)], window: u64) -> Vec<(Sample, Moments)> {
 fn dataflow(
     input: Arc<Vec<(Time, Sample)>>,
     workers: usize,
-    config: ZScoreConfig,
+    config: BaselineConfig,
 ) -> Vec<(Sample, Moments)> {
     let collected = Arc::new(Mutex::new(Vec::new()));
     let sink = collected.clone();
@@ -147,7 +147,7 @@ fn dataflow(
 
 #[test]
 fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
-    let config = ZScoreConfig {
+    let config = BaselineConfig {
         window_ms: 20_000,
         min_points: 5,
         threshold: 3.0,
@@ -175,7 +175,7 @@ fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
 
 #[test]
 fn anomalies_equal_the_naive_detector() {
-    let config = ZScoreConfig {
+    let config = BaselineConfig {
         window_ms: 20_000,
         min_points: 5,
         threshold: 3.0,

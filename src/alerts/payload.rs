@@ -78,7 +78,7 @@ pub fn alertmanager_alert(incident: &Incident, labels: &Value, ends_at_ms: u64) 
     let mut annotations = Map::new();
     annotations.insert("summary".into(), summary(incident).into());
     annotations.insert("description".into(), reasons(incident).into());
-    annotations.insert("status".into(), status(incident.status).into());
+    annotations.insert("status".into(), incident.status.as_str().into());
     annotations.insert("version".into(), incident.version.to_string().into());
     annotations.insert("severity".into(), severity(incident.severity).into());
     annotations.insert("likely_cause".into(), likely_cause(incident).into());
@@ -94,14 +94,6 @@ pub fn alertmanager_alert(incident: &Incident, labels: &Value, ends_at_ms: u64) 
         "startsAt": format_rfc3339(incident.created_at),
         "endsAt": format_rfc3339(ends_at_ms),
     })
-}
-
-fn status(s: Status) -> &'static str {
-    match s {
-        Status::Open => "open",
-        Status::Updated => "updated",
-        Status::Resolved => "resolved",
-    }
 }
 
 /// The PagerDuty Events v2 trigger for an incident (`dedup_key` = incident id).

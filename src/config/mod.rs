@@ -19,7 +19,7 @@ use incidentflow_dataflows::time::{format_duration, parse_duration};
 
 use crate::error::JobError;
 use incidentflow_dataflows::incident::CorrelationConfig;
-use incidentflow_dataflows::zscore::ZScoreConfig;
+use incidentflow_dataflows::zscore::BaselineConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written as text (`30m`, `10s`, `1h30m`), held in milliseconds.
@@ -46,15 +46,15 @@ impl Serialize for Millis {
 #[serde(deny_unknown_fields, default)]
 pub struct JobConfig {
     /// The rolling baselines every detector reads.
-    pub baseline: BaselineConfig,
+    pub baseline: BaselineSection,
     /// The rolling z-score detector.
     pub zscore: ZScoreSection,
     /// Which detector is the champion, which are challengers.
-    pub detectors: DetectionConfig,
+    pub detectors: DetectorsSection,
     /// Event time: lateness and the progress tick.
-    pub time: TimeConfig,
+    pub time: TimeSection,
     /// How input files are read.
-    pub input: InputConfig,
+    pub input: InputSection,
     /// How anomalies become incidents.
     pub correlation: CorrelationSection,
     /// The Kafka brokers and topics used when an input or output is `kafka`.
@@ -205,16 +205,16 @@ impl Default for CorrelationSection {
 /// `[baseline]`
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct BaselineConfig {
+pub struct BaselineSection {
     /// Length of the rolling window a sample is compared with.
     pub window: Millis,
     /// Fewest samples in the window before a series is scored.
     pub min_points: u64,
 }
 
-impl Default for BaselineConfig {
+impl Default for BaselineSection {
     fn default() -> Self {
-        BaselineConfig {
+        BaselineSection {
             window: Millis(30 * 60 * 1000),
             min_points: 20,
         }
@@ -225,7 +225,7 @@ impl Default for BaselineConfig {
 /// challengers (run in shadow on the same baseline; their anomalies go to `--challengers-out`).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DetectionConfig {
+pub struct DetectorsSection {
     /// change, zscore, robust, level_shift, trend or seasonal.
     pub champion: Detector,
     /// Any of them but the champion.
@@ -235,10 +235,10 @@ pub struct DetectionConfig {
     pub update_every: Millis,
 }
 
-impl Default for DetectionConfig {
+impl Default for DetectorsSection {
     fn default() -> Self {
         let d = incidentflow_dataflows::detectors::bank::DetectionConfig::default();
-        DetectionConfig {
+        DetectorsSection {
             champion: d.champion,
             challengers: d.challengers,
             update_every: Millis(d.update_every_ms),
@@ -263,7 +263,7 @@ impl Default for ZScoreSection {
 /// `[time]`
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TimeConfig {
+pub struct TimeSection {
     /// How far behind the newest record of its partition a record may be and still be processed
     /// at its own time; older records are dead-lettered as `late`.
     pub allowed_lateness: Millis,
@@ -272,9 +272,9 @@ pub struct TimeConfig {
     pub tick: Millis,
 }
 
-impl Default for TimeConfig {
+impl Default for TimeSection {
     fn default() -> Self {
-        TimeConfig {
+        TimeSection {
             allowed_lateness: Millis(10_000),
             tick: Millis(1000),
         }
@@ -284,7 +284,7 @@ impl Default for TimeConfig {
 /// `[input]`
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct InputConfig {
+pub struct InputSection {
     /// Longest accepted line in bytes; longer lines are dead-lettered as `oversized`.
     pub max_line_bytes: u64,
     /// Files are cut into partitions of this many bytes (at line boundaries), shared out among the
@@ -293,9 +293,9 @@ pub struct InputConfig {
     pub partition_bytes: u64,
 }
 
-impl Default for InputConfig {
+impl Default for InputSection {
     fn default() -> Self {
-        InputConfig {
+        InputSection {
             max_line_bytes: 1 << 20,
             partition_bytes: 4 << 20,
         }
@@ -641,8 +641,8 @@ impl JobConfig {
     }
 
     /// The detector settings handed to the dataflow.
-    pub fn zscore_config(&self) -> ZScoreConfig {
-        ZScoreConfig {
+    pub fn baseline_config(&self) -> BaselineConfig {
+        BaselineConfig {
             window_ms: self.baseline.window.0,
             min_points: self.baseline.min_points,
             threshold: self.zscore.threshold,
@@ -659,14 +659,14 @@ mod tests {
     fn an_empty_file_is_the_defaults() {
         let c = JobConfig::parse("").unwrap();
         assert_eq!(c, JobConfig::default());
-        assert_eq!(c.zscore_config(), ZScoreConfig::default());
+        assert_eq!(c.baseline_config(), BaselineConfig::default());
     }
 
     #[test]
     fn values_are_read() {
         let c = JobConfig::parse("[baseline]\nwindow = \"1h\"\nmin_points = 12\n[zscore]\nthreshold = 4.5\n[time]\nallowed_lateness = \"2m\"\n").unwrap();
         assert_eq!(c.baseline.window, Millis(3_600_000));
-        assert_eq!(c.zscore_config().min_points, 12);
+        assert_eq!(c.baseline_config().min_points, 12);
         assert_eq!(c.zscore.threshold, 4.5);
         assert_eq!(c.time.allowed_lateness, Millis(120_000));
     }

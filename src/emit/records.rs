@@ -20,6 +20,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
+use crate::cli::Target;
 use crate::ops::metrics::Metrics;
 
 /// How many anomalies the end-of-run summary keeps to show.
@@ -110,15 +111,15 @@ impl RecordOutput {
     }
 }
 
-/// Opens `-` as standard output, anything else as a new file.
-pub fn open_output(target: &str) -> io::Result<LineWriter> {
-    if target == "-" {
-        Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())))
-    } else {
-        Ok(Box::new(BufWriter::with_capacity(
+/// Opens standard output (`-`) or a new file (a topic is not lines: see `RecordOutput::Kafka`).
+pub fn open_output(target: &Target) -> io::Result<LineWriter> {
+    match target {
+        Target::Stdio => Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
+        Target::File(path) => Ok(Box::new(BufWriter::with_capacity(
             1 << 16,
-            File::create(target)?,
-        )))
+            File::create(path)?,
+        ))),
+        Target::Kafka => Err(io::Error::other("kafka is a topic, not lines")),
     }
 }
 
@@ -247,13 +248,7 @@ impl OutputRecord for Incident {
         outcome.incidents.extend(written.into_iter().take(room));
     }
     fn count(&self, metrics: &Metrics, open: usize) {
-        use incidentflow_dataflows::incident::Status;
-        let status = match self.status {
-            Status::Open => "open",
-            Status::Updated => "updated",
-            Status::Resolved => "resolved",
-        };
-        metrics.incident_version(status, open);
+        metrics.incident_version(self.status.as_str(), open);
     }
     fn written(&self, listeners: &Listeners) {
         if let Some(alerts) = &listeners.alerts {
@@ -496,13 +491,8 @@ pub fn write_diagnostics(
     mut out: Option<DeadLetterOutput>,
     context: WriterContext,
 ) {
-    let WriterContext {
-        outcome,
-        durability,
-        metrics,
-        writers,
-    } = context;
-    let checkpointer = durability.checkpointer;
+    let (outcome, metrics, writers) = (context.outcome, context.metrics, context.writers);
+    let checkpointer = context.durability.checkpointer;
     diagnostics.sink(
         Exchange::new(|_: &Diagnostic| 0u64),
         "WriteDeadLetters",

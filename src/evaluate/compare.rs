@@ -24,7 +24,7 @@ use crate::evaluate::truth::{percentile, ratio, AnomalyRef, TruthFault};
 
 /// One detector's episode.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Episode {
+pub struct EpisodeSpan {
     /// Its detector.
     pub detector: String,
     /// Its series (namespace/service/metric).
@@ -38,19 +38,21 @@ pub struct Episode {
 }
 
 /// Groups anomaly events into episodes (see the module).
-pub fn episodes(anomalies: &[AnomalyRef], gap_ms: u64) -> Vec<Episode> {
-    let mut by_id: BTreeMap<(&str, &str), Episode> = BTreeMap::new();
+pub fn episodes(anomalies: &[AnomalyRef], gap_ms: u64) -> Vec<EpisodeSpan> {
+    let mut by_id: BTreeMap<(&str, &str), EpisodeSpan> = BTreeMap::new();
     let mut samples: BTreeMap<(&str, &str), Vec<(Time, &str)>> = BTreeMap::new();
     for a in anomalies {
         match &a.episode {
             Some((id, started)) => {
-                let e = by_id.entry((&a.detector, id)).or_insert_with(|| Episode {
-                    detector: a.detector.clone(),
-                    series: a.series.clone(),
-                    service: a.service.clone(),
-                    start: *started,
-                    end: a.timestamp,
-                });
+                let e = by_id
+                    .entry((&a.detector, id))
+                    .or_insert_with(|| EpisodeSpan {
+                        detector: a.detector.clone(),
+                        series: a.series.clone(),
+                        service: a.service.clone(),
+                        start: *started,
+                        end: a.timestamp,
+                    });
                 e.end = e.end.max(a.timestamp);
             }
             None => samples
@@ -59,16 +61,16 @@ pub fn episodes(anomalies: &[AnomalyRef], gap_ms: u64) -> Vec<Episode> {
                 .push((a.timestamp, &a.service)),
         }
     }
-    let mut out: Vec<Episode> = by_id.into_values().collect();
+    let mut out: Vec<EpisodeSpan> = by_id.into_values().collect();
     for ((detector, series), mut times) in samples {
         times.sort_unstable();
-        let mut current: Option<Episode> = None;
+        let mut current: Option<EpisodeSpan> = None;
         for (t, service) in times {
             match current.as_mut() {
                 Some(e) if t <= e.end + gap_ms => e.end = t,
                 _ => {
                     out.extend(current.take());
-                    current = Some(Episode {
+                    current = Some(EpisodeSpan {
                         detector: detector.to_string(),
                         series: series.to_string(),
                         service: service.to_string(),
@@ -113,12 +115,12 @@ pub struct DetectorRow {
 pub fn compare(
     truth: &[TruthFault],
     spans: &[(Time, Time)],
-    episodes: &[Episode],
+    episodes: &[EpisodeSpan],
     champion: &str,
     interval_ms: u64,
     span_days: f64,
 ) -> Vec<DetectorRow> {
-    let mut by_detector: BTreeMap<&str, Vec<&Episode>> = BTreeMap::new();
+    let mut by_detector: BTreeMap<&str, Vec<&EpisodeSpan>> = BTreeMap::new();
     for e in episodes {
         by_detector.entry(&e.detector).or_default().push(e);
     }

@@ -423,18 +423,21 @@ pub fn render(report: &EvalReport) -> String {
 }
 
 fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, JobError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JobError::Input {
+    let text = std::fs::read(path).map_err(|source| JobError::Input {
         what,
         name: path.display().to_string(),
         source,
     })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map(|v| (i + 1, v)).map_err(|e| {
-                JobError::Usage(format!("{} line {}: not JSON: {e}", path.display(), i + 1))
-            })
+    incidentflow_dataflows::decode::json_lines(&text)
+        .map(|(number, l)| {
+            serde_json::from_slice(l)
+                .map(|v| (number as usize, v))
+                .map_err(|e| {
+                    JobError::InvalidFile(format!(
+                        "{} line {number}: not JSON: {e}",
+                        path.display()
+                    ))
+                })
         })
         .collect()
 }
@@ -465,7 +468,7 @@ fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, JobErr
 
 fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, JobError> {
     let bad = || {
-        JobError::Usage(format!(
+        JobError::InvalidFile(format!(
             "{} line {line}: `{key}` must be an RFC 3339 time",
             path.display()
         ))
@@ -510,8 +513,9 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
         Some(truth) => read_lines(truth, "ground truth")?
             .into_iter()
             .map(|(line, v)| {
-                serde_json::from_value(v)
-                    .map_err(|e| JobError::Usage(format!("{} line {line}: {e}", truth.display())))
+                serde_json::from_value(v).map_err(|e| {
+                    JobError::InvalidFile(format!("{} line {line}: {e}", truth.display()))
+                })
             })
             .collect::<Result<_, _>>()?,
     };
@@ -543,7 +547,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
                         incident_id: v["incident_id"]
                             .as_str()
                             .ok_or_else(|| {
-                                JobError::Usage(format!(
+                                JobError::InvalidFile(format!(
                                     "{} line {line}: missing incident_id",
                                     path.display()
                                 ))
@@ -573,7 +577,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
         incidents.as_deref(),
         grace_ms,
     )
-    .map_err(JobError::Usage)?;
+    .map_err(JobError::InvalidFile)?;
     report.with_truth = truth.is_some();
     if let (Some(_), Some(champion)) = (truth, &anomalies) {
         let mut all = champion.clone();
@@ -637,10 +641,7 @@ fn feedback_figures(
     })?;
     let mut labels = BTreeMap::new();
     let mut invalid = 0;
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    for (number, line) in incidentflow_dataflows::decode::json_lines(&text) {
         match crate::evaluate::feedback::parse(line) {
             Ok(label) => {
                 labels.insert(label.incident_id.clone(), label);
@@ -648,9 +649,8 @@ fn feedback_figures(
             Err(reason) => {
                 invalid += 1;
                 eprintln!(
-                    "incidentflow eval: {} line {}: label skipped: {reason}",
+                    "incidentflow eval: {} line {number}: label skipped: {reason}",
                     path.display(),
-                    i + 1
                 );
             }
         }

@@ -3,7 +3,6 @@
 //! partition's own watermark, and put into the dataflow in event time. Refused records go to the
 //! dead-letter output with their position; the counts say read = valid + dead-lettered.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +16,13 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
 
+use crate::cli::Target;
 use crate::config::{JobConfig, KafkaSection};
 use crate::emit::records::Diagnostic;
 use crate::error::JobError;
 use crate::ingest::files::{plan_partitions, InputSource, LineInfo, Partition};
 use crate::ingest::progress::Progress;
-use crate::ingest::topology::{is_kafka, is_yaml, static_yaml_topology};
+use crate::ingest::topology::{is_yaml, static_yaml_topology};
 use crate::kafka::KafkaClient;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
@@ -32,9 +32,9 @@ pub struct FeedSpec {
     /// Where samples come from.
     pub input: InputSource,
     /// The topology edge stream or static topology (JSON Lines, YAML, or `kafka`).
-    pub topology: Option<PathBuf>,
+    pub topology: Option<Target>,
     /// Deploy events (JSON Lines, or `kafka`).
-    pub deploys: Option<PathBuf>,
+    pub deploys: Option<Target>,
     /// Brokers and topics, for inputs named `kafka`.
     pub kafka: KafkaSection,
     /// The brokers and security settings of every Kafka client.
@@ -554,8 +554,15 @@ impl<'a> Feed<'a> {
         let max_line = self.config.input.max_line_bytes as usize;
         let mut follow: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
         for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
-            let Some(path) = path else { continue };
-            if is_kafka(path) {
+            let path = match path {
+                None => continue,
+                Some(Target::File(path)) => path,
+                Some(Target::Stdio) => {
+                    return Err(JobError::Usage(
+                        "standard input carries the samples: give the topology and deploys as files or kafka".into(),
+                    ))
+                }
+                Some(Target::Kafka) => {
                 let kafka = &self.spec.kafka;
                 let topic = if is_edges {
                     &kafka.topology_topic
@@ -576,7 +583,8 @@ impl<'a> Feed<'a> {
                     }
                 }
                 continue;
-            }
+                }
+            };
             let source = InputSource::Path(path.clone());
             let name = source.name();
             let what = if is_edges { "topology" } else { "deploys" };
@@ -687,18 +695,14 @@ fn message_lines(
     offset: i64,
     max_line: usize,
 ) -> impl Iterator<Item = (LineInfo, &[u8])> {
-    payload
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(move |(i, line)| {
-            let info = LineInfo {
-                offset: offset.max(0) as u64,
-                number: i as u64 + 1,
-                oversized: line.len() > max_line,
-            };
-            (info, &line[..line.len().min(max_line)])
-        })
+    incidentflow_dataflows::decode::json_lines(payload).map(move |(number, line)| {
+        let info = LineInfo {
+            offset: offset.max(0) as u64,
+            number,
+            oversized: line.len() > max_line,
+        };
+        (info, &line[..line.len().min(max_line)])
+    })
 }
 
 fn oversized(max_line: usize) -> Invalid {

@@ -325,7 +325,8 @@ pub fn timestamp_at(
     let mut decoder = incidentflow_dataflows::decode::Decoder::new();
     while std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            for line in m.payload().unwrap_or_default().split(|b| *b == b'\n') {
+            let payload = m.payload().unwrap_or_default();
+            for (_, line) in incidentflow_dataflows::decode::json_lines(payload) {
                 if let Ok(sample) = decoder.decode(line) {
                     return Ok(sample.timestamp);
                 }

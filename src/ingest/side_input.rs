@@ -70,7 +70,7 @@ fn spawn(what: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(),
         .name(what.into())
         .spawn(body)
         .map(|_| ())
-        .map_err(|e| JobError::Usage(format!("cannot start the {what} reader: {e}")))
+        .map_err(|e| JobError::Startup(format!("cannot start the {what} reader: {e}")))
 }
 
 /// Hands over the complete lines after `at` (a line still being written waits for its newline).
@@ -105,12 +105,10 @@ fn lines_of(
     offset: i64,
     on_line: &mut impl FnMut(&[u8], &str),
 ) {
-    for line in payload.split(|b| *b == b'\n') {
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            on_line(
-                line.trim_ascii_end(),
-                &format!("{topic}[{partition}]@{offset}"),
-            );
-        }
+    for (_, line) in incidentflow_dataflows::decode::json_lines(payload) {
+        on_line(
+            line.trim_ascii_end(),
+            &format!("{topic}[{partition}]@{offset}"),
+        );
     }
 }

@@ -1,14 +1,8 @@
-//! Topology and deploy inputs that are not streams of lines: `kafka` as a file argument names
-//! the topic, and a static topology may be a YAML file of edges.
+//! A static topology may be a YAML file of edges, valid from the start.
 
 use incidentflow_dataflows::records::EdgeChange;
 
 use crate::error::JobError;
-
-/// Whether an event file argument names the Kafka topic instead of a file.
-pub fn is_kafka(path: &std::path::Path) -> bool {
-    path.as_os_str() == "kafka"
-}
 
 pub fn is_yaml(path: &std::path::Path) -> bool {
     matches!(

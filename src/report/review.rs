@@ -146,10 +146,10 @@ pub fn run(path: &Path) -> Result<String, JobError> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let v: Value = serde_json::from_str(line).map_err(|e| {
-            JobError::Usage(format!("{} line {}: not JSON: {e}", path.display(), i + 1))
+            JobError::InvalidFile(format!("{} line {}: not JSON: {e}", path.display(), i + 1))
         })?;
         if v["incident_id"].as_str().is_none() {
-            return Err(JobError::Usage(format!(
+            return Err(JobError::InvalidFile(format!(
                 "{} line {}: not an incident (no incident_id)",
                 path.display(),
                 i + 1

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use incidentflow_dataflows::time::{format_rfc3339, parse_duration, parse_rfc3339};
 
 use crate::annotate::LiveSilences;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, Target};
 use crate::config::{JobConfig, KafkaSection};
 use crate::dataflow::{Cluster, Outputs, RunSpec};
 use crate::emit::checkpoint::Checkpoint;
@@ -25,7 +25,6 @@ use crate::error::JobError;
 use crate::ingest::feed::FeedSpec;
 use crate::ingest::files::InputSource;
 use crate::ingest::side_input::{follow, SideSource};
-use crate::ingest::topology::is_kafka;
 use crate::kafka::KafkaClient;
 use crate::ops::feedback_book::{FeedbackBook, RESOLVED_KEPT};
 use crate::ops::metrics::Metrics;
@@ -79,10 +78,8 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         None => None,
     };
     let (read_from, score_from) = restart_point(&args, &config, &input, resume.as_ref(), from)?;
-    let dead_letter_path = args
-        .dead_letter
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("dead-letter.jsonl"));
+    // Where dead letters go when --dead-letter is not given (created only when needed).
+    let dead_letter_path = PathBuf::from("dead-letter.jsonl");
     // Alert outputs page people: a replay re-computes the past and sends nothing.
     let replay = from.is_some() || until.is_some();
     let alerts = if leader && !config.alerts.is_empty() {
@@ -93,8 +90,9 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         } else {
             tracing::info!(outputs = ?names, "alert outputs on");
             Some(
-                crate::alerts::Alerts::start(&config.alerts, metrics.clone())
-                    .map_err(|e| JobError::Usage(format!("cannot start the alert outputs: {e}")))?,
+                crate::alerts::Alerts::start(&config.alerts, metrics.clone()).map_err(|e| {
+                    JobError::Startup(format!("cannot start the alert outputs: {e}"))
+                })?,
             )
         }
     } else {
@@ -126,17 +124,28 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
             challengers: None,
         }
     };
-    for (path, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
-        if let Some(path) = path.as_ref().filter(|p| !is_kafka(p)) {
-            std::fs::metadata(path).map_err(|source| JobError::Input {
-                what,
-                name: path.display().to_string(),
-                source,
-            })?;
+    for (target, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
+        match target {
+            Some(Target::File(path)) => {
+                std::fs::metadata(path).map_err(|source| JobError::Input {
+                    what,
+                    name: path.display().to_string(),
+                    source,
+                })?;
+            }
+            Some(Target::Stdio) => {
+                return Err(JobError::Usage(format!(
+                    "--{what} -: standard input carries the samples; give a file or kafka"
+                )))
+            }
+            Some(Target::Kafka) | None => {}
         }
     }
     let (topology, deploys) = match (demo, &args.topology) {
-        (true, None) => (Some(demo::topology_file()?), args.deploys.clone()),
+        (true, None) => (
+            Some(Target::File(demo::topology_file()?)),
+            args.deploys.clone(),
+        ),
         _ => (args.topology.clone(), args.deploys.clone()),
     };
     if demo && leader {
@@ -177,7 +186,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         },
         outputs,
     );
-    if let Some(path) = demo_topology {
+    if let Some(Target::File(path)) = demo_topology {
         let _ = std::fs::remove_file(path); // the demo's own temporary file
     }
     // What is queued still goes out, for a while.
@@ -194,11 +203,16 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         );
         return Ok(());
     }
+    let anomalies_to = args.anomalies_out.as_ref().map(Target::to_string);
+    let dead_letter_to = args
+        .dead_letter
+        .as_ref()
+        .map_or(dead_letter_path.display().to_string(), Target::to_string);
     let report = Report {
         outcome: &outcome,
         elapsed,
-        anomalies_to: args.anomalies_out.as_deref(),
-        dead_letter_to: &dead_letter_path.to_string_lossy(),
+        anomalies_to: anomalies_to.as_deref(),
+        dead_letter_to: &dead_letter_to,
         workers: total_workers,
         metrics: &metrics,
     };
@@ -216,12 +230,13 @@ fn follow_side_inputs(
     client: &KafkaClient,
     metrics: &Arc<Metrics>,
 ) -> Result<(Option<Arc<FeedbackBook>>, Option<LiveSilences>), JobError> {
-    let source = |arg: &str, topic: &str| match arg {
-        "kafka" => SideSource::Topic {
+    // Standard input carries the samples: `-` is read as a file of that name.
+    let source = |arg: &Target, topic: &str| match arg {
+        Target::Kafka => SideSource::Topic {
             client: client.clone(),
             topic: topic.to_owned(),
         },
-        path => SideSource::File(PathBuf::from(path)),
+        other => SideSource::File(PathBuf::from(other.to_string())),
     };
     let book = match &args.feedback {
         Some(arg) => {
@@ -256,17 +271,17 @@ fn follow_side_inputs(
 
 /// The samples' source: the embedded demo, standard input, the samples topic or a file.
 fn input_source(args: &RunArgs, kafka: &KafkaSection) -> Result<InputSource, JobError> {
-    Ok(match args.input.as_deref() {
+    Ok(match &args.input {
         None => {
             let (name, bytes) = demo::scenario();
             InputSource::Embedded { name, bytes }
         }
-        Some("-") => InputSource::Stdin,
-        Some("kafka") => InputSource::Kafka {
+        Some(Target::Stdio) => InputSource::Stdin,
+        Some(Target::Kafka) => InputSource::Kafka {
             topic: kafka.samples_topic.clone(),
         },
-        Some(path) => {
-            let path = PathBuf::from(path);
+        Some(Target::File(path)) => {
+            let path = path.clone();
             std::fs::metadata(&path).map_err(|source| JobError::Input {
                 what: "input",
                 name: path.display().to_string(),
@@ -362,9 +377,7 @@ fn print_results(
     report: &Report,
     stopped: bool,
 ) -> Result<(), JobError> {
-    let stdout_taken = [&args.anomalies_out, &args.incidents_out]
-        .iter()
-        .any(|o| o.as_deref() == Some("-"));
+    let stdout_taken = [&args.anomalies_out, &args.incidents_out].contains(&&Some(Target::Stdio));
     if !stdout_taken && args.incidents_out.is_none() && !outcome.incidents.is_empty() {
         let versions: Vec<serde_json::Value> = outcome
             .incidents

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, Target};
 use crate::config::KafkaSection;
 use crate::dataflow::Outputs;
 use crate::emit::checkpoint::{Checkpoint, Checkpointer};
@@ -14,7 +14,6 @@ use crate::emit::kafka::{dlq_topic, TopicSink};
 use crate::emit::records::{open_output, DeadLetterOutput, Durability, Listeners, RecordOutput};
 use crate::error::JobError;
 use crate::ingest::files::InputSource;
-use crate::ingest::topology::is_kafka;
 use crate::kafka::KafkaClient;
 
 /// What the outputs are opened with.
@@ -53,9 +52,9 @@ pub fn open_outputs(plan: OutputPlan<'_>) -> Result<Outputs, JobError> {
         listeners,
     } = plan;
     let resume_bytes = |what: &str| resume.and_then(|c| c.bytes(what));
-    let open = |target: &Option<String>, what: &'static str, topic: &str| {
+    let open = |target: &Option<Target>, what: &'static str, topic: &str| {
         target
-            .as_deref()
+            .as_ref()
             .map(|t| record_output_resumed(resume_bytes(what), t, what, topic, client))
             .transpose()
     };
@@ -111,21 +110,15 @@ fn dead_letter_output(
     default_path: &Path,
 ) -> Result<DeadLetterOutput, JobError> {
     Ok(match &args.dead_letter {
-        Some(path) if is_kafka(path) => {
+        Some(Target::Kafka) => {
             let mut sinks = BTreeMap::new();
             for (used, topic) in [
                 (
                     matches!(input, InputSource::Kafka { .. }),
                     &kafka.samples_topic,
                 ),
-                (
-                    args.topology.as_deref().is_some_and(is_kafka),
-                    &kafka.topology_topic,
-                ),
-                (
-                    args.deploys.as_deref().is_some_and(is_kafka),
-                    &kafka.deploys_topic,
-                ),
+                (args.topology == Some(Target::Kafka), &kafka.topology_topic),
+                (args.deploys == Some(Target::Kafka), &kafka.deploys_topic),
             ] {
                 if used {
                     let dlq = dlq_topic(topic);
@@ -135,11 +128,11 @@ fn dead_letter_output(
             }
             DeadLetterOutput::Kafka(sinks)
         }
-        Some(path) => DeadLetterOutput::Open(
-            path.clone(),
-            open_output(&path.to_string_lossy()).map_err(|source| JobError::Output {
+        Some(target) => DeadLetterOutput::Open(
+            PathBuf::from(target.to_string()),
+            open_output(target).map_err(|source| JobError::Output {
                 what: "dead letters",
-                name: path.display().to_string(),
+                name: target.to_string(),
                 source,
             })?,
         ),
@@ -150,26 +143,26 @@ fn dead_letter_output(
 /// [`record_output`], taking up a file where a checkpoint says the earlier run left it.
 pub fn record_output_resumed(
     resume_bytes: Option<u64>,
-    target: &str,
+    target: &Target,
     what: &'static str,
     topic: &str,
     client: &KafkaClient,
 ) -> Result<RecordOutput, JobError> {
-    let Some(bytes) = resume_bytes.filter(|_| target != "-" && target != "kafka") else {
+    let (Some(bytes), Target::File(path)) = (resume_bytes, target) else {
         return record_output(target, what, topic, client);
     };
     let error = |source| JobError::Output {
         what,
-        name: target.to_owned(),
+        name: target.to_string(),
         source,
     };
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .open(target)
+        .open(path)
         .map_err(error)?;
     let len = file.metadata().map_err(error)?.len();
     if len < bytes {
-        return Err(JobError::Usage(format!(
+        return Err(JobError::InvalidFile(format!(
             "{target} is {len} bytes but the checkpoint says {bytes} were written: it is not the file the checkpoint belongs to"
         )));
     }
@@ -184,19 +177,19 @@ pub fn record_output_resumed(
 
 /// A file, standard output (`-`) or the Kafka topic (`kafka`).
 fn record_output(
-    target: &str,
+    target: &Target,
     what: &'static str,
     topic: &str,
     client: &KafkaClient,
 ) -> Result<RecordOutput, JobError> {
-    if target == "kafka" {
+    if *target == Target::Kafka {
         return Ok(RecordOutput::Kafka(TopicSink::open(client, topic)?));
     }
     open_output(target)
         .map(RecordOutput::Lines)
         .map_err(|source| JobError::Output {
             what,
-            name: target.to_owned(),
+            name: target.to_string(),
             source,
         })
 }

@@ -30,7 +30,7 @@ use crate::records::{
     SeriesId, SeriesInfo, F64,
 };
 use crate::time::Time;
-use crate::zscore::ZScoreConfig;
+use crate::zscore::BaselineConfig;
 
 /// Which detector is the champion (its anomalies feed correlation and the alerts) and which run
 /// in shadow as challengers (their anomalies go to an output of their own).
@@ -129,14 +129,14 @@ pub struct Bank {
     /// The z-score runs (sparse windows are worth a word).
     judges_zscore: bool,
     series: HashMap<SeriesId, SeriesState>,
-    zscore: ZScoreConfig,
+    zscore: BaselineConfig,
     update_every_ms: Time,
 }
 
 impl Bank {
     /// A bank of `detectors`, the z-score's settings (its threshold, and the window and least
     /// points of the shared baseline) and how often an open episode reports.
-    pub fn new(detectors: &[Detector], zscore: &ZScoreConfig, update_every_ms: Time) -> Self {
+    pub fn new(detectors: &[Detector], zscore: &BaselineConfig, update_every_ms: Time) -> Self {
         let runs = |d: Detector| detectors.contains(&d);
         Bank {
             detectors: detectors.to_vec(),
@@ -239,7 +239,7 @@ impl Bank {
                     c.follow(episode.is_open() || episode.is_pending());
                 }
             }
-            // Before `score_from` the detectors learn but do not report (see `ZScoreConfig`).
+            // Before `score_from` the detectors learn but do not report (see `BaselineConfig`).
             if t < self.zscore.score_from {
                 continue;
             }
@@ -305,7 +305,7 @@ fn zscore_reading(
     mean: f64,
     sd: f64,
     baseline: &Moments,
-    config: &ZScoreConfig,
+    config: &BaselineConfig,
 ) -> Reading {
     if !(mean.is_finite() && sd.is_finite()) || (x - mean).abs() == 0.0 {
         return Reading::NONE;
@@ -415,7 +415,7 @@ mod tests {
         let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
         let mut bank = Bank::new(
             &[Detector::LevelShift, Detector::Robust],
-            &ZScoreConfig::default(),
+            &BaselineConfig::default(),
             0,
         );
         let mut g = Noise::new(4);
@@ -459,7 +459,7 @@ mod tests {
         let rate = Arc::new(SeriesInfo::new("shop", "api", "request_rate"));
         let gauge = Arc::new(SeriesInfo::new("shop", "api", "latency"));
         let run = |detectors: &[Detector]| {
-            let mut bank = Bank::new(detectors, &ZScoreConfig::default(), 150_000);
+            let mut bank = Bank::new(detectors, &BaselineConfig::default(), 150_000);
             let mut g = Noise::new(8);
             let mut out = Vec::new();
             // Each series' window of its last 30 values, as the shared baseline would hold it.
@@ -522,7 +522,7 @@ mod tests {
     /// episodes (the sample index they opened at).
     fn irregular(seed: u64, value: impl Fn(usize, &mut Noise) -> f64) -> Vec<(Detector, usize)> {
         let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
-        let config = ZScoreConfig {
+        let config = BaselineConfig {
             window_ms: 8 * 3_600_000,
             min_points: 20,
             threshold: 4.0,

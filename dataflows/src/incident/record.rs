@@ -23,7 +23,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The name used in records, metrics and alerts.
+    /// The name used in records, metrics and alerts: serde's (a test ties the two).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Open => "open",
@@ -266,4 +266,17 @@ struct DeployJson<'a> {
     service: &'a str,
     version: &'a str,
     timestamp: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn a_status_has_one_name_serde_s() {
+        for status in [Status::Open, Status::Updated, Status::Resolved] {
+            let json = serde_json::to_string(&status).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+    }
 }

@@ -91,7 +91,7 @@ enum Owner {
 }
 
 #[derive(Clone, Debug)]
-struct Episode {
+struct TrackedEpisode {
     service: Service,
     namespace: Arc<str>,
     metric: Arc<str>,
@@ -128,7 +128,7 @@ struct Member {
 }
 
 impl Member {
-    fn add(&mut self, e: &Episode, at: Time) {
+    fn add(&mut self, e: &TrackedEpisode, at: Time) {
         if self.events == 0 && self.metrics.is_empty() {
             self.onset = e.started;
             self.namespace = Some(e.namespace.clone());
@@ -200,6 +200,27 @@ struct Open {
     split_from: Option<String>,
 }
 
+impl Open {
+    /// An incident opened at `t` whose episodes began at `onset`, with no members yet.
+    fn new(id: String, t: Time, onset: Time, split_from: Option<String>) -> Self {
+        Open {
+            id,
+            created_at: t,
+            onset,
+            version: 0,
+            members: BTreeMap::new(),
+            support: BTreeMap::new(),
+            episodes: BTreeSet::new(),
+            sustaining: BTreeSet::new(),
+            resolve_at: None,
+            went_silent: false,
+            published: None,
+            published_at: t,
+            split_from,
+        }
+    }
+}
+
 /// The incident lifecycle, one completed time at a time.
 #[derive(Default)]
 pub struct Tracker {
@@ -208,7 +229,7 @@ pub struct Tracker {
     /// The same edges by callee: (callee, caller).
     callers: BTreeMap<(Service, Service), i64>,
     deploys: BTreeMap<Service, Vec<(Time, Arc<str>)>>,
-    episodes: BTreeMap<EpisodeKey, Episode>,
+    episodes: BTreeMap<EpisodeKey, TrackedEpisode>,
     /// Open episodes per service (for silent intermediates: a service with none is silent).
     open_by_service: BTreeMap<Service, u32>,
     /// Candidate episodes per service.
@@ -324,7 +345,7 @@ impl Tracker {
         // An update of an episode not (or no longer) followed, one that went silent and speaks
         // again, is followed from now: what it does now is what is news.
         let resumed = a.episode.is_some_and(|e| e.status != EpisodeStatus::Open);
-        let episode = Episode {
+        let episode = TrackedEpisode {
             service: a.series.service.clone(),
             namespace: a.series.namespace.clone(),
             metric: a.series.metric_name.clone(),
@@ -508,7 +529,7 @@ impl Tracker {
 
     /// The merge window of an episode: the configured one, or two of its series' sample
     /// intervals when that is longer.
-    fn window_of(&self, e: &Episode) -> u64 {
+    fn window_of(&self, e: &TrackedEpisode) -> u64 {
         self.config
             .merge_window_ms
             .max(e.interval_ms.saturating_mul(2))
@@ -715,24 +736,8 @@ impl Tracker {
             let label = services.first().cloned().unwrap_or_else(|| seed.clone());
             let id = incident_id(t, &label);
             let onset = keys.iter().map(|k| k.1).min().unwrap_or(t);
-            self.open.insert(
-                id.clone(),
-                Open {
-                    id: id.clone(),
-                    created_at: t,
-                    onset,
-                    version: 0,
-                    members: BTreeMap::new(),
-                    support: BTreeMap::new(),
-                    episodes: BTreeSet::new(),
-                    sustaining: BTreeSet::new(),
-                    resolve_at: None,
-                    went_silent: false,
-                    published: None,
-                    published_at: t,
-                    split_from: None,
-                },
-            );
+            self.open
+                .insert(id.clone(), Open::new(id.clone(), t, onset, None));
             self.timers
                 .insert((t.saturating_add(self.config.max_duration_ms), id.clone()));
             for key in keys {
@@ -758,7 +763,8 @@ impl Tracker {
 
     /// What makes these candidate episodes an incident, if anything does.
     fn evidence(&self, keys: &[EpisodeKey]) -> Option<String> {
-        let episodes: Vec<&Episode> = keys.iter().filter_map(|k| self.episodes.get(k)).collect();
+        let episodes: Vec<&TrackedEpisode> =
+            keys.iter().filter_map(|k| self.episodes.get(k)).collect();
         let c = &self.config;
         // A strong anomaly that lasts: a lone sample, back to normal at the next, is over before
         // anyone could look.
@@ -890,21 +896,7 @@ impl Tracker {
         };
         let label = part.first().cloned().unwrap_or_else(|| Service::from(""));
         let id = incident_id(t, &label);
-        let mut child = Open {
-            id: id.clone(),
-            created_at: t,
-            onset: t,
-            version: 0,
-            members: BTreeMap::new(),
-            support: BTreeMap::new(),
-            episodes: BTreeSet::new(),
-            sustaining: BTreeSet::new(),
-            resolve_at: None,
-            went_silent: false,
-            published: None,
-            published_at: t,
-            split_from: Some(from.to_string()),
-        };
+        let mut child = Open::new(id.clone(), t, t, Some(from.to_string()));
         for s in &part {
             if let Some(m) = parent.members.remove(s) {
                 child.onset = child.onset.min(m.onset);
@@ -1263,7 +1255,7 @@ struct Step {
 }
 
 /// Adds an episode's evidence to its incident.
-fn absorb(incident: &mut Open, e: &Episode, at: Time) {
+fn absorb(incident: &mut Open, e: &TrackedEpisode, at: Time) {
     let member = incident.members.entry(e.service.clone()).or_default();
     member.add(e, at);
     member.events += 1;
