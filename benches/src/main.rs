@@ -63,6 +63,11 @@ struct Options {
     /// Only the Kafka part.
     #[arg(long, value_parser = ["kafka"])]
     only: Option<String>,
+    /// Only this: the job's throughput against another build of it (BIN, for example the
+    /// commit before a change), on both inputs, 1 worker, their runs alternating, and the same
+    /// anomalies required of both.
+    #[arg(long, value_name = "BIN")]
+    before: Option<PathBuf>,
     /// Internal: run the reference loop on this input (a child process of the benchmark).
     #[arg(long, value_name = "FILE", hide = true)]
     reference_only: Option<PathBuf>,
@@ -282,6 +287,57 @@ fn best(runs: usize, mut f: impl FnMut() -> Result<Measured, String>) -> Result<
 fn count_lines(path: &Path) -> Result<u64, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+/// The job's throughput against another build of it on each input, 1 worker, best of
+/// `--runs`, the two builds' runs alternating so that both see the same machine; both must find
+/// the same anomalies. Returns the Markdown table.
+fn before_and_after(
+    o: &Options,
+    before: &Path,
+    after: &Path,
+    inputs: &[(&str, &Path)],
+) -> Result<String, String> {
+    let mut md = String::from(
+        "| input | build | samples/s | CPU s | peak RSS MB | anomalies |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, input) in inputs {
+        let samples = count_lines(input)?;
+        let (mut b, mut a): (Option<Measured>, Option<Measured>) = (None, None);
+        for _ in 0..o.runs.max(1) {
+            for (slot, job, tag) in [(&mut b, before, "before"), (&mut a, after, "after")] {
+                let m = run_job(job, input, &o.dir, &format!("{name}-{tag}"), 1, &[])?;
+                if slot.is_none_or(|s| m.wall < s.wall) {
+                    *slot = Some(m);
+                }
+            }
+        }
+        let (Some(b), Some(a)) = (b, a) else {
+            return Err("no run".into());
+        };
+        if sorted_lines(&o.dir.join(format!("anomalies-{name}-before-w1.jsonl")))?
+            != sorted_lines(&o.dir.join(format!("anomalies-{name}-after-w1.jsonl")))?
+        {
+            return Err(format!("{name}: the two builds found different anomalies"));
+        }
+        for (build, m) in [
+            (before.display().to_string(), b),
+            (after.display().to_string(), a),
+        ] {
+            md += &format!(
+                "| {name} | {build} | {:.0} | {:.2} | {:.0} | {} |\n",
+                samples as f64 / m.wall,
+                m.cpu,
+                m.rss as f64 / 1e6,
+                m.anomalies
+            );
+        }
+        md += &format!(
+            "| {name} | after / before | {:.3} | | | |\n",
+            b.wall / a.wall
+        );
+    }
+    Ok(md)
 }
 
 /// Throughput of the reference and the job (1 and 2 workers) on one input; checks that all find
@@ -534,6 +590,17 @@ fn bench(o: &Options) -> Result<(), String> {
     let machine = machine_description();
 
     let mut md = format!("Machine: {machine}.\n\n");
+    if let Some(before) = &o.before {
+        md += &before_and_after(
+            o,
+            before,
+            &job,
+            &[("synthetic", &synthetic), (&o.scenario, &scenario_input)],
+        )?;
+        print!("{md}");
+        std::fs::write(o.dir.join("results-before-after.md"), &md).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     if o.only.is_some() {
         // The file run's anomalies, to check the Kafka runs against.
         let reference = run_job(&job, &scenario_input, &o.dir, &o.scenario, 1, &[])?;
