@@ -59,4 +59,6 @@ pub use record::{Cause, Incident, Notes, Service, Severity, Status, Support};
 pub use tracker::{Changes, CorrelationConfig, Tracker};
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

@@ -717,7 +717,7 @@ impl Tracker {
             done.extend(group.iter().cloned());
             // The episodes of the group that began within the merge window of now: older ones
             // are the noise a service always has, not this problem's start.
-            let keys: Vec<EpisodeKey> = group
+            let recent: Vec<EpisodeKey> = group
                 .iter()
                 .flat_map(|s| self.candidates.get(s).into_iter().flatten().copied())
                 .filter(|k| {
@@ -726,25 +726,48 @@ impl Tracker {
                         .is_some_and(|e| k.1.saturating_add(self.window_of(e)) >= t)
                 })
                 .collect();
-            let Some(why) = self.evidence(&keys) else {
-                continue;
-            };
-            let services: BTreeSet<Service> = keys
+            // Without the older episodes a service may no longer link two others: each connected
+            // part of what is recent is judged, and opens, on its own.
+            let services: BTreeSet<Service> = recent
                 .iter()
                 .filter_map(|k| self.episodes.get(k).map(|e| e.service.clone()))
                 .collect();
-            let label = services.first().cloned().unwrap_or_else(|| seed.clone());
-            let id = incident_id(t, &label);
-            let onset = keys.iter().map(|k| k.1).min().unwrap_or(t);
-            self.open
-                .insert(id.clone(), Open::new(id.clone(), t, onset, None));
-            self.timers
-                .insert((t.saturating_add(self.config.max_duration_ms), id.clone()));
-            for key in keys {
-                self.join(key, &id, true, step);
+            for part in self.parts(services) {
+                let keys: Vec<EpisodeKey> = recent
+                    .iter()
+                    .filter(|k| {
+                        self.episodes
+                            .get(k)
+                            .is_some_and(|e| part.contains(&e.service))
+                    })
+                    .copied()
+                    .collect();
+                self.open_part(t, &seed, keys, step);
             }
-            step.opened.insert(id, why);
         }
+    }
+
+    /// Opens an incident of candidate episodes `keys` (connected services) if they hold the
+    /// evidence.
+    fn open_part(&mut self, t: Time, seed: &Service, keys: Vec<EpisodeKey>, step: &mut Step) {
+        let Some(why) = self.evidence(&keys) else {
+            return;
+        };
+        let services: BTreeSet<Service> = keys
+            .iter()
+            .filter_map(|k| self.episodes.get(k).map(|e| e.service.clone()))
+            .collect();
+        let label = services.first().cloned().unwrap_or_else(|| seed.clone());
+        let id = incident_id(t, &label);
+        let onset = keys.iter().map(|k| k.1).min().unwrap_or(t);
+        self.open
+            .insert(id.clone(), Open::new(id.clone(), t, onset, None));
+        self.timers
+            .insert((t.saturating_add(self.config.max_duration_ms), id.clone()));
+        for key in keys {
+            self.join(key, &id, true, step);
+        }
+        step.opened.insert(id, why);
     }
 
     /// The connected candidate services around `seed`.
