@@ -15,6 +15,7 @@
 //! | [`pipeline`] | the stages wired together: samples -> anomalies |
 //! | [`incident`] | episodes grouped over the topology into incidents, and the ranked root cause |
 //! | [`rng`] | the workspace's seeded random numbers (load generator, benchmark, tests) |
+//! | [`truth`] | the ground-truth record: one injected fault, written by the load generator, read by eval |
 
 pub mod baseline;
 pub mod decode;
@@ -27,5 +28,6 @@ pub mod rates;
 pub mod records;
 pub mod rng;
 pub mod time;
+pub mod truth;
 pub mod window;
 pub mod zscore;

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use incidentflow_dataflows::time::{format_rfc3339, Time};
-use serde::Serialize;
+use incidentflow_dataflows::truth::{AffectedService, TruthFault};
 
 use crate::rng::Rng;
 use crate::topology::{Tier, Topology};
@@ -25,8 +25,7 @@ pub const METRICS: [&str; 7] = [
 ];
 
 /// What goes wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
     /// Latency multiplies.
     LatencySpike,
@@ -41,6 +40,20 @@ pub enum FaultKind {
     /// A code path that returns an error: a few more errors at the root and nothing else, a
     /// fault that barely shows in metrics.
     ErrorPath,
+}
+
+impl FaultKind {
+    /// Its name in the ground truth.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::LatencySpike => "latency_spike",
+            FaultKind::ErrorBurst => "error_burst",
+            FaultKind::CpuSaturation => "cpu_saturation",
+            FaultKind::MemoryLeak => "memory_leak",
+            FaultKind::TrafficDrop => "traffic_drop",
+            FaultKind::ErrorPath => "error_path",
+        }
+    }
 }
 
 const KINDS: [FaultKind; 5] = [
@@ -90,48 +103,15 @@ pub struct Realism {
     pub fault_spacing: Time,
 }
 
-/// A service a fault reached.
-#[derive(Clone, Debug, Serialize)]
-pub struct Affected {
-    /// Service name.
-    pub service: String,
-    /// Calls between it and the root (0 for the root).
-    pub hops: u8,
-    /// When the fault reached it.
-    pub start: String,
-    /// Strength relative to the root (1 at the root).
-    pub intensity: f64,
-}
-
-/// One injected fault, as written to the ground-truth file.
-#[derive(Clone, Debug, Serialize)]
+/// One injected fault: its ground-truth record and what the generator needs of it.
+#[derive(Clone, Debug)]
 pub struct Fault {
-    /// Stable id.
-    pub fault_id: String,
-    /// What went wrong.
-    #[serde(rename = "type")]
-    pub kind: FaultKind,
-    /// Where it started.
-    pub root_service: String,
-    /// The root's namespace.
-    pub namespace: String,
-    /// Every service it reached, the root first.
-    pub affected_services: Vec<String>,
-    /// The same with hops, onset and strength.
-    pub affected: Vec<Affected>,
-    /// Onset at the root.
-    pub start: String,
-    /// End (at the root; callers recover one lag later each).
-    pub end: String,
-    /// Whether a deploy of the root preceded it.
-    pub deploy_before: bool,
-    #[serde(skip)]
+    /// The record written to the ground-truth file.
+    pub truth: TruthFault,
+    kind: FaultKind,
     root: usize,
-    #[serde(skip)]
     start_ms: Time,
-    #[serde(skip)]
     end_ms: Time,
-    #[serde(skip)]
     reach: Vec<(usize, u8, f64)>,
 }
 
@@ -325,23 +305,26 @@ impl Scenario {
             }
             let svc = |i: usize| topology.services[i].name.clone();
             faults.push(Fault {
-                fault_id: format!("fault-{:03}", k + 1),
+                truth: TruthFault {
+                    fault_id: format!("fault-{:03}", k + 1),
+                    kind: kind.name().to_string(),
+                    root_service: svc(root),
+                    namespace: topology.services[root].namespace.clone(),
+                    affected_services: reach.iter().map(|r| svc(r.0)).collect(),
+                    affected: reach
+                        .iter()
+                        .map(|&(s, hops, intensity)| AffectedService {
+                            service: svc(s),
+                            hops,
+                            start: format_rfc3339(start_ms + hops as u64 * lag),
+                            intensity,
+                        })
+                        .collect(),
+                    start: format_rfc3339(start_ms),
+                    end: format_rfc3339(end_ms),
+                    deploy_before,
+                },
                 kind,
-                root_service: svc(root),
-                namespace: topology.services[root].namespace.clone(),
-                affected_services: reach.iter().map(|r| svc(r.0)).collect(),
-                affected: reach
-                    .iter()
-                    .map(|&(s, hops, intensity)| Affected {
-                        service: svc(s),
-                        hops,
-                        start: format_rfc3339(start_ms + hops as u64 * lag),
-                        intensity,
-                    })
-                    .collect(),
-                start: format_rfc3339(start_ms),
-                end: format_rfc3339(end_ms),
-                deploy_before,
                 root,
                 start_ms,
                 end_ms,
@@ -510,7 +493,7 @@ impl Scenario {
     pub fn truth(&self) -> impl Iterator<Item = String> + '_ {
         self.faults
             .iter()
-            .map(|f| serde_json::to_string(f).unwrap_or_default())
+            .map(|f| serde_json::to_string(&f.truth).unwrap_or_default())
     }
 
     /// The index of the service a series state belongs to.

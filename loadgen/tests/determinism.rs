@@ -27,21 +27,27 @@ fn the_same_seed_gives_the_same_bytes_and_other_seeds_differ() {
 fn scenarios_have_what_they_promise() {
     let s = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
     assert_eq!(s.faults.len(), 4);
-    assert!(s.faults.iter().any(|f| f.deploy_before) && s.faults.iter().any(|f| !f.deploy_before));
     assert!(
-        s.faults.iter().any(|f| f.affected.len() > 1),
+        s.faults.iter().any(|f| f.truth.deploy_before)
+            && s.faults.iter().any(|f| !f.truth.deploy_before)
+    );
+    assert!(
+        s.faults.iter().any(|f| f.truth.affected.len() > 1),
         "some fault propagates"
     );
     for f in &s.faults {
-        assert_eq!(f.affected[0].service, f.root_service);
-        for a in &f.affected[1..] {
+        assert_eq!(f.truth.affected[0].service, f.truth.root_service);
+        for a in &f.truth.affected[1..] {
             assert!(
-                a.hops >= 1 && a.intensity < 1.0 && a.start > f.start,
+                a.hops >= 1 && a.intensity < 1.0 && a.start > f.truth.start,
                 "{a:?}"
             );
         }
     }
-    let overlapping = s.faults.windows(2).any(|w| w[1].start < w[0].end);
+    let overlapping = s
+        .faults
+        .windows(2)
+        .any(|w| w[1].truth.start < w[0].truth.end);
     assert!(overlapping, "some faults overlap in time");
     assert!(
         s.topology.changes.iter().any(|c| !c.add),
@@ -140,7 +146,7 @@ fn realistic_scenarios_are_not_textbook_ones() {
         .windows(2)
         .map(|w| {
             let t = |f: &incidentflow_loadgen::scenario::Fault| {
-                incidentflow_dataflows::time::parse_rfc3339(&f.start).unwrap()
+                incidentflow_dataflows::time::parse_rfc3339(&f.truth.start).unwrap()
             };
             (t(&w[1]) - t(&w[0])) / 60_000
         })
@@ -149,7 +155,7 @@ fn realistic_scenarios_are_not_textbook_ones() {
     let silent: Vec<_> = s
         .faults
         .iter()
-        .filter(|f| f.affected_services.len() == 1 && s.truth().count() > 0)
+        .filter(|f| f.truth.affected_services.len() == 1 && s.truth().count() > 0)
         .collect();
     assert!(silent.len() >= 8, "{}", silent.len());
     // Every sample is valid for the job.

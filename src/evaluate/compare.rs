@@ -245,6 +245,7 @@ mod tests {
             affected_services: vec!["db".into()],
             start: String::new(),
             end: String::new(),
+            ..TruthFault::default()
         }];
         let spans = [(9 * min, 40 * min)];
         let rows = compare(&truth, &spans, &eps, "zscore", min, 0.5);

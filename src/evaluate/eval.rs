@@ -686,6 +686,7 @@ mod tests {
             affected_services: affected.iter().map(|s| s.to_string()).collect(),
             start: incidentflow_dataflows::time::format_rfc3339(start),
             end: incidentflow_dataflows::time::format_rfc3339(end),
+            ..TruthFault::default()
         };
         vec![
             f("f1", "db", &["db", "api", "web"], T + 600_000, T + 900_000),

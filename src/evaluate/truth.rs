@@ -2,25 +2,9 @@
 //! the two figures all of them compute (a ratio and a nearest-rank percentile).
 
 use incidentflow_dataflows::time::Time;
-use serde::Deserialize;
 
-/// A fault from the ground truth.
-#[derive(Clone, Debug, Deserialize)]
-pub struct TruthFault {
-    /// Id.
-    pub fault_id: String,
-    /// Kind.
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// Root service.
-    pub root_service: String,
-    /// Every service it reached (the root included).
-    pub affected_services: Vec<String>,
-    /// Onset.
-    pub start: String,
-    /// End.
-    pub end: String,
-}
+/// A fault from the ground truth (the load generator's type).
+pub use incidentflow_dataflows::truth::TruthFault;
 
 /// What eval reads of an anomaly.
 #[derive(Clone, Debug)]
