@@ -4,9 +4,10 @@
 //! | file | what it holds |
 //! |---|---|
 //! | [`record`] | the incident version and its JSON (the output contract) |
-//! | [`tracker`] | the lifecycle as a plain state machine, one completed time at a time |
+//! | [`tracker`] | the lifecycle as a plain state machine, one completed time at a time (a folder: episodes, grouping, topology, lifecycle) |
 //! | [`rank`] | the root-cause ranking |
 //! | [`operator`] | the tracker in the dataflow, on worker 0 |
+//! | `tests`, `properties` | the rules on hand-made episodes; every rule on seeded random streams |
 //!
 //! The rules:
 //! * **An episode is the unit.** The champion reports each anomaly as an episode (open, updates,
