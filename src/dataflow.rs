@@ -130,6 +130,7 @@ pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, JobError> {
     Ok(outcome)
 }
 
+// Long: every stage is built in one timely scope (the dataflow closure), then fed; the parts are calls.
 fn run_worker(
     worker: &mut Worker,
     spec: &RunSpec,

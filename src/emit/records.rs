@@ -328,6 +328,7 @@ pub fn write_incidents(
 
 /// Writes records (exchanged to worker 0) in event-time order as times complete, each time's
 /// records in their fixed order, flushing at once: they are few, and their readers want them now.
+// Long: one timely operator, whose state (pending records, the checkpoint marks, the drain) lives in its closure.
 fn write_in_time_order<D: OutputRecord>(
     stream: Stream<'_, Time, Vec<(D, Time, isize)>>,
     mut out: Option<RecordOutput>,

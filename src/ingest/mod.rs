@@ -2,8 +2,8 @@
 //!
 //! * `files`: a file, standard input or the embedded demo, cut into partitions at line
 //!   boundaries; the line reader.
-//! * `feed`: a worker's partitions decoded, checked for lateness and fed in event time, with the
-//!   topology and deploy events; refused records to the dead letters.
+//! * `feed`: a worker's partitions decoded, checked for lateness and fed in event time; refused
+//!   records to the dead letters. `feed/events.rs`: the topology and deploy events (worker 0).
 //! * `kafka`: the consumers (the samples topic's partitions per worker, bounded reads, followers).
 //! * `topology`: `kafka` as an event file argument, and the static YAML topology.
 //! * `side_input`: feedback and silences, read beside the samples.

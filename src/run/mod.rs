@@ -39,6 +39,7 @@ const ALERT_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the job as the command line says.
 /// `shutdown`: the stop a signal asks for.
+// Long: the run's steps in the order they happen, each a call or a few lines; split further, a reader would lose that order.
 pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let mut config = JobConfig::load_layered(args.config.as_deref(), std::env::vars())?;
     if let Some(brokers) = &args.kafka_brokers {
@@ -52,13 +53,17 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let cluster = cluster(&args)?;
     let metrics = Arc::new(Metrics::new());
     if !config.metrics.addr.is_empty() {
-        let addr = &config.metrics.addr;
-        let bound = crate::ops::http::serve(addr, config.metrics.ready_max_lag, metrics.clone())
-            .map_err(|e| {
-                JobError::Usage(format!(
-                    "cannot serve metrics on {addr}: {e} (is the port taken?)"
-                ))
-            })?;
+        let bound = crate::ops::http::serve(
+            &config.metrics.addr,
+            config.metrics.ready_max_lag,
+            metrics.clone(),
+        )
+        .map_err(|e| {
+            JobError::Startup(format!(
+                "cannot serve metrics on {}: {e} (is the port taken?)",
+                config.metrics.addr
+            ))
+        })?;
         tracing::info!("serving /metrics, /healthz and /ready on http://{bound}");
     }
     let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client, &metrics)?;
@@ -82,21 +87,9 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let dead_letter_path = PathBuf::from("dead-letter.jsonl");
     // Alert outputs page people: a replay re-computes the past and sends nothing.
     let replay = from.is_some() || until.is_some();
-    let alerts = if leader && !config.alerts.is_empty() {
-        let names: Vec<&str> = config.alerts.keys().map(String::as_str).collect();
-        if replay {
-            tracing::info!(outputs = ?names, "alert outputs are off during a replay");
-            None
-        } else {
-            tracing::info!(outputs = ?names, "alert outputs on");
-            Some(
-                crate::alerts::Alerts::start(&config.alerts, metrics.clone()).map_err(|e| {
-                    JobError::Startup(format!("cannot start the alert outputs: {e}"))
-                })?,
-            )
-        }
-    } else {
-        None
+    let alerts = match leader {
+        true => start_alerts(&config, &metrics, replay)?,
+        false => None,
     };
     let alerting = alerts.is_some();
     let outputs = if leader {
@@ -124,30 +117,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
             challengers: None,
         }
     };
-    for (target, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
-        match target {
-            Some(Target::File(path)) => {
-                std::fs::metadata(path).map_err(|source| JobError::Input {
-                    what,
-                    name: path.display().to_string(),
-                    source,
-                })?;
-            }
-            Some(Target::Stdio) => {
-                return Err(JobError::Usage(format!(
-                    "--{what} -: standard input carries the samples; give a file or kafka"
-                )))
-            }
-            Some(Target::Kafka) | None => {}
-        }
-    }
-    let (topology, deploys) = match (demo, &args.topology) {
-        (true, None) => (
-            Some(Target::File(demo::topology_file()?)),
-            args.deploys.clone(),
-        ),
-        _ => (args.topology.clone(), args.deploys.clone()),
-    };
+    let (topology, deploys) = event_inputs(&args, demo)?;
     if demo && leader {
         tracing::info!(
             "no --input given; running the embedded demo (a small shop whose database goes bad)"
@@ -221,6 +191,56 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         Some(e) => Err(JobError::OutputFailed(e.clone())),
         None => Ok(()),
     }
+}
+
+/// The alert outputs' delivery threads, when the job has alert outputs (none in a replay, which
+/// re-computes the past and pages nobody).
+fn start_alerts(
+    config: &JobConfig,
+    metrics: &Arc<Metrics>,
+    replay: bool,
+) -> Result<Option<crate::alerts::Alerts>, JobError> {
+    if config.alerts.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = config.alerts.keys().map(String::as_str).collect();
+    if replay {
+        tracing::info!(outputs = ?names, "alert outputs are off during a replay");
+        return Ok(None);
+    }
+    tracing::info!(outputs = ?names, "alert outputs on");
+    crate::alerts::Alerts::start(&config.alerts, metrics.clone())
+        .map(Some)
+        .map_err(|e| JobError::Startup(format!("cannot start the alert outputs: {e}")))
+}
+
+/// The topology and deploy inputs, checked (a file must exist; standard input carries the
+/// samples); the demo's own topology when it runs with none.
+fn event_inputs(args: &RunArgs, demo: bool) -> Result<(Option<Target>, Option<Target>), JobError> {
+    for (target, what) in [(&args.topology, "topology"), (&args.deploys, "deploys")] {
+        match target {
+            Some(Target::File(path)) => {
+                std::fs::metadata(path).map_err(|source| JobError::Input {
+                    what,
+                    name: path.display().to_string(),
+                    source,
+                })?;
+            }
+            Some(Target::Stdio) => {
+                return Err(JobError::Usage(format!(
+                    "--{what} -: standard input carries the samples; give a file or kafka"
+                )))
+            }
+            Some(Target::Kafka) | None => {}
+        }
+    }
+    Ok(match (demo, &args.topology) {
+        (true, None) => (
+            Some(Target::File(demo::topology_file()?)),
+            args.deploys.clone(),
+        ),
+        _ => (args.topology.clone(), args.deploys.clone()),
+    })
 }
 
 /// Starts the side inputs: feedback labels (into a book, for `/metrics`) and silences.

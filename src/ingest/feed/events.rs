@@ -1,0 +1,152 @@
+//! The topology and deploy events of the feed (worker 0): read from their files or topics
+//! before the samples, every valid event put into the dataflow at its own time (a static YAML
+//! topology at time 0), refused lines to the dead letters; a job that follows the samples topic
+//! also follows the event topics, and an event whose time has passed takes effect now.
+
+use incidentflow_dataflows::decode::{decode_deploy, decode_edge};
+
+use super::{message_lines, oversized, Feed, Inputs, Origin};
+use crate::cli::Target;
+use crate::error::JobError;
+use crate::ingest::files::{InputSource, Partition};
+use crate::ingest::topology::{is_yaml, static_yaml_topology};
+
+impl Feed<'_> {
+    /// Reads the topology and deploy files (worker 0 only; they are small) and puts every valid
+    /// event into the dataflow at its own time, refused lines into the dead-letter output.
+    pub fn load_events(&mut self, inputs: &mut Inputs) -> Result<(), JobError> {
+        let max_line = self.config.input.max_line_bytes as usize;
+        let mut follow: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
+        for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
+            let path = match path {
+                None => continue,
+                Some(Target::File(path)) => path,
+                Some(Target::Stdio) => {
+                    return Err(JobError::Usage(
+                        "standard input carries the samples: give the topology and deploys as files or kafka".into(),
+                    ))
+                }
+                Some(Target::Kafka) => {
+                let kafka = &self.spec.kafka;
+                let topic = if is_edges {
+                    &kafka.topology_topic
+                } else {
+                    &kafka.deploys_topic
+                };
+                let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, topic)?;
+                follow.push((topic.clone(), read.ends.clone()));
+                for m in read.messages {
+                    let name = crate::kafka::source_name(topic, m.partition);
+                    for (info, line) in message_lines(&m.payload, m.offset, max_line) {
+                        let at = Origin {
+                            source: &name,
+                            info,
+                            key: m.key.as_deref(),
+                        };
+                        self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+                    }
+                }
+                continue;
+                }
+            };
+            let source = InputSource::Path(path.clone());
+            let name = source.name();
+            let what = if is_edges { "topology" } else { "deploys" };
+            let error = |source| JobError::Input {
+                what,
+                name: name.clone(),
+                source,
+            };
+            if is_edges && is_yaml(path) {
+                for e in static_yaml_topology(path)? {
+                    self.counts.read += 1;
+                    self.counts.topology += 1;
+                    self.counts.valid += 1;
+                    inputs.edges.update_at(e, 0, 1);
+                }
+                continue;
+            }
+            let len = std::fs::metadata(path).map_err(error)?.len();
+            let mut reader = Partition {
+                index: 0,
+                start: 0,
+                end: len,
+                first_line: 1,
+            }
+            .open(&source, max_line)
+            .map_err(error)?;
+            let mut line = Vec::new();
+            while let Some(info) = reader.next_line(&mut line).map_err(error)? {
+                if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let at = Origin::line(&name, info);
+                self.load_event(inputs, is_edges, at, &mut line, max_line);
+            }
+        }
+        // A job that follows the samples topic follows these too: an edge or deploy that comes
+        // later takes effect at its own time, or now if that time has passed.
+        let live = matches!(self.spec.input, InputSource::Kafka { .. }) && !self.spec.until_end;
+        if live && !follow.is_empty() {
+            self.follower = Some(crate::ingest::kafka::EventFollower::open(
+                &self.spec.kafka_client,
+                &follow,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Puts the topology and deploy events that arrived since the last call into the dataflow.
+    pub(super) fn follow_events(&mut self, inputs: &mut Inputs) {
+        let Some(follower) = self.follower.take() else {
+            return;
+        };
+        let max_line = self.config.input.max_line_bytes as usize;
+        let topology_topic = self.spec.kafka.topology_topic.clone();
+        follower.drain(|m| {
+            let is_edges = m.topic == topology_topic;
+            let name = crate::kafka::source_name(m.topic, m.partition);
+            for (info, line) in message_lines(m.payload, m.offset, max_line) {
+                let at = Origin {
+                    source: &name,
+                    info,
+                    key: m.key,
+                };
+                self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+            }
+        });
+        self.follower = Some(follower);
+    }
+
+    /// One line of the topology (`is_edges`) or deploys: into the dataflow at its time, or
+    /// dead-lettered.
+    fn load_event(
+        &mut self,
+        inputs: &mut Inputs,
+        is_edges: bool,
+        at: Origin,
+        line: &mut Vec<u8>,
+        max_line: usize,
+    ) {
+        self.counts.read += 1;
+        if is_edges {
+            self.counts.topology += 1;
+        } else {
+            self.counts.deploys += 1;
+        }
+        // An event whose time the input has passed (followed live) takes effect now.
+        let now = inputs.time();
+        let result = if at.info.oversized {
+            Err(oversized(max_line))
+        } else if is_edges {
+            decode_edge(line).map(|e| inputs.edges.update_at(e.clone(), e.timestamp.max(now), 1))
+        } else {
+            decode_deploy(line)
+                .map(|d| inputs.deploys.update_at(d.clone(), d.timestamp.max(now), 1))
+        };
+        match result {
+            Ok(()) => self.counts.valid += 1,
+            Err(invalid) => self.refuse(inputs, at, invalid, line),
+        }
+    }
+}
