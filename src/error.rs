@@ -49,6 +49,9 @@ pub enum JobError {
     /// A worker thread stopped abnormally.
     #[error("a worker failed: {0}")]
     Worker(String),
+    /// An evaluation could not be made.
+    #[error(transparent)]
+    Eval(#[from] incidentflow_eval::EvalError),
     /// Kafka cannot be reached or refused a request.
     #[error("kafka: {0}")]
     Kafka(String),

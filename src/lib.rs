@@ -18,7 +18,8 @@
 //! * `alerts`: alert outputs: policy, payloads, delivery.
 //! * `ops`: the metrics registry, HTTP endpoints, shutdown, logs, the feedback book, the clock.
 //! * `report`: what the job prints: the summary, the incident review, the embedded demo.
-//! * `evaluate`: `incidentflow eval`: scoring against ground truth and responder feedback.
+//! * `evaluate`: `incidentflow eval`, whose scoring (against ground truth and responder feedback)
+//!   is the `incidentflow-eval` crate.
 //! * `kafka`: the Kafka client settings shared by consumers and producers.
 //! * `error`: the job's typed errors.
 

@@ -229,7 +229,7 @@ fn served_metrics() -> BTreeSet<String> {
     touched.alert_retry("am");
     touched.side_input_refused("feedback");
     touched.feedback_from(Box::new(|| {
-        let mut f = incidentflow::evaluate::feedback::FeedbackFigures::default();
+        let mut f = incidentflow_eval::feedback::FeedbackFigures::default();
         f.by_label.insert("useful", 1);
         f.root_cause.insert("all", Default::default());
         f

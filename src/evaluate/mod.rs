@@ -1,15 +1,7 @@
-//! Evaluation (`incidentflow eval`): how right the job's output is.
-//!
-//! * `truth`: the ground-truth faults and the anomalies as eval reads them, and the shared
-//!   figures (ratio, percentile).
-//! * `eval`: anomalies and incidents scored against the truth; the report and its JSON.
-//! * `compare`: champion and challengers side by side, as episodes.
-//! * `feedback`: responder labels joined to incidents, and what they say.
+//! `incidentflow eval`: the command's flags checked and handed to the `incidentflow-eval` crate,
+//! whose report is printed (and written as JSON with `--out`).
 
-pub mod compare;
-pub mod eval;
-pub mod feedback;
-pub mod truth;
+use incidentflow_eval::eval;
 
 use crate::cli::EvalArgs;
 use crate::error::JobError;

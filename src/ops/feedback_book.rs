@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use incidentflow_dataflows::incident::{Incident, Status};
 
-use crate::evaluate::feedback::{figures, parse, FeedbackFigures, Label};
 use crate::ops::metrics::Metrics;
+use incidentflow_eval::feedback::{figures, parse, FeedbackFigures, Label};
 
 /// Resolved incidents the book remembers (the figures describe them and every open one).
 pub const RESOLVED_KEPT: usize = 10_000;

@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::evaluate::feedback::FeedbackFigures;
+use incidentflow_eval::feedback::FeedbackFigures;
 
 /// Upper bounds (seconds) of the output delay histogram's buckets.
 const DELAY_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];

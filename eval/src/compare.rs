@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use incidentflow_dataflows::time::Time;
 use serde::Serialize;
 
-use crate::evaluate::truth::{percentile, ratio, AnomalyRef, TruthFault};
+use crate::truth::{percentile, ratio, AnomalyRef, TruthFault};
 
 /// One detector's episode.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::evaluate::truth::ratio;
+use crate::truth::ratio;
 use serde::{Deserialize, Serialize};
 
 /// What a responder said of an incident.

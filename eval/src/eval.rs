@@ -26,8 +26,8 @@ use incidentflow_dataflows::time::{format_duration, parse_rfc3339, Time};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::JobError;
-use crate::evaluate::truth::{percentile, ratio, AnomalyRef, TruthFault};
+use crate::truth::{percentile, ratio, AnomalyRef, TruthFault};
+use crate::EvalError;
 
 /// What eval reads of an incident version.
 #[derive(Clone, Debug)]
@@ -84,10 +84,10 @@ pub struct EvalReport {
     pub per_fault: Vec<FaultScore>,
     /// Champion and challengers as episodes (with --truth and --anomalies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub detectors: Vec<crate::evaluate::compare::DetectorRow>,
+    pub detectors: Vec<crate::compare::DetectorRow>,
     /// What responders' labels say (with --feedback).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub feedback: Option<crate::evaluate::feedback::FeedbackFigures>,
+    pub feedback: Option<crate::feedback::FeedbackFigures>,
     /// Whether a ground truth was given (without one, only the feedback is reported).
     #[serde(skip)]
     pub with_truth: bool,
@@ -340,7 +340,7 @@ pub fn evaluate(
 pub fn render(report: &EvalReport) -> String {
     let mut s = String::new();
     if let Some(f) = &report.feedback {
-        s += &crate::evaluate::feedback::render(f);
+        s += &crate::feedback::render(f);
     }
     if !report.with_truth {
         return s;
@@ -398,7 +398,7 @@ pub fn render(report: &EvalReport) -> String {
         );
     }
     if !report.detectors.is_empty() {
-        s += &crate::evaluate::compare::render(&report.detectors);
+        s += &crate::compare::render(&report.detectors);
     }
     let _ = writeln!(
         s,
@@ -422,8 +422,8 @@ pub fn render(report: &EvalReport) -> String {
     s
 }
 
-fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, JobError> {
-    let text = std::fs::read(path).map_err(|source| JobError::Input {
+fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, EvalError> {
+    let text = std::fs::read(path).map_err(|source| EvalError::Input {
         what,
         name: path.display().to_string(),
         source,
@@ -433,7 +433,7 @@ fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, Jo
             serde_json::from_slice(l)
                 .map(|v| (number as usize, v))
                 .map_err(|e| {
-                    JobError::InvalidFile(format!(
+                    EvalError::InvalidFile(format!(
                         "{} line {number}: not JSON: {e}",
                         path.display()
                     ))
@@ -443,7 +443,7 @@ fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, Jo
 }
 
 /// What eval reads of an anomaly line.
-fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, JobError> {
+fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
     let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
     let episode = match v.get("episode") {
         Some(e) if e.is_object() => Some((
@@ -466,9 +466,9 @@ fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, JobErr
     })
 }
 
-fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, JobError> {
+fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, EvalError> {
     let bad = || {
-        JobError::InvalidFile(format!(
+        EvalError::InvalidFile(format!(
             "{} line {line}: `{key}` must be an RFC 3339 time",
             path.display()
         ))
@@ -497,7 +497,7 @@ pub struct EvalInputs<'a> {
 }
 
 /// Reads the files, evaluates, prints and writes the JSON report.
-pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobError> {
+pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalError> {
     let EvalInputs {
         truth,
         anomalies,
@@ -514,7 +514,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
             .into_iter()
             .map(|(line, v)| {
                 serde_json::from_value(v).map_err(|e| {
-                    JobError::InvalidFile(format!("{} line {line}: {e}", truth.display()))
+                    EvalError::InvalidFile(format!("{} line {line}: {e}", truth.display()))
                 })
             })
             .collect::<Result<_, _>>()?,
@@ -525,7 +525,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
             read_lines(path, "anomalies")?
                 .into_iter()
                 .map(|(line, v)| anomaly_ref(&v, path, line))
-                .collect::<Result<Vec<_>, JobError>>()?,
+                .collect::<Result<Vec<_>, EvalError>>()?,
         ),
     };
     let incidents = match incidents {
@@ -547,7 +547,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
                         incident_id: v["incident_id"]
                             .as_str()
                             .ok_or_else(|| {
-                                JobError::InvalidFile(format!(
+                                EvalError::InvalidFile(format!(
                                     "{} line {line}: missing incident_id",
                                     path.display()
                                 ))
@@ -568,7 +568,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
                             .unwrap_or_default(),
                     })
                 })
-                .collect::<Result<Vec<_>, JobError>>()?,
+                .collect::<Result<Vec<_>, EvalError>>()?,
         ),
     };
     let mut report = evaluate(
@@ -577,7 +577,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
         incidents.as_deref(),
         grace_ms,
     )
-    .map_err(JobError::InvalidFile)?;
+    .map_err(EvalError::InvalidFile)?;
     report.with_truth = truth.is_some();
     if let (Some(_), Some(champion)) = (truth, &anomalies) {
         let mut all = champion.clone();
@@ -603,15 +603,9 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
             let champion = champion
                 .first()
                 .map_or("zscore".to_string(), |a| a.detector.clone());
-            let episodes = crate::evaluate::compare::episodes(&all, episode_gap_ms);
-            report.detectors = crate::evaluate::compare::compare(
-                &faults,
-                &spans,
-                &episodes,
-                &champion,
-                interval_ms,
-                days,
-            );
+            let episodes = crate::compare::episodes(&all, episode_gap_ms);
+            report.detectors =
+                crate::compare::compare(&faults, &spans, &episodes, &champion, interval_ms, days);
         }
     }
     if let (Some(path), Some(incidents)) = (feedback, &incidents) {
@@ -619,7 +613,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
     }
     if let Some(out) = out {
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(out, json + "\n").map_err(|source| JobError::Output {
+        std::fs::write(out, json + "\n").map_err(|source| EvalError::Output {
             what: "the evaluation",
             name: out.display().to_string(),
             source,
@@ -633,8 +627,8 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, JobErro
 fn feedback_figures(
     path: &Path,
     incidents: &[IncidentVersion],
-) -> Result<crate::evaluate::feedback::FeedbackFigures, JobError> {
-    let text = std::fs::read(path).map_err(|source| JobError::Input {
+) -> Result<crate::feedback::FeedbackFigures, EvalError> {
+    let text = std::fs::read(path).map_err(|source| EvalError::Input {
         what: "feedback",
         name: path.display().to_string(),
         source,
@@ -642,7 +636,7 @@ fn feedback_figures(
     let mut labels = BTreeMap::new();
     let mut invalid = 0;
     for (number, line) in incidentflow_dataflows::decode::json_lines(&text) {
-        match crate::evaluate::feedback::parse(line) {
+        match crate::feedback::parse(line) {
             Ok(label) => {
                 labels.insert(label.incident_id.clone(), label);
             }
@@ -666,9 +660,9 @@ fn feedback_figures(
         .into_iter()
         .map(|(id, v)| (id.to_string(), v.causes.clone()))
         .collect();
-    Ok(crate::evaluate::feedback::FeedbackFigures {
+    Ok(crate::feedback::FeedbackFigures {
         invalid,
-        ..crate::evaluate::feedback::figures(&labels, &causes)
+        ..crate::feedback::figures(&labels, &causes)
     })
 }
 
