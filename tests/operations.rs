@@ -319,7 +319,8 @@ fn eval_joins_feedback_labels_to_the_incidents() {
     let incidents = dir.join("incidents.jsonl");
     let version = |id: &str, v: u64, cause: &str| {
         format!(
-            "{{\"incident_id\":\"{id}\",\"version\":{v},\"created_at\":\"2026-11-25T00:00:00Z\",\"updated_at\":\"2026-11-25T00:0{v}:00Z\",\"services\":[\"{cause}\"],\"hypothesis\":{{\"ranked_causes\":[{{\"service\":\"{cause}\"}}]}}}}\n"
+            "{{\"schema_version\":1,\"incident_id\":\"{id}\",\"status\":\"{}\",\"version\":{v},\"created_at\":\"2026-11-25T00:00:00Z\",\"updated_at\":\"2026-11-25T00:0{v}:00Z\",\"severity\":\"low\",\"services\":[\"{cause}\"],\"hypothesis\":{{\"ranked_causes\":[{{\"service\":\"{cause}\",\"score\":0.5}}],\"confidence\":0.5}}}}\n",
+            if v == 1 { "open" } else { "updated" }
         )
     };
     let text = version("inc-a", 1, "api")

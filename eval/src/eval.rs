@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::truth::{percentile, ratio, AnomalyRef, TruthFault};
 use crate::EvalError;
+use incidentflow_dataflows::incident::IncidentRecord;
 
 /// What eval reads of an incident version.
 #[derive(Clone, Debug)]
@@ -530,46 +531,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     };
     let incidents = match incidents {
         None => None,
-        Some(path) => Some(
-            read_lines(path, "incidents")?
-                .into_iter()
-                .map(|(line, v)| {
-                    let strings = |x: &Value| -> Vec<String> {
-                        x.as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|s| s.as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    Ok(IncidentVersion {
-                        incident_id: v["incident_id"]
-                            .as_str()
-                            .ok_or_else(|| {
-                                EvalError::InvalidFile(format!(
-                                    "{} line {line}: missing incident_id",
-                                    path.display()
-                                ))
-                            })?
-                            .to_string(),
-                        version: v["version"].as_u64().unwrap_or(0),
-                        created_at: field_time(&v, "created_at", path, line)?,
-                        updated_at: field_time(&v, "updated_at", path, line)?,
-                        services: strings(&v["services"]),
-                        merged_into: v["merged_into"].as_str().map(str::to_string),
-                        causes: v["hypothesis"]["ranked_causes"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|c| c["service"].as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
-                })
-                .collect::<Result<Vec<_>, EvalError>>()?,
-        ),
+        Some(path) => Some(read_incidents(path)?),
     };
     let mut report = evaluate(
         &faults,
@@ -620,6 +582,47 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
         })?;
     }
     Ok(render(&report))
+}
+
+/// The incident versions of an incidents file, as eval needs them.
+fn read_incidents(path: &Path) -> Result<Vec<IncidentVersion>, EvalError> {
+    let text = std::fs::read(path).map_err(|source| EvalError::Input {
+        what: "incidents",
+        name: path.display().to_string(),
+        source,
+    })?;
+    incidentflow_dataflows::decode::json_lines(&text)
+        .map(|(line, bytes)| {
+            let v: IncidentRecord = serde_json::from_slice(bytes).map_err(|e| {
+                EvalError::InvalidFile(format!(
+                    "{} line {line}: not an incident version: {e}",
+                    path.display()
+                ))
+            })?;
+            let time = |key: &str, text: &str| {
+                parse_rfc3339(text).map_err(|_| {
+                    EvalError::InvalidFile(format!(
+                        "{} line {line}: `{key}` must be an RFC 3339 time",
+                        path.display()
+                    ))
+                })
+            };
+            Ok(IncidentVersion {
+                created_at: time("created_at", &v.created_at)?,
+                updated_at: time("updated_at", &v.updated_at)?,
+                causes: v
+                    .hypothesis
+                    .ranked_causes
+                    .into_iter()
+                    .map(|c| c.service)
+                    .collect(),
+                incident_id: v.incident_id,
+                version: v.version,
+                services: v.services,
+                merged_into: v.merged_into,
+            })
+        })
+        .collect()
 }
 
 /// Reads the labels (a bad line is skipped, said with its line, and counted) and joins them to the incidents

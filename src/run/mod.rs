@@ -399,11 +399,7 @@ fn print_results(
 ) -> Result<(), JobError> {
     let stdout_taken = [&args.anomalies_out, &args.incidents_out].contains(&&Some(Target::Stdio));
     if !stdout_taken && args.incidents_out.is_none() && !outcome.incidents.is_empty() {
-        let versions: Vec<serde_json::Value> = outcome
-            .incidents
-            .iter()
-            .filter_map(|i| serde_json::from_str(&i.to_json()).ok())
-            .collect();
+        let versions: Vec<_> = outcome.incidents.iter().map(|i| i.record()).collect();
         print!("{}", review::render(&versions));
         println!();
     }

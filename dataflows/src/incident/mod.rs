@@ -56,7 +56,9 @@ pub mod record;
 pub mod tracker;
 
 pub use operator::track_incidents;
-pub use record::{Cause, Incident, Notes, Service, Severity, Status, Support};
+pub use record::{
+    Cause, CauseRecord, Incident, IncidentRecord, Notes, Service, Severity, Status, Support,
+};
 pub use tracker::{Changes, CorrelationConfig, Tracker};
 
 #[cfg(test)]

@@ -47,6 +47,18 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name used in records and alerts: serde's (a test ties the two).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// One possible cause.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Cause {
@@ -133,42 +145,47 @@ pub struct Notes {
 impl Incident {
     /// The incident version as one line of JSON (the output contract).
     pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.record()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The version as its JSON line's record (what [`Incident::to_json`] writes).
+    pub fn record(&self) -> IncidentRecord {
         let milli = |m: u32| m as f64 / 1000.0;
-        let out = IncidentJson {
+        IncidentRecord {
             schema_version: crate::records::SCHEMA_VERSION,
-            incident_id: &self.incident_id,
+            incident_id: self.incident_id.clone(),
             status: self.status,
             version: self.version,
             created_at: format_rfc3339(self.created_at),
             updated_at: format_rfc3339(self.updated_at),
-            namespace: self.namespace.as_deref(),
+            namespace: self.namespace.as_deref().map(str::to_owned),
             severity: self.severity,
-            services: &self.services,
-            silent_services: &self.silent_services,
+            services: self.services.iter().map(|s| s.to_string()).collect(),
+            silent_services: self.silent_services.iter().map(|s| s.to_string()).collect(),
             event_count: self.event_count,
-            change: &self.change,
-            merged_into: self.merged_into.as_deref(),
-            split_from: self.split_from.as_deref(),
+            change: self.change.clone(),
+            merged_into: self.merged_into.clone(),
+            split_from: self.split_from.clone(),
             runbook: self
                 .notes
                 .runbook
                 .as_ref()
-                .map(|(name, url, action)| RunbookJson {
-                    name,
-                    url,
-                    recommended_action: action,
+                .map(|(name, url, action)| RunbookRecord {
+                    name: name.clone(),
+                    url: url.clone(),
+                    recommended_action: action.clone(),
                 }),
-            suppressed_by: self.notes.suppressed_by.as_deref(),
-            hypothesis: HypothesisJson {
+            suppressed_by: self.notes.suppressed_by.clone(),
+            hypothesis: HypothesisRecord {
                 ranked_causes: self
                     .ranked_causes
                     .iter()
-                    .map(|c| CauseJson {
-                        service: &c.service,
+                    .map(|c| CauseRecord {
+                        service: c.service.to_string(),
                         score: milli(c.score_milli),
-                        metric: c.metric.as_deref(),
+                        metric: c.metric.as_deref().map(str::to_owned),
                         strength: c.metric.as_ref().map(|_| milli(c.strength_milli)),
-                        reasons: &c.reasons,
+                        reasons: c.reasons.clone(),
                     })
                     .collect(),
                 confidence: milli(self.confidence_milli),
@@ -176,10 +193,10 @@ impl Incident {
             anomalies: self
                 .anomalies
                 .iter()
-                .map(|a| SupportJson {
-                    anomaly_id: &a.anomaly_id,
-                    service: &a.service,
-                    metric_name: &a.metric_name,
+                .map(|a| SupportRecord {
+                    anomaly_id: a.anomaly_id.to_string(),
+                    service: a.service.to_string(),
+                    metric_name: a.metric_name.to_string(),
                     timestamp: format_rfc3339(a.timestamp),
                     anomaly_score: milli(a.score_milli),
                     direction: a.direction,
@@ -188,95 +205,155 @@ impl Incident {
             deploys: self
                 .deploys
                 .iter()
-                .map(|(service, version, t)| DeployJson {
-                    service,
-                    version,
+                .map(|(service, version, t)| DeployRecord {
+                    service: service.to_string(),
+                    version: version.to_string(),
                     timestamp: format_rfc3339(*t),
                 })
                 .collect(),
-        };
-        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        }
     }
 }
 
-#[derive(Serialize)]
-struct IncidentJson<'a> {
-    schema_version: u32,
-    incident_id: &'a str,
-    status: Status,
-    version: u64,
-    created_at: String,
-    updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    severity: Severity,
-    services: &'a [Service],
-    #[serde(skip_serializing_if = "<[Service]>::is_empty")]
-    silent_services: &'a [Service],
-    event_count: u64,
-    change: &'a str,
-    merged_into: Option<&'a str>,
-    split_from: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runbook: Option<RunbookJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suppressed_by: Option<&'a str>,
-    hypothesis: HypothesisJson<'a>,
-    anomalies: Vec<SupportJson<'a>>,
-    deploys: Vec<DeployJson<'a>>,
+/// An incident version as its JSON line: what the job writes and what `review`, `eval` and the
+/// tests read back (one type for both sides).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    /// The record contract's version.
+    pub schema_version: u32,
+    /// Stable id.
+    pub incident_id: String,
+    /// open, updated or resolved.
+    pub status: Status,
+    /// 1, 2, ...
+    pub version: u64,
+    /// When it opened (RFC 3339).
+    pub created_at: String,
+    /// This version's time (RFC 3339).
+    pub updated_at: String,
+    /// Its services' namespace, when they share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// How bad.
+    pub severity: Severity,
+    /// Its services.
+    pub services: Vec<String>,
+    /// Services with no anomaly that link two of its services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent_services: Vec<String>,
+    /// Anomaly events it holds.
+    #[serde(default)]
+    pub event_count: u64,
+    /// What this version changed.
+    #[serde(default)]
+    pub change: String,
+    /// The incident it merged into (on its last version).
+    #[serde(default)]
+    pub merged_into: Option<String>,
+    /// The incident it split from.
+    #[serde(default)]
+    pub split_from: Option<String>,
+    /// The matching runbook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<RunbookRecord>,
+    /// The silence that suppressed its alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<String>,
+    /// The ranked root-cause hypothesis.
+    #[serde(default)]
+    pub hypothesis: HypothesisRecord,
+    /// Its strongest anomalies.
+    #[serde(default)]
+    pub anomalies: Vec<SupportRecord>,
+    /// Deploys of its services before their onsets.
+    #[serde(default)]
+    pub deploys: Vec<DeployRecord>,
 }
 
-#[derive(Serialize)]
-struct RunbookJson<'a> {
-    name: &'a str,
-    url: &'a str,
+/// A runbook on an incident version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunbookRecord {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub url: String,
     /// Advisory: what a responder should do first. Nothing is executed.
-    recommended_action: &'a str,
+    pub recommended_action: String,
 }
 
-#[derive(Serialize)]
-struct HypothesisJson<'a> {
-    ranked_causes: Vec<CauseJson<'a>>,
-    confidence: f64,
+/// The ranked causes and the confidence in the first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HypothesisRecord {
+    /// Most likely first.
+    pub ranked_causes: Vec<CauseRecord>,
+    /// Confidence in the first, in [0, 1].
+    pub confidence: f64,
 }
 
-#[derive(Serialize)]
-struct CauseJson<'a> {
-    service: &'a str,
-    score: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metric: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strength: Option<f64>,
-    reasons: &'a [String],
+/// One ranked cause.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CauseRecord {
+    /// The service.
+    pub service: String,
+    /// Its score in [0, 1].
+    pub score: f64,
+    /// Its strongest metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// That metric's strength against its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    /// Why it ranks there.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct SupportJson<'a> {
-    anomaly_id: &'a str,
-    service: &'a str,
-    metric_name: &'a str,
-    timestamp: String,
-    anomaly_score: f64,
-    direction: Direction,
+/// One of an incident's anomalies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupportRecord {
+    /// The anomaly's id.
+    pub anomaly_id: String,
+    /// Its service.
+    pub service: String,
+    /// Its metric.
+    pub metric_name: String,
+    /// When (RFC 3339).
+    pub timestamp: String,
+    /// Its score.
+    pub anomaly_score: f64,
+    /// Which way.
+    pub direction: Direction,
 }
 
-#[derive(Serialize)]
-struct DeployJson<'a> {
-    service: &'a str,
-    version: &'a str,
-    timestamp: String,
+/// A deploy before a service's onset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// The service.
+    pub service: String,
+    /// The version deployed.
+    pub version: String,
+    /// When (RFC 3339).
+    pub timestamp: String,
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Status;
+    use super::{Severity, Status};
 
     #[test]
-    fn a_status_has_one_name_serde_s() {
+    fn a_status_and_a_severity_have_one_name_serde_s() {
         for status in [Status::Open, Status::Updated, Status::Resolved] {
             let json = serde_json::to_string(&status).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        for severity in [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            let json = serde_json::to_string(&severity).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", severity.as_str()));
         }
     }
 }
