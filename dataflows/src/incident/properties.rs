@@ -7,12 +7,10 @@
 //! event of its services once they have all closed; and the same bytes from the same stream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
+use super::tests::event;
 use super::*;
-use crate::records::{
-    Anomaly, Detector, Direction, EdgeChange, EpisodeInfo, EpisodeStatus, Evidence, SeriesInfo, F64,
-};
+use crate::records::{Anomaly, EdgeChange, EpisodeStatus};
 use crate::rng::Rng;
 use crate::time::Time;
 
@@ -27,41 +25,6 @@ struct Stream {
 
 fn service(k: usize) -> String {
     format!("s{k}")
-}
-
-fn event(
-    service: &str,
-    metric: &str,
-    started: Time,
-    t: Time,
-    status: EpisodeStatus,
-    score: f64,
-) -> Anomaly {
-    Anomaly {
-        timestamp: t,
-        series: Arc::new(SeriesInfo::new("shop", service, metric)),
-        value: F64(2.0),
-        expected: F64(1.0),
-        lower_bound: F64(0.5),
-        upper_bound: F64(1.5),
-        anomaly_score: F64(score),
-        detector: Detector::Change,
-        window_ms: 0,
-        evidence: Evidence {
-            baseline_points: 50,
-            baseline_stddev: F64(0.1),
-            z: None,
-            direction: Direction::Up,
-            flat_baseline: false,
-            statistic: None,
-            change: None,
-        },
-        episode: Some(EpisodeInfo {
-            status,
-            started_at: started,
-            samples: 2,
-        }),
-    }
 }
 
 /// A random stream of `minutes`: a sparse call graph over eight services whose edges come and

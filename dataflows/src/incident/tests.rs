@@ -13,7 +13,7 @@ const MIN: Time = 60_000;
 const T0: Time = 1_795_392_000_000;
 
 /// An episode event of `service`'s `metric` that began at `started`, at `t`, scoring `score`.
-fn event(
+pub(super) fn event(
     service: &str,
     metric: &str,
     started: Time,

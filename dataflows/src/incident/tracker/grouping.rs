@@ -254,15 +254,7 @@ impl Tracker {
                 .filter_map(|k| self.episodes.get(k).map(|e| e.service.clone()))
                 .collect();
             for part in self.parts(services) {
-                let keys: Vec<EpisodeKey> = recent
-                    .iter()
-                    .filter(|k| {
-                        self.episodes
-                            .get(k)
-                            .is_some_and(|e| part.contains(&e.service))
-                    })
-                    .copied()
-                    .collect();
+                let keys = episodes_of(&self.episodes, &recent, &part);
                 self.open_part(t, &seed, keys, step);
             }
         }

@@ -313,6 +313,22 @@ struct Step {
     versions: BTreeMap<String, Incident>,
 }
 
+/// Of `keys`, the episodes whose service is in `services`.
+fn episodes_of<'a>(
+    episodes: &BTreeMap<EpisodeKey, TrackedEpisode>,
+    keys: impl IntoIterator<Item = &'a EpisodeKey>,
+    services: &BTreeSet<Service>,
+) -> Vec<EpisodeKey> {
+    keys.into_iter()
+        .filter(|k| {
+            episodes
+                .get(k)
+                .is_some_and(|e| services.contains(&e.service))
+        })
+        .copied()
+        .collect()
+}
+
 /// Adds an episode's evidence to its incident.
 fn absorb(incident: &mut Open, e: &TrackedEpisode, at: Time) {
     let member = incident.members.entry(e.service.clone()).or_default();

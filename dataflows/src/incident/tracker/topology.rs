@@ -128,16 +128,7 @@ impl Tracker {
                 }
             }
         }
-        let moving: Vec<EpisodeKey> = parent
-            .episodes
-            .iter()
-            .filter(|k| {
-                self.episodes
-                    .get(k)
-                    .is_some_and(|e| part.contains(&e.service))
-            })
-            .copied()
-            .collect();
+        let moving = episodes_of(&self.episodes, &parent.episodes, &part);
         for key in moving {
             parent.episodes.remove(&key);
             child.episodes.insert(key);
