@@ -24,7 +24,6 @@ use std::path::Path;
 
 use incidentflow_dataflows::time::{format_duration, parse_rfc3339, Time};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::truth::{percentile, ratio, AnomalyRef, TruthFault};
 use crate::EvalError;
@@ -423,7 +422,12 @@ pub fn render(report: &EvalReport) -> String {
     s
 }
 
-fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, EvalError> {
+/// The records of a JSON Lines file as `T`, each with its line number; a line that is not one
+/// stops the evaluation with its position.
+fn read_records<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<(usize, T)>, EvalError> {
     let text = std::fs::read(path).map_err(|source| EvalError::Input {
         what,
         name: path.display().to_string(),
@@ -434,47 +438,52 @@ fn read_lines(path: &Path, what: &'static str) -> Result<Vec<(usize, Value)>, Ev
             serde_json::from_slice(l)
                 .map(|v| (number as usize, v))
                 .map_err(|e| {
-                    EvalError::InvalidFile(format!(
-                        "{} line {number}: not JSON: {e}",
-                        path.display()
-                    ))
+                    EvalError::InvalidFile(format!("{} line {number}: {e}", path.display()))
                 })
         })
         .collect()
 }
 
-/// What eval reads of an anomaly line.
-fn anomaly_ref(v: &Value, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
-    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    let episode = match v.get("episode") {
-        Some(e) if e.is_object() => Some((
-            e["episode_id"].as_str().unwrap_or_default().to_string(),
-            field_time(e, "started_at", path, line)?,
-        )),
-        _ => None,
-    };
-    Ok(AnomalyRef {
-        service: text("service"),
-        series: format!(
-            "{}/{}/{}",
-            text("namespace"),
-            text("service"),
-            text("metric_name")
-        ),
-        timestamp: field_time(v, "timestamp", path, line)?,
-        detector: text("detector"),
-        episode,
-    })
+/// What eval reads of an anomaly line (the job writes more; serde skips the rest).
+#[derive(serde::Deserialize)]
+struct AnomalyLine {
+    timestamp: String,
+    namespace: String,
+    service: String,
+    metric_name: String,
+    detector: String,
+    #[serde(default)]
+    episode: Option<EpisodeLine>,
 }
 
-fn field_time(v: &Value, key: &str, path: &Path, line: usize) -> Result<Time, EvalError> {
-    let bad = || {
-        EvalError::InvalidFile(format!(
-            "{} line {line}: `{key}` must be an RFC 3339 time",
-            path.display()
-        ))
+/// An anomaly's episode, as eval reads it.
+#[derive(serde::Deserialize)]
+struct EpisodeLine {
+    episode_id: String,
+    started_at: String,
+}
+
+/// An anomaly line as eval scores it.
+fn anomaly_ref(a: AnomalyLine, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
+    let time = |key: &str, text: &str| {
+        parse_rfc3339(text).map_err(|_| {
+            EvalError::InvalidFile(format!(
+                "{} line {line}: `{key}` must be an RFC 3339 time",
+                path.display()
+            ))
+        })
     };
-    parse_rfc3339(v[key].as_str().ok_or_else(bad)?).map_err(|_| bad())
+    let episode = match a.episode {
+        Some(e) => Some((e.episode_id, time("started_at", &e.started_at)?)),
+        None => None,
+    };
+    Ok(AnomalyRef {
+        series: format!("{}/{}/{}", a.namespace, a.service, a.metric_name),
+        timestamp: time("timestamp", &a.timestamp)?,
+        service: a.service,
+        detector: a.detector,
+        episode,
+    })
 }
 
 /// What `eval` reads and how.
@@ -511,21 +520,17 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     } = inputs;
     let faults: Vec<TruthFault> = match truth {
         None => Vec::new(),
-        Some(truth) => read_lines(truth, "ground truth")?
+        Some(truth) => read_records::<TruthFault>(truth, "ground truth")?
             .into_iter()
-            .map(|(line, v)| {
-                serde_json::from_value(v).map_err(|e| {
-                    EvalError::InvalidFile(format!("{} line {line}: {e}", truth.display()))
-                })
-            })
-            .collect::<Result<_, _>>()?,
+            .map(|(_, fault)| fault)
+            .collect(),
     };
     let anomalies = match anomalies {
         None => None,
         Some(path) => Some(
-            read_lines(path, "anomalies")?
+            read_records::<AnomalyLine>(path, "anomalies")?
                 .into_iter()
-                .map(|(line, v)| anomaly_ref(&v, path, line))
+                .map(|(line, a)| anomaly_ref(a, path, line))
                 .collect::<Result<Vec<_>, EvalError>>()?,
         ),
     };
@@ -544,8 +549,8 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     if let (Some(_), Some(champion)) = (truth, &anomalies) {
         let mut all = champion.clone();
         if let Some(path) = challengers {
-            for (line, v) in read_lines(path, "challengers")? {
-                all.push(anomaly_ref(&v, path, line)?);
+            for (line, a) in read_records::<AnomalyLine>(path, "challengers")? {
+                all.push(anomaly_ref(a, path, line)?);
             }
         }
         let spans: Vec<(Time, Time)> = faults
