@@ -14,24 +14,15 @@ use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::rates::{counter_rates, CounterRate};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
+use incidentflow_dataflows::rng::Rng;
 use incidentflow_dataflows::time::Time;
 use incidentflow_dataflows::zscore::{score, BaselineConfig};
 
 const T0: Time = 1_795_564_800_000;
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Samples in arrival order: (arrival tick, sample). A sample arrives up to 3 ticks after its time.
 fn random_input(seed: u64) -> Vec<(Time, Sample)> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed, 0);
     let series: Vec<Arc<SeriesInfo>> = (0..40)
         .map(|i| {
             // Every fifth series is a counter.

@@ -31,14 +31,11 @@ const SERIES: &[(&str, &str, f64, f64, f64)] = &[
 pub fn scenario() -> (String, Arc<[u8]>) {
     let start = parse_rfc3339(START).unwrap_or_default();
     let mut out = String::with_capacity(200 * SERIES.len() * STEPS as usize);
-    let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = incidentflow_dataflows::rng::Rng::new(1, 0);
     for step in 0..STEPS {
         let ts = format_rfc3339(start + step * INTERVAL_MS);
         for &(service, metric, level, amplitude, reach) in SERIES {
-            noise ^= noise << 13;
-            noise ^= noise >> 7;
-            noise ^= noise << 17;
-            let jitter = (noise % 2001) as f64 / 1000.0 - 1.0; // uniform in [-1, 1]
+            let jitter = noise.range(-1.0, 1.0);
             let mut value = level + amplitude * jitter;
             if FAULT.contains(&step) && reach > 0.0 {
                 value += if metric == "disk_util" {
