@@ -427,6 +427,7 @@ pub fn render(report: &EvalReport) -> String {
 fn read_records<T: serde::de::DeserializeOwned>(
     path: &Path,
     what: &'static str,
+    refused: &str,
 ) -> Result<Vec<(usize, T)>, EvalError> {
     let text = std::fs::read(path).map_err(|source| EvalError::Input {
         what,
@@ -438,7 +439,10 @@ fn read_records<T: serde::de::DeserializeOwned>(
             serde_json::from_slice(l)
                 .map(|v| (number as usize, v))
                 .map_err(|e| {
-                    EvalError::InvalidFile(format!("{} line {number}: {e}", path.display()))
+                    EvalError::InvalidFile(format!(
+                        "{} line {number}: {refused}{e}",
+                        path.display()
+                    ))
                 })
         })
         .collect()
@@ -463,16 +467,19 @@ struct EpisodeLine {
     started_at: String,
 }
 
+/// A time field of line `line` of `path`, or why it is not one.
+fn field_time(path: &Path, line: usize, key: &str, text: &str) -> Result<Time, EvalError> {
+    parse_rfc3339(text).map_err(|_| {
+        EvalError::InvalidFile(format!(
+            "{} line {line}: `{key}` must be an RFC 3339 time",
+            path.display()
+        ))
+    })
+}
+
 /// An anomaly line as eval scores it.
 fn anomaly_ref(a: AnomalyLine, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
-    let time = |key: &str, text: &str| {
-        parse_rfc3339(text).map_err(|_| {
-            EvalError::InvalidFile(format!(
-                "{} line {line}: `{key}` must be an RFC 3339 time",
-                path.display()
-            ))
-        })
-    };
+    let time = |key: &str, text: &str| field_time(path, line, key, text);
     let episode = match a.episode {
         Some(e) => Some((e.episode_id, time("started_at", &e.started_at)?)),
         None => None,
@@ -520,7 +527,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     } = inputs;
     let faults: Vec<TruthFault> = match truth {
         None => Vec::new(),
-        Some(truth) => read_records::<TruthFault>(truth, "ground truth")?
+        Some(truth) => read_records::<TruthFault>(truth, "ground truth", "")?
             .into_iter()
             .map(|(_, fault)| fault)
             .collect(),
@@ -528,7 +535,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     let anomalies = match anomalies {
         None => None,
         Some(path) => Some(
-            read_records::<AnomalyLine>(path, "anomalies")?
+            read_records::<AnomalyLine>(path, "anomalies", "")?
                 .into_iter()
                 .map(|(line, a)| anomaly_ref(a, path, line))
                 .collect::<Result<Vec<_>, EvalError>>()?,
@@ -549,7 +556,7 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
     if let (Some(_), Some(champion)) = (truth, &anomalies) {
         let mut all = champion.clone();
         if let Some(path) = challengers {
-            for (line, a) in read_records::<AnomalyLine>(path, "challengers")? {
+            for (line, a) in read_records::<AnomalyLine>(path, "challengers", "")? {
                 all.push(anomaly_ref(a, path, line)?);
             }
         }
@@ -591,30 +598,12 @@ pub fn run(inputs: EvalInputs<'_>, out: Option<&Path>) -> Result<String, EvalErr
 
 /// The incident versions of an incidents file, as eval needs them.
 fn read_incidents(path: &Path) -> Result<Vec<IncidentVersion>, EvalError> {
-    let text = std::fs::read(path).map_err(|source| EvalError::Input {
-        what: "incidents",
-        name: path.display().to_string(),
-        source,
-    })?;
-    incidentflow_dataflows::decode::json_lines(&text)
-        .map(|(line, bytes)| {
-            let v: IncidentRecord = serde_json::from_slice(bytes).map_err(|e| {
-                EvalError::InvalidFile(format!(
-                    "{} line {line}: not an incident version: {e}",
-                    path.display()
-                ))
-            })?;
-            let time = |key: &str, text: &str| {
-                parse_rfc3339(text).map_err(|_| {
-                    EvalError::InvalidFile(format!(
-                        "{} line {line}: `{key}` must be an RFC 3339 time",
-                        path.display()
-                    ))
-                })
-            };
+    read_records::<IncidentRecord>(path, "incidents", "not an incident version: ")?
+        .into_iter()
+        .map(|(line, v)| {
             Ok(IncidentVersion {
-                created_at: time("created_at", &v.created_at)?,
-                updated_at: time("updated_at", &v.updated_at)?,
+                created_at: field_time(path, line, "created_at", &v.created_at)?,
+                updated_at: field_time(path, line, "updated_at", &v.updated_at)?,
                 causes: v
                     .hypothesis
                     .ranked_causes

@@ -8,7 +8,7 @@
 //! nothing. No label carries a series: the label sets are fixed (reasons, statuses, detectors)
 //! or bounded by the partition and alert output counts. What the job reads back itself (the
 //! largest Kafka lag for `/ready`, the alert outcomes and unjudged series for the summary) is
-//! kept beside the registry, which is write-only.
+//! kept beside the registry where a family cannot be read back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -71,8 +71,6 @@ pub struct Metrics {
     /// Alert requests by output and outcome (delivered, failed, rejected, dropped, suppressed),
     /// and retries ("retries"), for the summary.
     alert_outcomes: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
-    /// Series the z-score cannot judge, for the summary.
-    series_unscored: AtomicU64,
     /// The feedback book's figures, when the job reads feedback.
     feedback: Mutex<Option<FeedbackSource>>,
 }
@@ -135,7 +133,6 @@ impl Metrics {
             inputs_connected: AtomicBool::new(false),
             worker_failed: AtomicBool::new(false),
             alert_outcomes: Mutex::new(BTreeMap::new()),
-            series_unscored: AtomicU64::new(0),
             feedback: Mutex::new(None),
         };
         for source in ["samples", "topology", "deploys"] {
@@ -404,13 +401,12 @@ impl Metrics {
 
     /// One more series the z-score cannot judge; returns how many so far.
     pub fn series_unscored(&self) -> u64 {
-        self.series_unscored_total.inc();
-        self.series_unscored.fetch_add(1, Relaxed) + 1
+        self.series_unscored_total.inc() + 1
     }
 
     /// How many series the z-score cannot judge.
     pub fn unscored_series(&self) -> u64 {
-        self.series_unscored.load(Relaxed)
+        self.series_unscored_total.get()
     }
 
     /// Per alert output: its outcomes and retries so far.

@@ -182,10 +182,14 @@ fn last_event_of(stream: &Stream, services: &BTreeSet<String>) -> Time {
         .unwrap_or(T0)
 }
 
-fn check(config: &CorrelationConfig, stream: &Stream, seed: u64) -> usize {
-    let versions = run(config, stream);
+fn check(
+    versions: &[(Time, Incident)],
+    config: &CorrelationConfig,
+    stream: &Stream,
+    seed: u64,
+) -> usize {
     let mut by_id: BTreeMap<&str, Vec<&(Time, Incident)>> = BTreeMap::new();
-    for v in &versions {
+    for v in versions {
         by_id.entry(&v.1.incident_id).or_default().push(v);
     }
     for (id, list) in &by_id {
@@ -289,8 +293,8 @@ fn random_streams_keep_every_rule_of_the_tracker() {
             },
             ..CorrelationConfig::default()
         };
-        incidents += check(&config, &stream, seed);
         let versions = run(&config, &stream);
+        incidents += check(&versions, &config, &stream, seed);
         merged += versions
             .iter()
             .filter(|(_, v)| v.merged_into.is_some())
