@@ -114,94 +114,10 @@ impl Topology {
         start: Time,
         duration: Time,
     ) -> Topology {
-        let n = n.max(4);
-        let entries = (n / 10).clamp(1, n / 3);
-        let shared = (n / 4).clamp(1, n / 3);
-        let mids = n - entries - shared;
         let namespaces = namespaces.clamp(1, NAMESPACES.len() * 4);
-        let ns = |k: usize| name(NAMESPACES, k % namespaces);
-        let mut services = Vec::with_capacity(n + 1);
-        for k in 0..entries {
-            services.push(Service {
-                name: name(ENTRY, k),
-                namespace: ns(k),
-                tier: Tier::Entry,
-                depth: 0,
-                added_at: start,
-            });
-        }
-        for k in 0..mids {
-            let depth = if k < mids.div_ceil(2) { 1 } else { 2 };
-            services.push(Service {
-                name: name(MID, k),
-                namespace: ns(k),
-                tier: Tier::Mid,
-                depth,
-                added_at: start,
-            });
-        }
-        for k in 0..shared {
-            services.push(Service {
-                name: name(SHARED, k),
-                namespace: ns(k),
-                tier: Tier::Shared,
-                depth: 3,
-                added_at: start,
-            });
-        }
-        let by_depth = |d: u8, s: &[Service]| -> Vec<usize> {
-            (0..s.len()).filter(|&i| s[i].depth == d).collect()
-        };
-        let (d1, d2, d3) = (
-            by_depth(1, &services),
-            by_depth(2, &services),
-            by_depth(3, &services),
-        );
-        let mut edges: Vec<(usize, usize)> = Vec::new();
-        let pick = |rng: &mut Rng,
-                    from: usize,
-                    pool: &[usize],
-                    count: u64,
-                    edges: &mut Vec<(usize, usize)>| {
-            for _ in 0..count {
-                if pool.is_empty() {
-                    return;
-                }
-                let to = pool[rng.below(pool.len() as u64) as usize];
-                if !edges.contains(&(from, to)) {
-                    edges.push((from, to));
-                }
-            }
-        };
-        for (i, service) in services.iter().enumerate() {
-            match service.depth {
-                0 => {
-                    let count = 2 + rng.below(2);
-                    pick(rng, i, &d1, count, &mut edges)
-                }
-                1 => {
-                    let next: &[usize] = if d2.is_empty() { &d3 } else { &d2 };
-                    let (a, b) = (1 + rng.below(2), rng.below(2));
-                    pick(rng, i, next, a, &mut edges);
-                    pick(rng, i, &d3, b, &mut edges);
-                }
-                2 => {
-                    let count = 1 + rng.below(2);
-                    pick(rng, i, &d3, count, &mut edges)
-                }
-                _ => {}
-            }
-        }
-        // Every service is called by someone or calls something, so none is an island.
-        for (k, &i) in d1.iter().chain(d2.iter()).chain(d3.iter()).enumerate() {
-            if !edges.iter().any(|e| e.1 == i) {
-                let callers: Vec<usize> = (0..services.len())
-                    .filter(|&c| services[c].depth < services[i].depth)
-                    .collect();
-                edges.push((callers[k % callers.len()], i));
-            }
-        }
-        edges.sort();
+        let mut services = tiered_services(n, namespaces, start);
+        let layers = Layers::of(&services);
+        let mut edges = initial_edges(rng, &services, &layers);
         let mut changes: Vec<EdgeChange> = edges
             .iter()
             .map(|&(caller, callee)| EdgeChange {
@@ -212,54 +128,10 @@ impl Topology {
             })
             .collect();
         // Changes over time: one edge added, one removed, one service added.
-        if !d3.is_empty() && !d1.is_empty() {
-            let at = start + duration / 3;
-            let caller = d1[rng.below(d1.len() as u64) as usize];
-            let callee = d3[rng.below(d3.len() as u64) as usize];
-            if !edges.contains(&(caller, callee)) {
-                changes.push(EdgeChange {
-                    timestamp: at,
-                    caller,
-                    callee,
-                    add: true,
-                });
-                edges.push((caller, callee));
-            }
-            let removable: Vec<(usize, usize)> = edges
-                .iter()
-                .copied()
-                .filter(|&(c, _)| edges.iter().filter(|e| e.0 == c).count() > 1)
-                .collect();
-            if !removable.is_empty() {
-                let (caller, callee) = removable[rng.below(removable.len() as u64) as usize];
-                changes.push(EdgeChange {
-                    timestamp: start + duration / 2,
-                    caller,
-                    callee,
-                    add: false,
-                });
-            }
+        if !layers.shared.is_empty() && !layers.upper_mid.is_empty() {
+            changes.extend(rewire(rng, &mut edges, &layers, start, duration));
             let at = start + duration * 2 / 3;
-            let new = services.len();
-            services.push(Service {
-                name: name(MID, new + MID.len() * 8),
-                namespace: ns(new),
-                tier: Tier::Mid,
-                depth: 1,
-                added_at: at,
-            });
-            changes.push(EdgeChange {
-                timestamp: at,
-                caller: 0,
-                callee: new,
-                add: true,
-            });
-            changes.push(EdgeChange {
-                timestamp: at,
-                caller: new,
-                callee: d3[0],
-                add: true,
-            });
+            changes.extend(add_service(&mut services, &layers, namespaces, at));
         }
         changes.sort_by_key(|c| c.timestamp);
         Topology { services, changes }
@@ -297,4 +169,213 @@ impl Topology {
         }
         found
     }
+}
+
+/// The name of namespace `k` of `namespaces`.
+fn namespace(k: usize, namespaces: usize) -> String {
+    name(NAMESPACES, k % namespaces)
+}
+
+/// `n` services (at least 4), all there from `start`: a tenth of them entry services, a quarter
+/// shared ones, the rest the two mid tiers (the first half called by the entries).
+fn tiered_services(n: usize, namespaces: usize, start: Time) -> Vec<Service> {
+    let n = n.max(4);
+    let entries = (n / 10).clamp(1, n / 3);
+    let shared = (n / 4).clamp(1, n / 3);
+    let mids = n - entries - shared;
+    let mut services = Vec::with_capacity(n + 1);
+    for k in 0..entries {
+        services.push(Service {
+            name: name(ENTRY, k),
+            namespace: namespace(k, namespaces),
+            tier: Tier::Entry,
+            depth: 0,
+            added_at: start,
+        });
+    }
+    for k in 0..mids {
+        let depth = if k < mids.div_ceil(2) { 1 } else { 2 };
+        services.push(Service {
+            name: name(MID, k),
+            namespace: namespace(k, namespaces),
+            tier: Tier::Mid,
+            depth,
+            added_at: start,
+        });
+    }
+    for k in 0..shared {
+        services.push(Service {
+            name: name(SHARED, k),
+            namespace: namespace(k, namespaces),
+            tier: Tier::Shared,
+            depth: 3,
+            added_at: start,
+        });
+    }
+    services
+}
+
+/// The services below the entries, by depth (indices in order).
+struct Layers {
+    /// Depth 1: the mid tier the entry services call.
+    upper_mid: Vec<usize>,
+    /// Depth 2: the mid tier below it.
+    lower_mid: Vec<usize>,
+    /// Depth 3: the shared dependencies.
+    shared: Vec<usize>,
+}
+
+impl Layers {
+    fn of(services: &[Service]) -> Layers {
+        let by_depth = |d: u8| -> Vec<usize> {
+            (0..services.len())
+                .filter(|&i| services[i].depth == d)
+                .collect()
+        };
+        Layers {
+            upper_mid: by_depth(1),
+            lower_mid: by_depth(2),
+            shared: by_depth(3),
+        }
+    }
+}
+
+/// The edges at the start, sorted: each service calls a few of the layer below (an upper mid
+/// service also some shared ones), and a service nobody calls gets a caller from above.
+fn initial_edges(rng: &mut Rng, services: &[Service], layers: &Layers) -> Vec<(usize, usize)> {
+    let Layers {
+        upper_mid,
+        lower_mid,
+        shared,
+    } = layers;
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for (i, service) in services.iter().enumerate() {
+        match service.depth {
+            0 => {
+                let count = 2 + rng.below(2);
+                call_some(rng, i, upper_mid, count, &mut edges)
+            }
+            1 => {
+                let next: &[usize] = if lower_mid.is_empty() {
+                    shared
+                } else {
+                    lower_mid
+                };
+                let (a, b) = (1 + rng.below(2), rng.below(2));
+                call_some(rng, i, next, a, &mut edges);
+                call_some(rng, i, shared, b, &mut edges);
+            }
+            2 => {
+                let count = 1 + rng.below(2);
+                call_some(rng, i, shared, count, &mut edges)
+            }
+            _ => {}
+        }
+    }
+    // Every service is called by someone or calls something, so none is an island.
+    let below_entries = upper_mid
+        .iter()
+        .chain(lower_mid.iter())
+        .chain(shared.iter());
+    for (k, &i) in below_entries.enumerate() {
+        if !edges.iter().any(|e| e.1 == i) {
+            let callers: Vec<usize> = (0..services.len())
+                .filter(|&c| services[c].depth < services[i].depth)
+                .collect();
+            edges.push((callers[k % callers.len()], i));
+        }
+    }
+    edges.sort();
+    edges
+}
+
+/// Adds up to `count` edges from `from` to services drawn from `pool` (a draw already called is
+/// not added twice).
+fn call_some(
+    rng: &mut Rng,
+    from: usize,
+    pool: &[usize],
+    count: u64,
+    edges: &mut Vec<(usize, usize)>,
+) {
+    for _ in 0..count {
+        if pool.is_empty() {
+            return;
+        }
+        let to = pool[rng.below(pool.len() as u64) as usize];
+        if !edges.contains(&(from, to)) {
+            edges.push((from, to));
+        }
+    }
+}
+
+/// An upper mid service starts calling a shared one at a third of the run (unless it already
+/// does), and at half the run one caller with several callees drops one of them.
+fn rewire(
+    rng: &mut Rng,
+    edges: &mut Vec<(usize, usize)>,
+    layers: &Layers,
+    start: Time,
+    duration: Time,
+) -> Vec<EdgeChange> {
+    let mut changes = Vec::new();
+    let at = start + duration / 3;
+    let caller = layers.upper_mid[rng.below(layers.upper_mid.len() as u64) as usize];
+    let callee = layers.shared[rng.below(layers.shared.len() as u64) as usize];
+    if !edges.contains(&(caller, callee)) {
+        changes.push(EdgeChange {
+            timestamp: at,
+            caller,
+            callee,
+            add: true,
+        });
+        edges.push((caller, callee));
+    }
+    let removable: Vec<(usize, usize)> = edges
+        .iter()
+        .copied()
+        .filter(|&(c, _)| edges.iter().filter(|e| e.0 == c).count() > 1)
+        .collect();
+    if !removable.is_empty() {
+        let (caller, callee) = removable[rng.below(removable.len() as u64) as usize];
+        changes.push(EdgeChange {
+            timestamp: start + duration / 2,
+            caller,
+            callee,
+            add: false,
+        });
+    }
+    changes
+}
+
+/// A new upper mid service appears at `at`, called by the first service and calling the first
+/// shared one.
+fn add_service(
+    services: &mut Vec<Service>,
+    layers: &Layers,
+    namespaces: usize,
+    at: Time,
+) -> [EdgeChange; 2] {
+    let new = services.len();
+    services.push(Service {
+        name: name(MID, new + MID.len() * 8),
+        namespace: namespace(new, namespaces),
+        tier: Tier::Mid,
+        depth: 1,
+        added_at: at,
+    });
+    [
+        EdgeChange {
+            timestamp: at,
+            caller: 0,
+            callee: new,
+            add: true,
+        },
+        EdgeChange {
+            timestamp: at,
+            caller: new,
+            callee: layers.shared[0],
+            add: true,
+        },
+    ]
 }

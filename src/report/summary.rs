@@ -164,111 +164,11 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
         let _ = writeln!(s, "No anomalies: every series stayed within its baseline.");
         return s;
     }
-    // A close says the series recovered: its sample is not anomalous. What is shown of each
-    // series are its episodes' opens and updates.
-    let mut by_series: BTreeMap<(&str, &str, &str), Vec<&Anomaly>> = BTreeMap::new();
-    let anomalous = |a: &&Anomaly| {
-        a.episode
-            .is_none_or(|e| e.status != incidentflow_dataflows::records::EpisodeStatus::Close)
-    };
-    let opens = |list: &[&Anomaly]| {
-        list.iter()
-            .filter(|a| {
-                a.episode.is_none_or(|e| {
-                    e.status == incidentflow_dataflows::records::EpisodeStatus::Open
-                })
-            })
-            .count() as u64
-    };
-    for a in outcome.shown.iter().filter(anomalous) {
-        by_series
-            .entry((
-                &*a.series.namespace,
-                &*a.series.service,
-                &*a.series.metric_name,
-            ))
-            .or_default()
-            .push(a);
-    }
-    let services: std::collections::BTreeSet<&str> = by_series.keys().map(|k| k.1).collect();
-    let named: Vec<&str> = services.iter().copied().take(LISTED_SERVICES).collect();
-    let more = match services.len().saturating_sub(named.len()) {
-        0 => String::new(),
-        n => format!(" and {n} more"),
-    };
-    let _ = writeln!(
-        s,
-        "Found {} in {} on {} service{}: {}{more}",
-        plural(
-            by_series.values().map(|list| opens(list)).sum(),
-            "anomaly episode"
-        ),
-        plural(by_series.len() as u64, "series"),
-        services.len(),
-        if services.len() == 1 { "" } else { "s" },
-        named.join(", ")
-    );
+    let by_series = anomalous_by_series(&outcome.shown);
+    write_digest_headline(&mut s, &by_series);
     let mut rows: Vec<_> = by_series.iter().collect();
     rows.sort_by_key(|(key, list)| (list[0].timestamp, *key));
-    let _ = writeln!(
-        s,
-        "  {:<36} {:>8}  {:<19} {:>10} {:>18} {:>10} {:>5}",
-        "namespace/service metric",
-        "episodes",
-        "first..last (UTC)",
-        "peak",
-        "expected (band)",
-        "strength",
-        "score"
-    );
-    for (key, list) in rows.iter().take(LISTED) {
-        let peak = list
-            .iter()
-            .max_by(|a, b| {
-                a.anomaly_score
-                    .cmp(&b.anomaly_score)
-                    .then(b.timestamp.cmp(&a.timestamp))
-            })
-            .copied();
-        let Some(peak) = peak else { continue };
-        let arrow = if peak.evidence.direction == Direction::Up {
-            "▲"
-        } else {
-            "▼"
-        };
-        // How far past its threshold: the z-score's z; the other detectors' own statistic
-        // (the change detector's: its strength, the move over its threshold, signed).
-        let deviation = match (peak.evidence.z, peak.evidence.statistic) {
-            (Some(z), _) => format!("z {:+.1}", z.0),
-            (None, Some(x)) => format!("{:+.1}", x.0),
-            (None, None) => "flat".to_string(),
-        };
-        let last = list.last().map_or(peak.timestamp, |a| a.timestamp);
-        let _ = writeln!(
-            s,
-            "  {:<36} {:>8}  {:<19} {:>9}{} {:>18} {:>10} {:>5.2}",
-            format!("{}/{} {}", key.0, key.1, key.2),
-            opens(list),
-            format!(
-                "{}..{}",
-                format_clock(list[0].timestamp),
-                format_clock(last)
-            ),
-            short(peak.value.0),
-            arrow,
-            format!(
-                "{} ({}..{})",
-                short(peak.expected.0),
-                short(peak.lower_bound.0),
-                short(peak.upper_bound.0)
-            ),
-            deviation,
-            peak.anomaly_score.0
-        );
-    }
-    if rows.len() > LISTED {
-        let _ = writeln!(s, "  ... and {} more series", rows.len() - LISTED);
-    }
+    write_digest_table(&mut s, &rows);
     if outcome.anomalies as usize > outcome.shown.len() {
         let _ = writeln!(
             s,
@@ -285,6 +185,134 @@ pub fn anomaly_digest(outcome: &Outcome) -> String {
             .map_or(String::new(), |a| format_rfc3339(a.timestamp))
     );
     s
+}
+
+/// A series as the digest names it: (namespace, service, metric).
+type SeriesKey<'a> = (&'a str, &'a str, &'a str);
+
+/// The anomalous samples of `shown`, by series, in the order they came. A close says the series
+/// recovered: its sample is not anomalous. What is shown of each series are its episodes' opens
+/// and updates.
+fn anomalous_by_series(shown: &[Anomaly]) -> BTreeMap<SeriesKey<'_>, Vec<&Anomaly>> {
+    let mut by_series: BTreeMap<SeriesKey<'_>, Vec<&Anomaly>> = BTreeMap::new();
+    let anomalous = |a: &&Anomaly| {
+        a.episode
+            .is_none_or(|e| e.status != incidentflow_dataflows::records::EpisodeStatus::Close)
+    };
+    for a in shown.iter().filter(anomalous) {
+        by_series
+            .entry((
+                &*a.series.namespace,
+                &*a.series.service,
+                &*a.series.metric_name,
+            ))
+            .or_default()
+            .push(a);
+    }
+    by_series
+}
+
+/// How many episodes `list` opened (a per-sample anomaly, with no episode, counts as one).
+fn episodes_opened(list: &[&Anomaly]) -> u64 {
+    list.iter()
+        .filter(|a| {
+            a.episode
+                .is_none_or(|e| e.status == incidentflow_dataflows::records::EpisodeStatus::Open)
+        })
+        .count() as u64
+}
+
+/// The digest's first line: how many episodes, series and services, and the first services'
+/// names.
+fn write_digest_headline(s: &mut String, by_series: &BTreeMap<SeriesKey<'_>, Vec<&Anomaly>>) {
+    let services: std::collections::BTreeSet<&str> = by_series.keys().map(|k| k.1).collect();
+    let named: Vec<&str> = services.iter().copied().take(LISTED_SERVICES).collect();
+    let more = match services.len().saturating_sub(named.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let _ = writeln!(
+        s,
+        "Found {} in {} on {} service{}: {}{more}",
+        plural(
+            by_series.values().map(|list| episodes_opened(list)).sum(),
+            "anomaly episode"
+        ),
+        plural(by_series.len() as u64, "series"),
+        services.len(),
+        if services.len() == 1 { "" } else { "s" },
+        named.join(", ")
+    );
+}
+
+/// The table of the first [`LISTED`] series (`rows`, in the order shown), and how many more
+/// there are.
+fn write_digest_table(s: &mut String, rows: &[(&SeriesKey<'_>, &Vec<&Anomaly>)]) {
+    let _ = writeln!(
+        s,
+        "  {:<36} {:>8}  {:<19} {:>10} {:>18} {:>10} {:>5}",
+        "namespace/service metric",
+        "episodes",
+        "first..last (UTC)",
+        "peak",
+        "expected (band)",
+        "strength",
+        "score"
+    );
+    for (key, list) in rows.iter().take(LISTED) {
+        write_digest_row(s, key, list);
+    }
+    if rows.len() > LISTED {
+        let _ = writeln!(s, "  ... and {} more series", rows.len() - LISTED);
+    }
+}
+
+/// One series' line: its episodes, first and last times, and its peak (the highest score, the
+/// earliest of equals) with its expected band and deviation.
+fn write_digest_row(s: &mut String, key: &SeriesKey<'_>, list: &[&Anomaly]) {
+    let peak = list
+        .iter()
+        .max_by(|a, b| {
+            a.anomaly_score
+                .cmp(&b.anomaly_score)
+                .then(b.timestamp.cmp(&a.timestamp))
+        })
+        .copied();
+    let Some(peak) = peak else { return };
+    let arrow = if peak.evidence.direction == Direction::Up {
+        "▲"
+    } else {
+        "▼"
+    };
+    // How far past its threshold: the z-score's z; the other detectors' own statistic
+    // (the change detector's: its strength, the move over its threshold, signed).
+    let deviation = match (peak.evidence.z, peak.evidence.statistic) {
+        (Some(z), _) => format!("z {:+.1}", z.0),
+        (None, Some(x)) => format!("{:+.1}", x.0),
+        (None, None) => "flat".to_string(),
+    };
+    let last = list.last().map_or(peak.timestamp, |a| a.timestamp);
+    let _ = writeln!(
+        s,
+        "  {:<36} {:>8}  {:<19} {:>9}{} {:>18} {:>10} {:>5.2}",
+        format!("{}/{} {}", key.0, key.1, key.2),
+        episodes_opened(list),
+        format!(
+            "{}..{}",
+            format_clock(list[0].timestamp),
+            format_clock(last)
+        ),
+        short(peak.value.0),
+        arrow,
+        format!(
+            "{} ({}..{})",
+            short(peak.expected.0),
+            short(peak.lower_bound.0),
+            short(peak.upper_bound.0)
+        ),
+        deviation,
+        peak.anomaly_score.0
+    );
 }
 
 fn short(v: f64) -> String {

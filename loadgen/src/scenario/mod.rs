@@ -1,0 +1,118 @@
+//! Scenarios: a topology, faults injected at root services that travel up to their callers with
+//! a lag and attenuation, deploys, and the metric series every service emits, as plain seeded
+//! iterators. The same seed and options give the same records, byte for byte.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | this one | [`Scenario`]: built from its config, and its topology, deploys and truth as lines |
+//! | `config` | the knobs: [`ScenarioConfig`] and the named scenarios, [`Realism`], [`METRICS`] |
+//! | `faults` | [`Fault`]s placed on the topology, their truth, and the deploys around them |
+//! | `series` | the samples: each service's series step by step, its pods, faults' effects |
+
+mod config;
+mod faults;
+mod series;
+
+use incidentflow_dataflows::time::{format_rfc3339, Time};
+
+use crate::rng::Rng;
+pub use crate::scenario::config::{Realism, ScenarioConfig, DEFAULT_START, METRICS};
+pub use crate::scenario::faults::{Fault, FaultKind};
+use crate::topology::Topology;
+
+/// A generated scenario: its topology, faults and deploys; samples come from [`Scenario::samples`].
+pub struct Scenario {
+    /// The settings it was made from.
+    pub config: ScenarioConfig,
+    /// Services and edges.
+    pub topology: Topology,
+    /// Injected faults, by start.
+    pub faults: Vec<Fault>,
+    /// Deploys (time, service index, version), by time.
+    pub deploys: Vec<(Time, usize, String)>,
+}
+
+impl Scenario {
+    /// Builds the scenario for `config`.
+    pub fn new(config: ScenarioConfig) -> Scenario {
+        let mut rng = Rng::new(config.seed, 0);
+        let topology = Topology::generate(
+            &mut rng,
+            config.services,
+            config.namespaces,
+            config.start,
+            config.duration,
+        );
+        let (mut faults, mut deploys) = faults::inject_faults(&config, &topology, &mut rng);
+        deploys.extend(faults::everyday_deploys(&config, &topology, &mut rng));
+        deploys.sort();
+        faults.sort_by_key(|f| f.start_ms);
+        Scenario {
+            config,
+            topology,
+            faults,
+            deploys,
+        }
+    }
+
+    /// Number of steps (sample times per series).
+    pub fn steps(&self) -> u64 {
+        self.config.duration / self.config.interval
+    }
+
+    /// Number of series at the start.
+    pub fn series(&self) -> usize {
+        self.topology
+            .services
+            .iter()
+            .filter(|s| s.added_at == self.config.start)
+            .count()
+            * self.series_per_service()
+    }
+
+    /// Series per service: the seven [`METRICS`], or in a realistic scenario three per service
+    /// (a thread count more when quantised) and four per pod.
+    fn series_per_service(&self) -> usize {
+        let real = &self.config.realism;
+        if *real == Realism::default() {
+            METRICS.len()
+        } else {
+            3 + usize::from(real.quantised) + 4 * real.pods.max(1)
+        }
+    }
+
+    /// The topology as edge-stream JSON lines.
+    pub fn edges(&self) -> impl Iterator<Item = String> + '_ {
+        self.topology.changes.iter().map(|c| {
+            let (caller, callee) = (&self.topology.services[c.caller], &self.topology.services[c.callee]);
+            format!(
+                r#"{{"schema_version":1,"timestamp":"{}","caller":"{}","callee":"{}","op":"{}","namespace":"{}"}}"#,
+                format_rfc3339(c.timestamp),
+                caller.name,
+                callee.name,
+                if c.add { "add" } else { "remove" },
+                caller.namespace
+            )
+        })
+    }
+
+    /// The deploys as JSON lines.
+    pub fn deploy_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.deploys.iter().map(|(t, s, version)| {
+            let service = &self.topology.services[*s];
+            format!(
+                r#"{{"schema_version":1,"timestamp":"{}","service":"{}","namespace":"{}","version":"{version}"}}"#,
+                format_rfc3339(*t),
+                service.name,
+                service.namespace
+            )
+        })
+    }
+
+    /// The ground truth as JSON lines, one per fault.
+    pub fn truth(&self) -> impl Iterator<Item = String> + '_ {
+        self.faults
+            .iter()
+            .map(|f| serde_json::to_string(&f.truth).unwrap_or_default())
+    }
+}
