@@ -7,6 +7,8 @@
 mod common;
 
 use common::*;
+use incidentflow_dataflows::records::{EpisodeStatus, Reason};
+use incidentflow_dataflows::wire::{AnomalyRecord, DeadLetterRecord};
 
 #[test]
 fn every_invalid_line_is_dead_lettered_with_its_reason_and_the_counts_add_up() {
@@ -81,16 +83,20 @@ fn every_invalid_line_is_dead_lettered_with_its_reason_and_the_counts_add_up() {
 
     // The valid records were processed: the spike among them is found (an episode that opens
     // at it and closes once the series is back).
-    let found = json_lines(&anomalies);
-    let statuses: Vec<&str> = found
+    let found: Vec<AnomalyRecord> = records(&anomalies);
+    let statuses: Vec<EpisodeStatus> = found
         .iter()
-        .map(|a| a["episode"]["status"].as_str().unwrap())
+        .map(|a| a.episode.as_ref().unwrap().status)
         .collect();
-    assert_eq!(statuses, ["open", "close"], "{found:#?}");
-    assert_eq!(found[0]["value"], 1.86);
+    assert_eq!(
+        statuses,
+        [EpisodeStatus::Open, EpisodeStatus::Close],
+        "{found:#?}"
+    );
+    assert_eq!(found[0].value, 1.86);
 
     // Every invalid line is dead-lettered with its line number, reason and original text.
-    let letters = json_lines(&dead);
+    let letters: Vec<DeadLetterRecord> = records(&dead);
     let expected: Vec<(usize, &str)> = lines
         .iter()
         .enumerate()
@@ -98,31 +104,22 @@ fn every_invalid_line_is_dead_lettered_with_its_reason_and_the_counts_add_up() {
         .collect();
     assert_eq!(letters.len(), expected.len(), "{letters:#?}");
     for (letter, (line, reason)) in letters.iter().zip(&expected) {
-        assert_eq!(letter["line"], *line as u64, "{letter}");
-        assert_eq!(letter["reason"], *reason, "{letter}");
-        assert_eq!(letter["source"], input.to_str().unwrap());
-        assert!(!letter["detail"].as_str().unwrap().is_empty());
+        assert_eq!(letter.line, *line as u64, "{letter:?}");
+        assert_eq!(letter.reason.as_str(), *reason, "{letter:?}");
+        assert_eq!(letter.source, input.to_str().unwrap());
+        assert!(!letter.detail.is_empty());
         let original = &lines[line - 1].0;
         if *reason == "oversized" {
-            assert_eq!(letter["truncated"], true);
-            assert_eq!(letter["raw"].as_str().unwrap().len(), 4096);
+            assert!(letter.truncated);
+            assert_eq!(letter.raw.len(), 4096);
         } else if *reason == "invalid_utf8" {
-            assert!(letter["raw_base64"].is_string());
+            assert!(letter.raw_base64.is_some());
         } else {
-            assert_eq!(
-                letter["raw"].as_str().unwrap().as_bytes(),
-                original.as_slice()
-            );
+            assert_eq!(letter.raw.as_bytes(), original.as_slice());
         }
     }
-    let late = letters.iter().find(|l| l["reason"] == "late").unwrap();
-    assert!(
-        late["detail"]
-            .as_str()
-            .unwrap()
-            .contains("allowed lateness is 10s"),
-        "{late}"
-    );
+    let late = letters.iter().find(|l| l.reason == Reason::Late).unwrap();
+    assert!(late.detail.contains("allowed lateness is 10s"), "{late:?}");
 
     // The counts add up.
     let s = summary(&summary_path);

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`time`] | the time rules: event-time ticks, RFC 3339, windows, watermarks |
 //! | [`records`] | the record contracts: samples, anomalies, refusal reasons, dead letters |
+//! | [`wire`] | the anomaly and dead-letter lines as public records, written and read back |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
 //! | [`held`] | samples held until a frontier passes them, released in series and time order |
@@ -30,4 +31,5 @@ pub mod rng;
 pub mod time;
 pub mod truth;
 pub mod window;
+pub mod wire;
 pub mod zscore;

@@ -5,10 +5,9 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::time::{format_rfc3339, write_rfc3339, Time};
+use crate::time::Time;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -371,128 +370,10 @@ impl Anomaly {
         format!("an-{:016x}", xxhash_rust::xxh3::xxh3_64(&key))
     }
 
-    /// The anomaly as one line of JSON (no newline), the output contract.
+    /// The anomaly as one line of JSON (no newline), the output contract
+    /// ([`crate::wire::AnomalyRecord`]).
     pub fn to_json(&self) -> String {
-        let mut window_start = String::new();
-        write_rfc3339(
-            &mut window_start,
-            self.timestamp.saturating_sub(self.window_ms),
-        );
-        let mut timestamp = String::new();
-        write_rfc3339(&mut timestamp, self.timestamp);
-        let out = AnomalyJson {
-            schema_version: SCHEMA_VERSION,
-            anomaly_id: self.anomaly_id(),
-            timestamp: &timestamp,
-            namespace: &self.series.namespace,
-            service: &self.series.service,
-            metric_name: &self.series.metric_name,
-            labels: LabelsJson(&self.series.labels),
-            value: self.value.0,
-            expected: self.expected.0,
-            lower_bound: self.lower_bound.0,
-            upper_bound: self.upper_bound.0,
-            anomaly_score: self.anomaly_score.0,
-            detector: self.detector.name(),
-            window: WindowJson {
-                start: &window_start,
-                end: &timestamp,
-                duration_ms: self.window_ms,
-            },
-            evidence: EvidenceJson {
-                baseline_points: self.evidence.baseline_points,
-                baseline_mean: self.expected.0,
-                baseline_stddev: self
-                    .evidence
-                    .change
-                    .is_none()
-                    .then_some(self.evidence.baseline_stddev.0),
-                z: self.evidence.z.map(|z| z.0),
-                direction: self.evidence.direction,
-                flat_baseline: self.evidence.flat_baseline,
-                statistic: self.evidence.statistic.map(|s| s.0),
-                reference: self.evidence.change.map(|c| c.reference.0),
-                threshold: self.evidence.change.map(|c| c.threshold.0),
-                usual_change: self.evidence.change.map(|c| c.usual_change.0),
-                interval_ms: self.evidence.change.map(|c| c.interval_ms),
-            },
-            episode: self.episode.map(|e| EpisodeJson {
-                episode_id: self.episode_id().unwrap_or_default(),
-                status: e.status,
-                started_at: format_rfc3339(e.started_at),
-                samples: e.samples,
-            }),
-        };
-        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-}
-
-#[derive(Serialize)]
-struct AnomalyJson<'a> {
-    schema_version: u32,
-    anomaly_id: String,
-    timestamp: &'a str,
-    namespace: &'a str,
-    service: &'a str,
-    metric_name: &'a str,
-    labels: LabelsJson<'a>,
-    value: f64,
-    expected: f64,
-    lower_bound: f64,
-    upper_bound: f64,
-    anomaly_score: f64,
-    detector: &'a str,
-    window: WindowJson<'a>,
-    evidence: EvidenceJson,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    episode: Option<EpisodeJson>,
-}
-
-#[derive(Serialize)]
-struct EpisodeJson {
-    episode_id: String,
-    status: EpisodeStatus,
-    started_at: String,
-    samples: u32,
-}
-
-#[derive(Serialize)]
-struct WindowJson<'a> {
-    start: &'a str,
-    end: &'a str,
-    duration_ms: u64,
-}
-
-#[derive(Serialize)]
-struct EvidenceJson {
-    baseline_points: u64,
-    baseline_mean: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    baseline_stddev: Option<f64>,
-    z: Option<f64>,
-    direction: Direction,
-    flat_baseline: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    statistic: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    threshold: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usual_change: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interval_ms: Option<u64>,
-}
-
-struct LabelsJson<'a>(&'a [(Arc<str>, Arc<str>)]);
-
-impl Serialize for LabelsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        serde_json::to_string(&self.record()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
@@ -611,64 +492,11 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The dead letter as one line of JSON (no newline). Text that is not UTF-8 is given lossily in
-    /// `raw` and exactly in `raw_base64`.
+    /// The dead letter as one line of JSON (no newline), the output contract
+    /// ([`crate::wire::DeadLetterRecord`]).
     pub fn to_json(&self) -> String {
-        let text = String::from_utf8_lossy(&self.raw);
-        let exact = matches!(text, std::borrow::Cow::Borrowed(_));
-        let out = DeadLetterJson {
-            schema_version: SCHEMA_VERSION,
-            source: &self.source,
-            line: self.line,
-            offset: self.offset,
-            reason: self.invalid.reason,
-            detail: &self.invalid.detail,
-            raw: &text,
-            raw_base64: (!exact).then(|| base64(&self.raw)),
-            truncated: self.truncated,
-            key: self.key.as_deref().map(String::from_utf8_lossy),
-        };
-        serde_json::to_string(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        serde_json::to_string(&self.record()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
-}
-
-#[derive(Serialize)]
-struct DeadLetterJson<'a> {
-    schema_version: u32,
-    source: &'a str,
-    line: u64,
-    offset: u64,
-    reason: Reason,
-    detail: &'a str,
-    raw: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw_base64: Option<String>,
-    truncated: bool,
-    /// The Kafka message key (lossy when not UTF-8), for records read from Kafka.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Records counted by a source: read = valid + dead-lettered.
@@ -716,19 +544,6 @@ impl SourceCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
 
     #[test]
     fn labels_are_part_of_the_identity() {

@@ -84,6 +84,15 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The lines of a JSON Lines file as the records the job writes (`AnomalyRecord`,
+/// `DeadLetterRecord`, `IncidentRecord`): a field renamed on either side fails here.
+pub fn records<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

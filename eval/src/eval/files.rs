@@ -6,6 +6,7 @@ use std::path::Path;
 
 use incidentflow_dataflows::incident::IncidentRecord;
 use incidentflow_dataflows::time::{parse_rfc3339, Time};
+use incidentflow_dataflows::wire::AnomalyRecord;
 
 use crate::eval::incidents::IncidentVersion;
 use crate::truth::{AnomalyRef, TruthFault};
@@ -19,12 +20,13 @@ pub(crate) fn read_truth(path: &Path) -> Result<Vec<TruthFault>, EvalError> {
         .collect())
 }
 
-/// The anomalies of an anomalies file (`what` names it in errors: anomalies, challengers).
+/// The anomalies of an anomalies file (`what` names it in errors: anomalies, challengers), read
+/// as the job writes them ([`AnomalyRecord`]).
 pub(crate) fn read_anomalies(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<AnomalyRef>, EvalError> {
-    read_records::<AnomalyLine>(path, what, "")?
+    read_records::<AnomalyRecord>(path, what, "not an anomaly: ")?
         .into_iter()
         .map(|(line, a)| anomaly_ref(a, path, line))
         .collect()
@@ -56,25 +58,6 @@ fn read_records<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-/// What eval reads of an anomaly line (the job writes more; serde skips the rest).
-#[derive(serde::Deserialize)]
-struct AnomalyLine {
-    timestamp: String,
-    namespace: String,
-    service: String,
-    metric_name: String,
-    detector: String,
-    #[serde(default)]
-    episode: Option<EpisodeLine>,
-}
-
-/// An anomaly's episode, as eval reads it.
-#[derive(serde::Deserialize)]
-struct EpisodeLine {
-    episode_id: String,
-    started_at: String,
-}
-
 /// A time field of line `line` of `path`, or why it is not one.
 fn field_time(path: &Path, line: usize, key: &str, text: &str) -> Result<Time, EvalError> {
     parse_rfc3339(text).map_err(|_| {
@@ -86,7 +69,7 @@ fn field_time(path: &Path, line: usize, key: &str, text: &str) -> Result<Time, E
 }
 
 /// An anomaly line as eval scores it.
-fn anomaly_ref(a: AnomalyLine, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
+fn anomaly_ref(a: AnomalyRecord, path: &Path, line: usize) -> Result<AnomalyRef, EvalError> {
     let time = |key: &str, text: &str| field_time(path, line, key, text);
     let episode = match a.episode {
         Some(e) => Some((e.episode_id, time("started_at", &e.started_at)?)),
