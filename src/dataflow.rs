@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::InputSession;
+use incidentflow_dataflows::annotate::SilenceRule;
+use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::detectors::bank::{Unscored, UNSCORED_AFTER};
-use incidentflow_dataflows::incident::track_incidents;
-use incidentflow_dataflows::pipeline::detect;
+use incidentflow_dataflows::pipeline::{detect, incidents, CorrelationInputs};
 use incidentflow_dataflows::records::{DeployEvent, EdgeChange, Sample};
 use incidentflow_dataflows::time::{format_duration, Time};
-use incidentflow_dataflows::zscore::BaselineConfig;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::ProbeHandle;
@@ -23,6 +23,7 @@ use crate::emit::records::{
 };
 use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
+use crate::ingest::silences::SilenceQueue;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 
@@ -77,7 +78,7 @@ pub struct RunSpec {
     /// uninterrupted run had; see `BaselineConfig::score_from`).
     pub score_from: Time,
     /// Silences read from the side input (`--silences`), when given.
-    pub live_silences: Option<crate::annotate::LiveSilences>,
+    pub silences: Option<SilenceQueue>,
     /// The process's metrics registry.
     pub metrics: Arc<Metrics>,
     /// The stop: asked for by a signal, and the writers' drain.
@@ -160,6 +161,7 @@ fn run_worker(
         writers: writers.clone(),
     };
     crate::ops::metrics::track_arrangements(worker, spec.metrics.clone());
+    let worker_index = worker.index();
     let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
@@ -171,28 +173,19 @@ fn run_worker(
         detected
             .unscored
             .inspect(move |(u, _, _)| warn_unscored(u, window.0, window.1, &unscored_metrics));
-        let edges = edges_in.to_collection(scope);
-        let deploys_stream = deploys.to_collection(scope).inner;
+        let mut silences = InputSession::<Time, SilenceRule, isize>::new();
         if spec.correlate {
-            let incidents = track_incidents(
-                detected.champion.clone(),
-                edges.inner,
-                deploys_stream,
-                &correlation,
-            );
-            let annotator = crate::annotate::Annotator::new(
-                &spec.config.runbooks,
-                &spec.config.silences,
-                spec.live_silences.clone(),
-            );
-            let incidents = if annotator.is_empty() {
-                incidents
-            } else {
-                incidents.map(move |(mut incident, t, r)| {
-                    annotator.annotate(&mut incident);
-                    (incident, t, r)
-                })
+            let inputs = CorrelationInputs {
+                edges: edges_in.to_collection(scope).inner,
+                deploys: deploys.to_collection(scope).inner,
+                silences: silences.to_collection(scope).inner,
             };
+            let incidents = incidents(
+                detected.champion.clone(),
+                inputs,
+                &correlation,
+                spec.config.annotator(),
+            );
             write_incidents(
                 incidents.probe_with(&probe),
                 incident_writer,
@@ -228,6 +221,8 @@ fn run_worker(
             edges: edges_in,
             deploys,
             diagnostics,
+            silences,
+            silence_queue: spec.silences.clone().filter(|_| worker_index == 0),
         }
     });
 

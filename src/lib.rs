@@ -3,8 +3,8 @@
 //! and judged. Follow one sample:
 //!
 //! ```text
-//! ingest (files, Kafka, topology, deploys) ─▶ dataflow (incidentflow_dataflows::pipeline:
-//!   samples → anomalies → incidents; annotate) ─▶ emit (files, Kafka, dead letters,
+//! ingest (files, Kafka, topology, deploys, silences) ─▶ dataflow (incidentflow_dataflows::pipeline:
+//!   samples → anomalies → incidents → annotated) ─▶ emit (files, Kafka, dead letters,
 //!   checkpoint) ─▶ alerts (Alertmanager, PagerDuty, webhooks)
 //! ```
 //!
@@ -13,7 +13,6 @@
 //! * `ingest`: the input partitions, the feed (decoding, lateness, watermarks), Kafka consumers,
 //!   topology and deploy inputs, side inputs, progress.
 //! * `dataflow`: the timely workers, and the pipeline wired to the feed and the writers.
-//! * `annotate`: runbooks and silences added to each incident version.
 //! * `emit`: record writers in event-time order, dead letters, Kafka producers, checkpoints.
 //! * `alerts`: alert outputs: policy, payloads, delivery.
 //! * `ops`: the metrics registry, HTTP endpoints, shutdown, logs, the feedback book, the clock.
@@ -24,7 +23,6 @@
 //! * `error`: the job's typed errors.
 
 pub mod alerts;
-pub mod annotate;
 pub mod cli;
 pub mod config;
 pub mod dataflow;

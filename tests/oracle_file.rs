@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use common::*;
 use differential_dataflow::difference::Semigroup;
+use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::Bank;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::CounterRate;
 use incidentflow_dataflows::records::{Detector, Sample};
-use incidentflow_dataflows::zscore::BaselineConfig;
 
 #[test]
 fn the_binary_matches_a_naive_recomputation() {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use differential_dataflow::difference::{Abelian, Semigroup};
 // The reference shares the job's decoder, counter rates and score, nothing else.
 use incidentflow::ops::process::{cpu_seconds, peak_rss_bytes};
-use incidentflow_dataflows::zscore::BaselineConfig;
+use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
 use incidentflow_dataflows::moments::Moments;

@@ -13,15 +13,44 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, Data, VecCollection};
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::progress::Antichain;
 
-use crate::held::{HeldSamples, SampleUpdate};
+use crate::held::{sort_by_series, HeldSamples, SampleUpdate};
 use crate::moments::Moments;
 use crate::records::{Sample, SeriesId};
 use crate::time::Time;
+
+/// Settings of the shared baseline every window-reading detector uses (its window and the
+/// samples it must hold before a series is judged), the z-score's threshold, and from when
+/// samples are scored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineConfig {
+    /// Baseline window length in milliseconds.
+    pub window_ms: u64,
+    /// Fewest baseline samples before a series is scored.
+    pub min_points: u64,
+    /// |z| above which a sample is anomalous.
+    pub threshold: f64,
+    /// Samples before this time are not scored: a restart that re-reads only the stretch before
+    /// its checkpoint starts with baselines that lack the window before that stretch, and an
+    /// anomaly scored against them could be one the uninterrupted run never saw.
+    pub score_from: Time,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            window_ms: 30 * 60 * 1000,
+            min_points: 20,
+            threshold: 4.0,
+            score_from: 0,
+        }
+    }
+}
 
 /// The baseline arrangement: series id -> moments of its window.
 pub type Baselines<'s> = Arranged<'s, TraceAgent<KeySpine<SeriesId, Time, Moments>>>;
@@ -72,6 +101,7 @@ where
                     // and value order: detectors with state see a series' samples in one order
                     // at every worker count, even two at the same time.
                     if let Some(emit_cap) = held.release(complete, &mut ready) {
+                        sort_by_series(&mut ready);
                         let batches = trace
                             .batches_through(Antichain::new().borrow())
                             .unwrap_or_default();
@@ -150,6 +180,7 @@ where
                     });
                     let complete = frontier.frontier();
                     if let Some(emit_cap) = held.release(complete, &mut ready) {
+                        sort_by_series(&mut ready);
                         let mut session = output.session(&emit_cap);
                         for (sample, time, copies) in ready.drain(..) {
                             if let Some(out) = logic(&sample, &empty) {

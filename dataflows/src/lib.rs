@@ -7,17 +7,18 @@
 //! | [`wire`] | the anomaly and dead-letter lines as public records, written and read back |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
-//! | [`held`] | samples held until a frontier passes them, released in series and time order |
+//! | [`held`] | updates held until a frontier passes their time (samples, tracker inputs, incident versions, records) |
 //! | [`rates`] | counters (`..._total`) turned into per-second rates, before the baseline |
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
 //! | [`baseline`] | the shared baseline arrangement and the as-of-time lookup |
-//! | [`zscore`] | the rolling z-score detector and its score |
 //! | [`detectors`] | the detector bank: the change detector (champion), z-score, robust, level shift, trend, seasonal; episodes and scores |
-//! | [`pipeline`] | the stages wired together: samples -> anomalies |
+//! | [`pipeline`] | the stages wired together: samples -> anomalies -> annotated incidents |
 //! | [`incident`] | episodes grouped over the topology into incidents, and the ranked root cause |
+//! | [`annotate`] | runbooks and silences (an input collection) added to each incident version |
 //! | [`rng`] | the workspace's seeded random numbers (load generator, benchmark, tests) |
 //! | [`truth`] | the ground-truth record: one injected fault, written by the load generator, read by eval |
 
+pub mod annotate;
 pub mod baseline;
 pub mod decode;
 pub mod detectors;
@@ -32,4 +33,3 @@ pub mod time;
 pub mod truth;
 pub mod window;
 pub mod wire;
-pub mod zscore;

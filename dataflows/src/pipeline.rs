@@ -1,4 +1,6 @@
-//! The detection pipeline as one function over collections: samples in, anomalies out.
+//! The pipeline as functions over collections: samples in, anomalies out ([`detect`]); the
+//! champion's anomalies with the topology, deploys and silences in, annotated incident versions
+//! out ([`incidents`]).
 //!
 //! ```text
 //! samples ─► exchange by series ─► counters to rates ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
@@ -9,18 +11,29 @@
 //! The window is kept only when a running detector reads it (the z-score, the level shift): the
 //! champion, the change detector, keeps its own state per series, and without a window-reading
 //! challenger the samples go to the bank in series and time order with no window at all.
+//!
+//! ```text
+//! champion's anomalies ─┐
+//! edges, deploys ───────┴► track_incidents (worker 0) ─► annotate_incidents (◄─ silences) ─► versions
+//! ```
 
 use differential_dataflow::{AsCollection, Hashable, VecCollection};
 use timely::dataflow::operators::Exchange;
+use timely::dataflow::Stream;
 
-use crate::baseline::{arrange_baselines, in_series_order, with_baseline, Baselines};
+use crate::annotate::{annotate_incidents, Annotator, SilenceRule};
+
+use crate::baseline::{
+    arrange_baselines, in_series_order, with_baseline, BaselineConfig, Baselines,
+};
 use crate::detectors::bank::{Bank, DetectionConfig, Unscored};
+use crate::held::Update;
+use crate::incident::{track_incidents, CorrelationConfig, Incident};
 use crate::moments::Moments;
 use crate::rates::counter_rates;
-use crate::records::{Anomaly, Sample};
+use crate::records::{Anomaly, DeployEvent, EdgeChange, Sample};
 use crate::time::Time;
 use crate::window::window;
-use crate::zscore::BaselineConfig;
 
 /// Moves every sample to the worker that owns its series (the owner of its baseline key).
 pub fn partition_by_series<'s>(
@@ -78,4 +91,26 @@ pub fn detect<'s>(
         challengers: all.filter(move |a| a.detector != champion),
         unscored: found.flat_map(|(_, unscored)| unscored),
     }
+}
+
+/// The correlation's inputs beside the champion's anomalies.
+pub struct CorrelationInputs<'s> {
+    /// The topology's edge changes.
+    pub edges: Stream<'s, Time, Vec<Update<EdgeChange>>>,
+    /// The deploys.
+    pub deploys: Stream<'s, Time, Vec<Update<DeployEvent>>>,
+    /// The silences input: each rule at the time it is in force from.
+    pub silences: Stream<'s, Time, Vec<Update<SilenceRule>>>,
+}
+
+/// Groups the champion's anomalies over the topology into incidents, ranks their causes and adds
+/// the runbooks and silences: the incident versions, at the times they were made.
+pub fn incidents<'s>(
+    champion: VecCollection<'s, Time, Anomaly>,
+    inputs: CorrelationInputs<'s>,
+    correlation: &CorrelationConfig,
+    annotator: Annotator,
+) -> Stream<'s, Time, Vec<Update<Incident>>> {
+    let tracked = track_incidents(champion, inputs.edges, inputs.deploys, correlation);
+    annotate_incidents(tracked, inputs.silences, annotator)
 }

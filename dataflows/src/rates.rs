@@ -18,7 +18,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use crate::held::{HeldSamples, SampleUpdate};
+use crate::held::{sort_by_series, HeldSamples, SampleUpdate};
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{Sample, SeriesId};
 use crate::time::Time;
@@ -59,6 +59,7 @@ pub fn counter_rates<'s>(
                     });
                     let complete = frontier.frontier();
                     if let Some(emit_cap) = held.release(complete, &mut ready) {
+                        sort_by_series(&mut ready);
                         let mut session = output.session(&emit_cap);
                         for (sample, time, copies) in ready.drain(..) {
                             let counter = counters.entry(sample.series.id).or_default();

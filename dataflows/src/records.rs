@@ -577,21 +577,4 @@ mod tests {
             SeriesId::of("shop", "api", "latency")
         );
     }
-
-    #[test]
-    fn dead_letters_keep_bytes_that_are_not_utf8() {
-        let dl = DeadLetter {
-            source: "in.jsonl".into(),
-            line: 3,
-            offset: 40,
-            invalid: Invalid::new(Reason::InvalidUtf8, "byte 2 is not UTF-8"),
-            raw: vec![b'{', 0xff, b'}'],
-            truncated: false,
-            key: None,
-        };
-        let v: serde_json::Value = serde_json::from_str(&dl.to_json()).unwrap();
-        assert_eq!(v["reason"], "invalid_utf8");
-        assert_eq!(v["line"], 3);
-        assert_eq!(v["raw_base64"], "e/99");
-    }
 }

@@ -307,17 +307,23 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_letter_line_reads_back_with_its_bytes() {
+    fn a_dead_letter_line_keeps_bytes_that_are_not_utf8_and_reads_back() {
         let letter = DeadLetter {
             source: "in.jsonl".into(),
             line: 3,
             offset: 120,
-            invalid: Invalid::new(Reason::NotJson, "expected value"),
+            invalid: Invalid::new(Reason::InvalidUtf8, "byte 2 is not UTF-8"),
             raw: vec![b'{', 0xff, b'}'],
             truncated: false,
             key: None,
         };
-        let read: DeadLetterRecord = serde_json::from_str(&letter.to_json()).unwrap();
+        let line = letter.to_json();
+        // The field names as users read them.
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["reason"], "invalid_utf8");
+        assert_eq!(v["line"], 3);
+        assert_eq!(v["raw_base64"], "e/99");
+        let read: DeadLetterRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(read, letter.record());
         assert_eq!(read.raw_base64.as_deref(), Some("e/99"));
     }

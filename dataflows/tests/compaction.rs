@@ -8,10 +8,11 @@ use std::sync::Arc;
 use differential_dataflow::input::InputSession;
 use differential_dataflow::trace::TraceReader;
 use incidentflow_dataflows::baseline::with_baseline;
+use incidentflow_dataflows::baseline::BaselineConfig;
+use incidentflow_dataflows::detectors::zscore::reading;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
 use incidentflow_dataflows::time::Time;
-use incidentflow_dataflows::zscore::{score, BaselineConfig};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use timely::progress::Antichain;
@@ -33,9 +34,12 @@ fn the_arrangement_stays_bounded_as_the_stream_grows() {
             trace.set_logical_compaction(Antichain::new().borrow());
             trace.set_physical_compaction(Antichain::new().borrow());
             let config = config.clone();
-            with_baseline(samples, arranged, "Score", move |s, m| score(s, m, &config))
-                .inner
-                .probe_with(&probe);
+            with_baseline(samples, arranged, "Score", move |s, m| {
+                let r = reading(s.value.0, m, &config);
+                r.is_anomalous().then_some(s.timestamp)
+            })
+            .inner
+            .probe_with(&probe);
             (input, trace)
         });
         let series: Vec<_> = (0..50)

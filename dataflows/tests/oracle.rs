@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::input::InputSession;
 use incidentflow_dataflows::baseline::with_baseline;
+use incidentflow_dataflows::baseline::BaselineConfig;
+use incidentflow_dataflows::detectors::zscore::reading;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::rates::{counter_rates, CounterRate};
-use incidentflow_dataflows::records::{Sample, SeriesInfo};
+use incidentflow_dataflows::records::{Sample, SeriesId, SeriesInfo};
 use incidentflow_dataflows::rng::Rng;
 use incidentflow_dataflows::time::Time;
-use incidentflow_dataflows::zscore::{score, BaselineConfig};
 
 const T0: Time = 1_795_564_800_000;
 
@@ -165,7 +166,7 @@ fn baselines_equal_a_naive_recomputation_at_one_and_three_workers() {
 }
 
 #[test]
-fn anomalies_equal_the_naive_detector() {
+fn z_score_readings_equal_those_on_naive_baselines() {
     let config = BaselineConfig {
         window_ms: 20_000,
         min_points: 5,
@@ -175,12 +176,20 @@ fn anomalies_equal_the_naive_detector() {
     let input = Arc::new(random_input(3));
     let expected: Vec<_> = naive(&input, config.window_ms)
         .iter()
-        .filter_map(|(s, m)| score(s, m, &config))
+        .filter_map(|(s, m)| anomalous(s, m, &config))
         .collect();
     assert!(expected.len() > 50, "{}", expected.len());
     let got: Vec<_> = dataflow(input, 2, config.clone())
         .iter()
-        .filter_map(|(s, m)| score(s, m, &config))
+        .filter_map(|(s, m)| anomalous(s, m, &config))
         .collect();
     assert_eq!(got, expected);
+}
+
+/// The z-score's reading of a sample, as the detector bank takes it, when past its threshold:
+/// (series, time, strength's bits).
+fn anomalous(s: &Sample, m: &Moments, config: &BaselineConfig) -> Option<(SeriesId, Time, u64)> {
+    let r = reading(s.value.0, m, config);
+    r.is_anomalous()
+        .then_some((s.series.id, s.timestamp, r.strength.to_bits()))
 }

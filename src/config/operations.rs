@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use incidentflow_dataflows::annotate::SilenceRule;
+use incidentflow_dataflows::time::{parse_rfc3339, TimestampError};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Millis;
@@ -126,26 +128,8 @@ impl Default for AlertOutput {
     }
 }
 
-/// `[[runbooks]]`: incidents that match get a runbook link and a recommended action. Advisory:
-/// nothing is ever executed.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Runbook {
-    /// A name for it.
-    pub name: String,
-    /// Service names (a trailing `*` matches a prefix); empty: any. Matched against the likely
-    /// cause's service.
-    pub services: Vec<String>,
-    /// Metric names (a trailing `*` matches a prefix); empty: any. Matched against the likely
-    /// cause's anomalies.
-    pub metrics: Vec<String>,
-    /// `up` or `down`; empty: either.
-    pub direction: String,
-    /// The runbook's address.
-    pub url: String,
-    /// What a responder should do first.
-    pub action: String,
-}
+/// `[[runbooks]]`: the dataflow crate's type (it matches them), read as the job file has it.
+pub use incidentflow_dataflows::annotate::Runbook;
 
 /// `[[silences]]`: maintenance windows and silences. A matching incident is still computed and
 /// written, marked suppressed with the rule's name, and not sent to the alert outputs.
@@ -163,11 +147,25 @@ pub struct Silence {
     pub end: String,
 }
 
-/// Whether `name` matches one of `patterns` (a trailing `*` matches a prefix); empty: any.
-pub fn matches_any(patterns: &[String], name: &str) -> bool {
-    patterns.is_empty()
-        || patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => p == name,
+impl Silence {
+    /// The rule the dataflow matches: its times parsed and in order (`at` names it in errors:
+    /// `silences[0]`, or a side input line's position).
+    pub fn rule(&self, at: &str) -> Result<SilenceRule, String> {
+        let time = |k: &str, v: &str| {
+            parse_rfc3339(v).map_err(|e| {
+                let (TimestampError::Absurd(why) | TimestampError::Unparseable(why)) = e;
+                format!("{at}.{k} is {v:?}: {why} (use RFC 3339, e.g. 2026-11-23T01:00:00Z)")
+            })
+        };
+        let (start, end) = (time("start", &self.start)?, time("end", &self.end)?);
+        if start >= end {
+            return Err(format!("{at}: end must be later than start"));
+        }
+        Ok(SilenceRule {
+            name: self.name.clone(),
+            services: self.services.clone(),
+            start,
+            end,
         })
+    }
 }

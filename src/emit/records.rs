@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use incidentflow_dataflows::held::{Held, Update};
 use incidentflow_dataflows::incident::Incident;
 use incidentflow_dataflows::records::{Anomaly, DeadLetter, SourceCounts};
 use incidentflow_dataflows::time::Time;
@@ -341,7 +342,8 @@ fn write_in_time_order<D: OutputRecord>(
         metrics,
         writers,
     } = context;
-    let mut pending: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
+    let mut held: Held<D> = Held::default();
+    let mut ready: Vec<Update<D>> = Vec::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
     let mut open: BTreeMap<String, Time> = BTreeMap::new();
     let file_output = matches!(out, Some(RecordOutput::Lines(_)));
@@ -368,40 +370,35 @@ fn write_in_time_order<D: OutputRecord>(
             writers.register(activator.clone());
             let mut drained = false;
             move |(input, frontier), _output| {
-                input.for_each(|_capability, data| {
-                    for (record, time, copies) in data.drain(..) {
-                        pending.entry(time).or_default().push((record, copies));
+                input.for_each(|capability, data| {
+                    if let Some(cap) = capability.retain_least(0) {
+                        held.hold(cap, std::mem::take(data));
                     }
                 });
                 if drained {
                     // Stopped at a signal: what is past the checkpoint is read again on restart.
-                    pending.clear();
+                    held.clear();
                     return;
                 }
                 let mut lines: Vec<(String, String)> = Vec::new();
                 let mut written = Vec::new();
                 let now_ms = crate::ops::clock::now_ms();
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let time = *entry.key();
+                held.release(frontier.frontier(), &mut ready);
+                held.settle(frontier.frontier());
+                ready.sort_by(|(a, at, _), (b, bt, _)| at.cmp(bt).then_with(|| a.order(b)));
+                for (record, time, copies) in ready.drain(..) {
                     latest = latest.max(time);
-                    let mut batch = entry.remove();
-                    batch.sort_by(|a, b| a.0.order(&b.0));
-                    for (record, copies) in batch {
-                        D::note_open(&mut open, &record);
-                        for _ in 0..copies.max(0) {
-                            // Written by the run this one restarts: the same record, already out.
-                            let inside = durability
-                                .window
-                                .is_none_or(|(from, until)| from <= time && time < until);
-                            if time >= resume.durable_before && inside {
-                                lines.push((record.key(), record.to_json()));
-                                record.count(&metrics, open.len());
-                                metrics.output_delay(now_ms.saturating_sub(time) as f64 / 1000.0);
-                                written.push(record.clone());
-                            }
+                    D::note_open(&mut open, &record);
+                    for _ in 0..copies.max(0) {
+                        // Written by the run this one restarts: the same record, already out.
+                        let inside = durability
+                            .window
+                            .is_none_or(|(from, until)| from <= time && time < until);
+                        if time >= resume.durable_before && inside {
+                            lines.push((record.key(), record.to_json()));
+                            record.count(&metrics, open.len());
+                            metrics.output_delay(now_ms.saturating_sub(time) as f64 / 1000.0);
+                            written.push(record.clone());
                         }
                     }
                 }

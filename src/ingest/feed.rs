@@ -6,14 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use differential_dataflow::input::InputSession;
 use incidentflow_dataflows::decode::Decoder;
-use incidentflow_dataflows::records::{
-    DeadLetter, DeployEvent, EdgeChange, Invalid, Reason, Sample, SourceCounts,
-};
+use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, Sample, SourceCounts};
 use incidentflow_dataflows::time::{format_duration, format_rfc3339, Time};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use crate::cli::Target;
@@ -27,6 +23,9 @@ use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 
 mod events;
+mod inputs;
+
+pub use inputs::{DiagnosticInput, Inputs};
 
 /// What the feed reads, and how far.
 pub struct FeedSpec {
@@ -53,9 +52,6 @@ pub struct FeedSpec {
     pub progress: Option<indicatif::MultiProgress>,
 }
 
-/// The input that carries dead letters and counts into the dataflow.
-pub type DiagnosticInput = InputHandle<Time, CapacityContainerBuilder<Vec<Diagnostic>>>;
-
 /// Where a line came from: its source's name, its position, and its Kafka message's key.
 #[derive(Clone, Copy)]
 struct Origin<'a> {
@@ -72,41 +68,6 @@ impl<'a> Origin<'a> {
             info,
             key: None,
         }
-    }
-}
-
-/// The dataflow's inputs, advanced together.
-pub struct Inputs {
-    pub samples: InputSession<Time, Sample, isize>,
-    pub edges: InputSession<Time, EdgeChange, isize>,
-    pub deploys: InputSession<Time, DeployEvent, isize>,
-    pub diagnostics: DiagnosticInput,
-}
-
-impl Inputs {
-    pub fn time(&self) -> Time {
-        *self.samples.time()
-    }
-
-    fn advance_to(&mut self, t: Time) {
-        self.samples.advance_to(t);
-        self.edges.advance_to(t);
-        self.deploys.advance_to(t);
-        self.diagnostics.advance_to(t);
-    }
-
-    pub fn flush(&mut self) {
-        self.samples.flush();
-        self.edges.flush();
-        self.deploys.flush();
-        self.diagnostics.flush();
-    }
-
-    pub fn close(self) {
-        self.samples.close();
-        self.edges.close();
-        self.deploys.close();
-        self.diagnostics.close();
     }
 }
 

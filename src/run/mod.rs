@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use incidentflow_dataflows::time::{format_rfc3339, parse_duration, parse_rfc3339};
 
-use crate::annotate::LiveSilences;
 use crate::cli::{RunArgs, Target};
 use crate::config::{JobConfig, KafkaSection};
 use crate::dataflow::{Cluster, Outputs, RunSpec};
@@ -25,6 +24,7 @@ use crate::error::JobError;
 use crate::ingest::feed::FeedSpec;
 use crate::ingest::files::InputSource;
 use crate::ingest::side_input::{follow, SideSource};
+use crate::ingest::silences::SilenceQueue;
 use crate::kafka::KafkaClient;
 use crate::ops::feedback_book::{FeedbackBook, RESOLVED_KEPT};
 use crate::ops::metrics::Metrics;
@@ -149,7 +149,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
             },
             config,
             cluster,
-            live_silences,
+            silences: live_silences,
             score_from,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
@@ -249,7 +249,7 @@ fn follow_side_inputs(
     kafka: &KafkaSection,
     client: &KafkaClient,
     metrics: &Arc<Metrics>,
-) -> Result<(Option<Arc<FeedbackBook>>, Option<LiveSilences>), JobError> {
+) -> Result<(Option<Arc<FeedbackBook>>, Option<SilenceQueue>), JobError> {
     // Standard input carries the samples: `-` is read as a file of that name.
     let source = |arg: &Target, topic: &str| match arg {
         Target::Kafka => SideSource::Topic {
@@ -273,9 +273,10 @@ fn follow_side_inputs(
         }
         None => None,
     };
+    // Worker 0, in process 0, enters the silences into the dataflow: no other process reads them.
     let silences = match &args.silences {
-        Some(arg) => {
-            let live = LiveSilences::default();
+        Some(arg) if args.process_index == 0 => {
+            let live = SilenceQueue::default();
             let (reader, counts) = (live.clone(), metrics.clone());
             follow(
                 "silences",
@@ -284,7 +285,7 @@ fn follow_side_inputs(
             )?;
             Some(live)
         }
-        None => None,
+        _ => None,
     };
     Ok((book, silences))
 }

@@ -24,13 +24,13 @@ use super::robust::Robust;
 use super::seasonal::Seasonal;
 use super::trend::Trend;
 use super::Reading;
+use crate::baseline::BaselineConfig;
 use crate::moments::Moments;
 use crate::records::{
     Anomaly, ChangeEvidence, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample,
     SeriesId, SeriesInfo, F64,
 };
 use crate::time::Time;
-use crate::zscore::BaselineConfig;
 
 /// Which detector is the champion (its anomalies feed correlation and the alerts) and which run
 /// in shadow as challengers (their anomalies go to an output of their own).
@@ -103,6 +103,32 @@ struct SeriesState {
     change: Option<Box<ChangeDetector>>,
     /// One per detector of the bank, in its order.
     episodes: Box<[Episode]>,
+}
+
+impl SeriesState {
+    /// Counts a sample the z-score cannot judge (its window not `full`); the series as
+    /// [`Unscored`] the one time that is worth a word.
+    fn count_unscored(
+        &mut self,
+        full: bool,
+        judges_zscore: bool,
+        sample: &Sample,
+        baseline: &Moments,
+    ) -> Option<Unscored> {
+        if full {
+            self.unscored = u32::MAX;
+        } else if self.unscored < UNSCORED_AFTER && judges_zscore {
+            self.unscored += 1;
+            if self.unscored == UNSCORED_AFTER {
+                self.unscored = u32::MAX;
+                return Some(Unscored {
+                    series: Arc::clone(&sample.series),
+                    window_points: baseline.n.max(0) as u64,
+                });
+            }
+        }
+        None
+    }
 }
 
 /// The states of the detectors other than the z-score.
@@ -183,26 +209,14 @@ impl Bank {
             });
         let x = sample.value.0;
         let full = baseline.n >= self.zscore.min_points.max(1) as i64;
-        let mut unscored = None;
-        if full {
-            state.unscored = u32::MAX;
-        } else if state.unscored < UNSCORED_AFTER && self.judges_zscore {
-            state.unscored += 1;
-            if state.unscored == UNSCORED_AFTER {
-                state.unscored = u32::MAX;
-                unscored = Some(Unscored {
-                    series: Arc::clone(&sample.series),
-                    window_points: baseline.n.max(0) as u64,
-                });
-            }
-        }
+        let unscored = state.count_unscored(full, self.judges_zscore, sample, baseline);
         let (mean, sd) = match (full, baseline.mean(), baseline.stddev()) {
             (true, Some(mean), Some(sd)) => (mean, sd),
             _ => (f64::NAN, f64::NAN),
         };
         // The level-shift detector's reference: the local linear prediction (a daily curve is
         // locally a line, a step is not), taken before the trend state learns this sample.
-        let (window_mean, window_sd) = (mean, sd);
+        let window_sd = sd;
         let (mean, sd) = state
             .more
             .as_ref()
@@ -228,9 +242,7 @@ impl Bank {
                 (Detector::LevelShift, Some(more)) => more.shift.observe(x, mean, sd),
                 (Detector::Seasonal, Some(more)) => more.seasonal.observe(t, x),
                 (Detector::LevelShift | Detector::Seasonal, None) => Reading::NONE,
-                (Detector::ZScore, _) => {
-                    zscore_reading(x, window_mean, window_sd, baseline, &self.zscore)
-                }
+                (Detector::ZScore, _) => super::zscore::reading(x, baseline, &self.zscore),
             };
             let episode = &mut state.episodes[k];
             let change = episode.observe(t, reading.strength, self.update_every_ms);
@@ -281,15 +293,7 @@ impl Bank {
                 },
             );
             if let (Detector::Change, Some(seen)) = (detector, seen) {
-                anomaly.evidence.baseline_points = u64::from(seen.samples);
-                anomaly.window_ms = seen.history_ms.max(0.0).round() as u64;
-                anomaly.evidence.change = Some(ChangeEvidence {
-                    reference: F64(finite_or(reading.expected, x)),
-                    threshold: F64(finite_or(reading.band, 0.0)),
-                    usual_change: F64(finite_or(seen.usual_change, 0.0)),
-                    samples: u64::from(seen.samples),
-                    interval_ms: seen.interval_ms.max(0.0).round() as u64,
-                });
+                with_change_evidence(&mut anomaly, &seen, &reading, x);
             }
             out.push(anomaly);
         }
@@ -297,42 +301,18 @@ impl Bank {
     }
 }
 
-/// The z-score's reading: `|z| / threshold` against the window. A perfectly flat window has no
-/// z; any change from it is evidence, as strong as `zscore::score` grades it (a counter stuck at
-/// 0 that moves is as strong as can be). Too few points, or a value equal to the mean: none.
-fn zscore_reading(
-    x: f64,
-    mean: f64,
-    sd: f64,
-    baseline: &Moments,
-    config: &BaselineConfig,
-) -> Reading {
-    if !(mean.is_finite() && sd.is_finite()) || (x - mean).abs() == 0.0 {
-        return Reading::NONE;
-    }
-    if baseline.is_flat() {
-        let scale = x.abs().max(mean.abs());
-        let relative = if scale > 0.0 {
-            ((x - mean).abs() / scale).min(1.0)
-        } else {
-            1.0
-        };
-        // score 0.5 + 0.5 x relative, as a strength s with s / (1 + s) = that score.
-        let strength = ((1.0 + relative) / (1.0 - relative).max(1e-9)).min(1e9);
-        return Reading {
-            strength,
-            expected: mean,
-            band: 0.0,
-            statistic: 0.0,
-        };
-    }
-    let z = (x - mean) / sd;
-    Reading {
-        strength: z.abs() / config.threshold,
-        expected: mean,
-        band: config.threshold * sd,
-        statistic: z,
-    }
+/// The change detector's view of the series, on its anomaly: the history its thresholds describe
+/// and the figures behind them.
+fn with_change_evidence(anomaly: &mut Anomaly, seen: &Seen, reading: &Reading, x: f64) {
+    anomaly.evidence.baseline_points = u64::from(seen.samples);
+    anomaly.window_ms = seen.history_ms.max(0.0).round() as u64;
+    anomaly.evidence.change = Some(ChangeEvidence {
+        reference: F64(finite_or(reading.expected, x)),
+        threshold: F64(finite_or(reading.band, 0.0)),
+        usual_change: F64(finite_or(seen.usual_change, 0.0)),
+        samples: u64::from(seen.samples),
+        interval_ms: seen.interval_ms.max(0.0).round() as u64,
+    });
 }
 
 fn finite_or(v: f64, or: f64) -> f64 {

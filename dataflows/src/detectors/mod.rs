@@ -1,4 +1,4 @@
-//! The detectors beyond the rolling z-score, as pure per-series state machines that read the
+//! The detectors, as pure per-series state machines that read the
 //! shared baseline (the window's [`Moments`](crate::moments::Moments), read once per sample by
 //! `with_baseline`) and keep a few numbers of their own per series: never a copy of the samples.
 //!
@@ -9,6 +9,7 @@
 //! lets one score threshold serve the whole estate. [`episode`] turns strengths into episodes
 //! with hysteresis and [`score`] into a calibrated `anomaly_score`.
 //!
+//! - [`zscore`]: the rolling z-score against the window's mean and standard deviation.
 //! - [`robust`]: median and MAD tracked by sign steps (resistant to the outliers it looks for).
 //! - [`level_shift`]: a two-sided CUSUM of standardized residuals (steps a z-score absorbs).
 //! - [`trend`]: Holt's linear trend against a noise scale from first differences (slow leaks).
@@ -26,6 +27,7 @@ pub mod score;
 pub mod seasonal;
 pub mod tail;
 pub mod trend;
+pub mod zscore;
 
 /// What a detector says of one sample.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,8 +3,6 @@
 //! time at a time. Anomalies are few next to samples, and one owner makes every incident exactly
 //! one worker's.
 
-use std::collections::BTreeMap;
-
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -16,6 +14,7 @@ use timely::dataflow::Stream;
 
 use super::record::Incident;
 use super::tracker::{Changes, CorrelationConfig, Tracker};
+use crate::held::{Held, Update};
 use crate::records::{Anomaly, DeployEvent, EdgeChange};
 use crate::time::Time;
 
@@ -50,39 +49,47 @@ pub fn track_incidents<'s>(
             "Incidents",
             move |_capability, _info| {
                 let mut tracker = Tracker::new(config);
-                let mut pending: BTreeMap<Time, Vec<(Input, isize)>> = BTreeMap::new();
-                let mut held: Option<Capability<Time>> = None;
+                let mut held: Held<Input> = Held::default();
+                let mut ready: Vec<Update<Input>> = Vec::new();
+                // Held for the tracker's timers (a grace ending, an episode gone silent, a held
+                // update), which fall due with no input at their time.
+                let mut timer: Option<Capability<Time>> = None;
                 move |(input, frontier), output| {
                     input.for_each(|capability, data| {
-                        for (item, time, diff) in data.drain(..) {
-                            pending.entry(time).or_default().push((item, diff));
-                        }
                         if let Some(cap) = capability.retain_least(0) {
-                            if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
-                                held = Some(cap);
+                            if timer.as_ref().is_none_or(|t| cap.time() < t.time()) {
+                                timer = Some(cap.clone());
                             }
+                            held.hold(cap, std::mem::take(data));
                         }
                     });
                     let frontier = frontier.frontier();
                     let complete = |t: &Time| frontier.first().is_none_or(|f| t < f);
-                    // The next time with something to do: input to apply, or a timer (a grace ending, an
-                    // episode gone silent, a held update).
-                    let next_time = |pending: &BTreeMap<Time, _>, tracker: &Tracker| {
-                        pending
-                            .keys()
-                            .next()
-                            .copied()
-                            .into_iter()
-                            .chain(tracker.next_due())
-                            .min()
+                    let released = held.release(frontier, &mut ready);
+                    // A step may set a timer: keep a capability that can still fire it.
+                    if let Some(r) = &released {
+                        if timer.as_ref().is_none_or(|t| r.time() < t.time()) {
+                            timer = Some(r.clone());
+                        }
+                    }
+                    // Stable: one time's updates keep the order they arrived in.
+                    ready.sort_by_key(|(_, t, _)| *t);
+                    let mut ready_now = ready.drain(..).peekable();
+                    // The next time with something to do: input to apply, or a timer.
+                    let next_time = |ready: &mut std::iter::Peekable<_>, tracker: &Tracker| {
+                        let next_input = ready.peek().map(|(_, t, _): &Update<Input>| *t);
+                        next_input.into_iter().chain(tracker.next_due()).min()
                     };
-                    while let Some(next) = next_time(&pending, &tracker) {
+                    while let Some(next) = next_time(&mut ready_now, &tracker) {
                         if !complete(&next) {
                             break;
                         }
-                        let Some(cap) = held.as_ref() else { break };
+                        let Some(cap) = timer.as_ref() else {
+                            break;
+                        };
                         let mut changes = Changes::default();
-                        for (item, diff) in pending.remove(&next).unwrap_or_default() {
+                        while let Some((item, _, diff)) = ready_now.next_if(|(_, t, _)| *t == next)
+                        {
                             match item {
                                 Input::Anomaly(a) => changes
                                     .anomalies
@@ -103,15 +110,17 @@ pub fn track_incidents<'s>(
                             }
                         }
                     }
-                    // Hold a capability no later than the next thing to do.
-                    match (next_time(&pending, &tracker), held.as_mut()) {
+                    drop(ready_now);
+                    held.settle(frontier);
+                    // Hold the timer's capability no later than the tracker's next timer.
+                    match (tracker.next_due(), timer.as_mut()) {
                         (Some(n), Some(cap)) => {
                             let target = frontier.first().map_or(n, |f| (*f).min(n));
                             if target > *cap.time() {
                                 cap.downgrade(&target);
                             }
                         }
-                        (None, _) => held = None,
+                        (None, _) => timer = None,
                         _ => {}
                     }
                 }

@@ -133,13 +133,6 @@ pub fn rank(
     callers: &EdgeCounts,
 ) -> (Vec<Cause>, u32) {
     let first = members.values().map(|m| m.onset).min().unwrap_or(0);
-    let related = |map: &EdgeCounts, s: &Service| -> Vec<Service> {
-        map.range((s.clone(), Service::from(""))..)
-            .take_while(|((a, _), _)| a == s)
-            .filter(|(_, n)| **n > 0)
-            .map(|((_, b), _)| b.clone())
-            .collect()
-    };
     let mut causes: Vec<(u32, Time, Cause)> = Vec::new();
     for (s, m) in members {
         let mut reasons = Vec::new();
@@ -163,72 +156,11 @@ pub fn rank(
                 strength
             ));
         }
-        // The call graph: callees anomalous about as strongly, by the time it was, explain it.
-        let calls = related(edges, s);
-        let sick: Vec<&Service> = calls
-            .iter()
-            .filter(|c| {
-                members.get(*c).is_some_and(|d| {
-                    d.strength() >= EXPLAINS * strength && d.onset <= m.onset + TIE_MS
-                })
-            })
-            .collect();
-        let graph = if sick.is_empty() {
-            reasons.push(if calls.is_empty() {
-                "calls no other service".to_string()
-            } else {
-                "all its dependencies healthy".to_string()
-            });
-            let callers_sick: Vec<&Service> = related(callers, s)
-                .iter()
-                .filter_map(|c| members.get_key_value(c).map(|(k, _)| k))
-                .collect();
-            if !callers_sick.is_empty() {
-                reasons.push(format!(
-                    "explains anomalous callers {}",
-                    join(&callers_sick)
-                ));
-            }
-            1.0
-        } else {
-            reasons.push(format!("depends on anomalous {}", join(&sick)));
-            0.0
-        };
-        // The onset, at minute resolution.
-        let behind = m.onset.saturating_sub(first);
-        let onset = if behind <= TIE_MS {
-            reasons.push(format!("earliest anomaly ({})", format_clock(m.onset)));
-            1.0
-        } else {
-            reasons.push(format!(
-                "anomalous {} after the first",
-                format_duration(behind)
-            ));
-            0.5 * (1.0 - behind as f64 / LATE_MS as f64).max(0.0)
-        };
+        let graph = graph_evidence(s, m, members, edges, callers, &mut reasons);
+        let onset = onset_evidence(m.onset, first, &mut reasons);
         let deviation = ((1.0 + strength).ln() / (1.0 + FULL_STRENGTH).ln()).clamp(0.0, 1.0);
-        let kind = match metric.as_deref().map(kind_of) {
-            Some(Kind::Resource) => {
-                reasons.push("a resource saturating".to_string());
-                1.0
-            }
-            Some(Kind::Own) => 0.5,
-            Some(Kind::ClientSide) => {
-                reasons.push("seen from the client side of its calls".to_string());
-                0.0
-            }
-            None => 0.0,
-        };
-        let deploy = match &m.deploy {
-            Some((at, version)) => {
-                reasons.push(format!(
-                    "deployed {version} {} before",
-                    format_duration(m.onset.saturating_sub(*at))
-                ));
-                1.0
-            }
-            None => 0.0,
-        };
+        let kind = kind_evidence(metric.as_deref(), &mut reasons);
+        let deploy = deploy_evidence(m, &mut reasons);
         let score = W_GRAPH * graph
             + W_ONSET * onset
             + W_DEVIATION * deviation
@@ -253,7 +185,110 @@ pub fn rank(
             .then(a.2.service.cmp(&b.2.service))
     });
     let ranked: Vec<Cause> = causes.into_iter().map(|c| c.2).collect();
-    let confidence = match ranked.as_slice() {
+    let confidence = confidence_milli(&ranked);
+    (ranked, confidence)
+}
+
+/// The services `s` has edges to in `map` (callees in `edges`, callers in `callers`).
+fn related(map: &EdgeCounts, s: &Service) -> Vec<Service> {
+    map.range((s.clone(), Service::from(""))..)
+        .take_while(|((a, _), _)| a == s)
+        .filter(|(_, n)| **n > 0)
+        .map(|((_, b), _)| b.clone())
+        .collect()
+}
+
+/// The call graph: 1 when no callee anomalous about as strongly, by the time `s` was, explains
+/// it; 0 when one does.
+fn graph_evidence(
+    s: &Service,
+    m: &MemberView,
+    members: &BTreeMap<Service, MemberView>,
+    edges: &EdgeCounts,
+    callers: &EdgeCounts,
+    reasons: &mut Vec<String>,
+) -> f64 {
+    let strength = m.strength();
+    let calls = related(edges, s);
+    let sick: Vec<&Service> = calls
+        .iter()
+        .filter(|c| {
+            members
+                .get(*c)
+                .is_some_and(|d| d.strength() >= EXPLAINS * strength && d.onset <= m.onset + TIE_MS)
+        })
+        .collect();
+    if sick.is_empty() {
+        reasons.push(if calls.is_empty() {
+            "calls no other service".to_string()
+        } else {
+            "all its dependencies healthy".to_string()
+        });
+        let callers_sick: Vec<&Service> = related(callers, s)
+            .iter()
+            .filter_map(|c| members.get_key_value(c).map(|(k, _)| k))
+            .collect();
+        if !callers_sick.is_empty() {
+            reasons.push(format!(
+                "explains anomalous callers {}",
+                join(&callers_sick)
+            ));
+        }
+        1.0
+    } else {
+        reasons.push(format!("depends on anomalous {}", join(&sick)));
+        0.0
+    }
+}
+
+/// The onset, at minute resolution: 1 for the earliest, less the later after the first.
+fn onset_evidence(onset: Time, first: Time, reasons: &mut Vec<String>) -> f64 {
+    let behind = onset.saturating_sub(first);
+    if behind <= TIE_MS {
+        reasons.push(format!("earliest anomaly ({})", format_clock(onset)));
+        1.0
+    } else {
+        reasons.push(format!(
+            "anomalous {} after the first",
+            format_duration(behind)
+        ));
+        0.5 * (1.0 - behind as f64 / LATE_MS as f64).max(0.0)
+    }
+}
+
+/// The kind of the strongest metric: a resource saturating, the service's own, or its client side.
+fn kind_evidence(metric: Option<&str>, reasons: &mut Vec<String>) -> f64 {
+    match metric.map(kind_of) {
+        Some(Kind::Resource) => {
+            reasons.push("a resource saturating".to_string());
+            1.0
+        }
+        Some(Kind::Own) => 0.5,
+        Some(Kind::ClientSide) => {
+            reasons.push("seen from the client side of its calls".to_string());
+            0.0
+        }
+        None => 0.0,
+    }
+}
+
+/// A deploy of the service within the look-back before its onset.
+fn deploy_evidence(m: &MemberView, reasons: &mut Vec<String>) -> f64 {
+    match &m.deploy {
+        Some((at, version)) => {
+            reasons.push(format!(
+                "deployed {version} {} before",
+                format_duration(m.onset.saturating_sub(*at))
+            ));
+            1.0
+        }
+        None => 0.0,
+    }
+}
+
+/// The confidence in the first cause, in thousandths: its score, and its margin over the second.
+fn confidence_milli(ranked: &[Cause]) -> u32 {
+    let confidence = match ranked {
         [] => 0.0,
         [only] => 0.35 * only.score_milli as f64 / 1000.0,
         [top, second, ..] => {
@@ -262,7 +297,7 @@ pub fn rank(
             (0.35 + 0.45 * margin + 0.15 * top.score_milli as f64 / 1000.0).min(0.95)
         }
     };
-    (ranked, (confidence * 1000.0).round() as u32)
+    (confidence * 1000.0).round() as u32
 }
 
 /// A value as a responder reads it: a few significant digits.
