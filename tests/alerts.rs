@@ -95,7 +95,12 @@ fn answer(stream: TcpStream, status: u16, record: &Mutex<Vec<Received>>) -> Opti
             body: serde_json::from_slice(&body).ok()?,
         });
     }
-    let text = if status == 200 { "ok" } else { "try later" };
+    let text = match status {
+        200 => "ok".to_string(),
+        // A refusal whose text has a character across byte 300 (where a cut once panicked).
+        400 => format!("{}€ is not a valid amount", "x".repeat(299)),
+        _ => "try later".to_string(),
+    };
     let mut stream = reader.into_inner();
     write!(
         stream,
@@ -369,8 +374,11 @@ fn a_receiver_that_fails_or_is_down_costs_retries_not_incidents() {
     assert_eq!(counts("flaky"), expect(&[("delivered", n), ("retries", 2)]));
     assert_eq!(flaky.got().len() as u64, n);
     assert_eq!(counts("gone"), expect(&[("failed", n), ("retries", 2 * n)]));
+    // A refusal answered with non-ASCII text is logged cut at a character, not a panic.
     assert_eq!(counts("refusing"), expect(&[("rejected", n)]));
     assert!(refusing.got().is_empty());
+    assert!(stderr.contains("HTTP 400: xxxxxxxxxx"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     let late = counts("late");
     assert_eq!(late["delivered"], n, "{late:?}");
     assert!(late["retries"] >= 1, "{late:?}");
@@ -452,4 +460,118 @@ fn suppressed_versions_are_written_not_sent_and_replays_send_nothing() {
         stderr.contains("alert outputs are off during a replay"),
         "{stderr}"
     );
+}
+
+/// A receiver on loopback that refuses every request with `status`, answering with the request
+/// itself (its line, headers and body): the worst a receiver can do with what it is sent.
+fn echoing_receiver(status: u16) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream);
+            let (mut request, mut length) = (Vec::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                request.extend_from_slice(line.as_bytes());
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            request.extend_from_slice(&body);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                request.len()
+            );
+            let _ = stream.write_all(&request);
+        }
+    });
+    url
+}
+
+#[test]
+fn no_secret_appears_in_any_output_log_line_or_error() {
+    let dir = scratch("alerts-secrets");
+    let (refusing, failing) = (echoing_receiver(400), echoing_receiver(500));
+    let gone = free_port();
+    let settings = format!(
+        "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"job\"\n\
+         [alerts.hook]\nkind = \"webhook\"\nretries = 0\n\
+         [alerts.pager]\nkind = \"pagerduty\"\nurl = \"{failing}/v2/enqueue\"\nretries = 1\nbackoff = \"10ms\"\n\
+         [alerts.chat]\nkind = \"slack\"\nretries = 1\nbackoff = \"10ms\"\n"
+    );
+    let env = [
+        (
+            "INCIDENTFLOW__KAFKA__SASL_PASSWORD",
+            "S3CRET-SASL-PASSWORD".to_string(),
+        ),
+        (
+            "INCIDENTFLOW__ALERTS__HOOK__WEBHOOK_URL",
+            format!("{refusing}/hooks/S3CRET-WEBHOOK-PATH"),
+        ),
+        (
+            "INCIDENTFLOW__ALERTS__PAGER__ROUTING_KEY",
+            "S3CRET-ROUTING-KEY".to_string(),
+        ),
+        (
+            "INCIDENTFLOW__ALERTS__CHAT__WEBHOOK_URL",
+            format!("http://127.0.0.1:{gone}/services/S3CRET-SLACK-PATH"),
+        ),
+    ];
+    let (anomalies, dead) = (dir.join("anomalies.jsonl"), dir.join("dead.jsonl"));
+    let extra = [
+        "--anomalies-out",
+        anomalies.to_str().unwrap(),
+        "--dead-letter",
+        dead.to_str().unwrap(),
+    ];
+    let (versions, summary, stderr) = run_with_alerts(&dir, &settings, &env, &extra);
+    assert!(!versions.is_empty());
+    // Every output went through its error path: refused, failed after retries, not reachable.
+    let outcomes = &summary["alerts"];
+    assert!(
+        outcomes["hook"]["rejected"].as_u64() > Some(0),
+        "{outcomes}"
+    );
+    assert!(outcomes["pager"]["failed"].as_u64() > Some(0), "{outcomes}");
+    assert!(outcomes["chat"]["failed"].as_u64() > Some(0), "{outcomes}");
+    assert!(
+        stderr.contains("<the output's url>") || stderr.contains("<the routing key>"),
+        "{stderr}"
+    );
+    // The validation command sees them all too.
+    let validate = incidentflow()
+        .args(["config", "validate", dir.join("job.toml").to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let mut everything = stderr.clone();
+    everything += &String::from_utf8_lossy(&validate.stdout);
+    everything += &String::from_utf8_lossy(&validate.stderr);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        everything += &std::fs::read_to_string(&path).unwrap_or_default();
+    }
+    for secret in [
+        "S3CRET-SASL-PASSWORD",
+        "S3CRET-WEBHOOK-PATH",
+        "S3CRET-ROUTING-KEY",
+        "S3CRET-SLACK-PATH",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} in an output:\n{everything}"
+        );
+    }
 }

@@ -19,6 +19,23 @@ use crate::ops::metrics::Metrics;
 /// The longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How much of a refusing receiver's answer is read (and at most 300 characters of it logged).
+const ANSWER_BYTES: usize = 1200;
+
+/// The path and query of `url` (`/hooks/T000/B000/XXXX`), or "" when it has none.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("", |at| &rest[at..])
+}
+
+/// `text` cut to at most `max` characters (never inside one), marked when cut.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
+
 /// PagerDuty's Events API v2 endpoint, when `url` is not set.
 pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -33,6 +50,9 @@ pub struct Delivery {
     agent: ureq::Agent,
     give_up_at: Arc<OnceLock<Instant>>,
     metrics: Arc<Metrics>,
+    /// The output's secrets (its URL, which may be a webhook's secret, and a routing key): kept
+    /// out of every message, a receiver's answer included (one may echo the request).
+    secrets: Vec<(String, &'static str)>,
 }
 
 /// How one request ended.
@@ -67,7 +87,7 @@ impl Delivery {
             .into();
         Delivery {
             name: name.to_owned(),
-            url,
+            url: url.clone(),
             retries: output.retries,
             backoff: Duration::from_millis(output.backoff.0.max(1)),
             resend: (kind == AlertKind::Alertmanager)
@@ -76,11 +96,50 @@ impl Delivery {
             agent,
             give_up_at,
             metrics,
+            secrets: [
+                (url.clone(), "<the output's url>"),
+                // What a receiver sees of the URL (an echo of the request line).
+                (url_path(&url).to_string(), "<the output's url path>"),
+                (output.routing_key.expose().to_string(), "<the routing key>"),
+            ]
+            .into_iter()
+            .filter(|(secret, _)| secret.len() > 1)
+            .collect(),
         }
     }
 
-    /// Delivers versions until the queue is closed, or the job ends and the queue is empty.
+    /// `text` with the output's secrets replaced by what they are.
+    fn scrubbed(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (secret, name) in &self.secrets {
+            text = text.replace(secret.as_str(), name);
+        }
+        text
+    }
+
+    /// Delivers versions until the queue is closed, or the job ends and the queue is empty. A
+    /// panic (a bug: nothing a receiver answers should cause one) does not end the output: it is
+    /// logged and counted, the version in hand is counted as failed, and delivery goes on with
+    /// the next one.
     pub fn run(mut self, versions: Receiver<Arc<Incident>>) {
+        loop {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.deliver(&versions);
+            }));
+            let Err(panic) = run else { return };
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            self.metrics.alert_thread_restart(&self.name);
+            self.metrics.alert_delivery(&self.name, "failed");
+            tracing::error!(output = %self.name, "alert delivery panicked ({}); restarted, the version in hand counted as failed", clip(&what, 200));
+        }
+    }
+
+    /// The delivery loop of [`Delivery::run`].
+    fn deliver(&mut self, versions: &Receiver<Arc<Incident>>) {
         let mut last_resend = Instant::now();
         loop {
             let closing = self.give_up_at.get().is_some();
@@ -161,18 +220,20 @@ impl Delivery {
             .send(body);
         match response {
             // A webhook's URL is a secret: keep it out of the logs.
-            Err(e) => Sent::Failed(
-                e.to_string()
-                    .replace(self.url.as_str(), "<the output's url>"),
-            ),
+            Err(e) => Sent::Failed(self.scrubbed(&e.to_string())),
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 if (200..300).contains(&status) {
                     return Sent::Delivered;
                 }
-                let mut answer = response.body_mut().read_to_string().unwrap_or_default();
-                answer.truncate(300);
-                let why = format!("HTTP {status}: {}", answer.trim());
+                // The first bytes of the answer only: a receiver's body may be of any size.
+                let mut answer = Vec::new();
+                let _ = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(response.body_mut().as_reader(), ANSWER_BYTES as u64),
+                    &mut answer,
+                );
+                let answer = self.scrubbed(&String::from_utf8_lossy(&answer));
+                let why = format!("HTTP {status}: {}", clip(answer.trim(), 300));
                 if status >= 500 || status == 408 || status == 429 {
                     Sent::Failed(why)
                 } else {
@@ -180,5 +241,29 @@ impl Delivery {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn a_url_path_is_what_follows_the_host() {
+        assert_eq!(
+            super::url_path("https://hooks.slack.com/services/T0/B0/X"),
+            "/services/T0/B0/X"
+        );
+        assert_eq!(super::url_path("http://am:9093"), "");
+    }
+
+    #[test]
+    fn clipping_never_cuts_inside_a_character() {
+        let text = format!("{}€ rest", "x".repeat(299));
+        let cut = clip(&text, 300);
+        assert_eq!(cut, format!("{}€…", "x".repeat(299)));
+        assert_eq!(clip("short", 300), "short");
+        assert_eq!(clip("ééé", 2), "éé…");
+        assert_eq!(clip("", 0), "");
     }
 }

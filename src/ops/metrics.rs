@@ -52,6 +52,7 @@ pub struct Metrics {
     output_errors: Counter,
     alert_deliveries_total: Family<Labels, Counter>,
     alert_retries_total: Family<Labels, Counter>,
+    alert_thread_restarts_total: Family<Labels, Counter>,
     arrangement_records: Gauge,
     side_input_refused: Family<Labels, Counter>,
     series_unscored_total: Counter,
@@ -120,6 +121,7 @@ impl Metrics {
             output_errors: Counter::default(),
             alert_deliveries_total: Family::default(),
             alert_retries_total: Family::default(),
+            alert_thread_restarts_total: Family::default(),
             arrangement_records: Gauge::default(),
             side_input_refused: Family::default(),
             series_unscored_total: Counter::default(),
@@ -227,6 +229,11 @@ impl Metrics {
             "alert_retries",
             "Alert requests tried again after a 5xx, 408, 429 or connection failure",
             self.alert_retries_total.clone(),
+        );
+        r.register(
+            "alert_thread_restarts",
+            "Alert delivery threads restarted after a panic (the version in hand counted as failed)",
+            self.alert_thread_restarts_total.clone(),
         );
         r.register(
             "arrangement_records",
@@ -388,6 +395,18 @@ impl Metrics {
             .entry("retries")
             .or_default() += 1;
         self.alert_retries_total
+            .get_or_create(&label("output", output))
+            .inc();
+    }
+
+    /// An output's delivery thread panicked and was restarted.
+    pub fn alert_thread_restart(&self, output: &str) {
+        *lock(&self.alert_outcomes)
+            .entry(output.to_owned())
+            .or_default()
+            .entry("thread_restarts")
+            .or_default() += 1;
+        self.alert_thread_restarts_total
             .get_or_create(&label("output", output))
             .inc();
     }
