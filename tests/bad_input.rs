@@ -181,3 +181,101 @@ fn configuration_and_io_errors_exit_non_zero_with_one_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--hostfile"));
 }
+
+/// Runs the job on `lines` (a file, or standard input when `piped`); returns the summary and
+/// the dead letters.
+fn run_lines(
+    name: &str,
+    lines: &[String],
+    piped: bool,
+) -> (serde_json::Value, Vec<DeadLetterRecord>) {
+    let dir = scratch(name);
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (dead, summary_path) = (dir.join("dead.jsonl"), dir.join("summary.json"));
+    let out = incidentflow()
+        .args([
+            "run",
+            "--input",
+            if piped { "-" } else { input.to_str().unwrap() },
+        ])
+        .args(["--dead-letter", dead.to_str().unwrap()])
+        .args(["--summary-out", summary_path.to_str().unwrap()])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let letters = if dead.exists() {
+        records(&dead)
+    } else {
+        Vec::new()
+    };
+    (summary(&summary_path), letters)
+}
+
+#[test]
+fn one_record_from_a_wrong_clock_is_dead_lettered_as_future_and_the_rest_are_judged() {
+    const DAY: u64 = 24 * 3_600_000;
+    let minute = |i: u64| {
+        let value = 1.0 + (i % 3) as f64 * 0.01;
+        sample(T0 + i * 60_000, "shop", "api", "latency_p99", value)
+    };
+    // 201 lines, a minute apart; lines 1 and 52 stamped five days ahead (still behind the wall
+    // clock, so only their partition can tell).
+    let mut lines: Vec<String> = (0..201).map(minute).collect();
+    lines[0] = sample(T0 + 5 * DAY, "shop", "db", "latency_p99", 1.0);
+    lines[51] = sample(T0 + 5 * DAY, "shop", "api", "latency_p99", 1.0);
+    let (s, letters) = run_lines("future-file", &lines, false);
+    let reasons: Vec<(u64, &str)> = letters
+        .iter()
+        .map(|l| (l.line, l.reason.as_str()))
+        .collect();
+    assert_eq!(reasons, [(1, "future"), (52, "future")], "{letters:#?}");
+    assert!(
+        letters[1]
+            .detail
+            .contains("ahead of the newest record of its partition"),
+        "{:?}",
+        letters[1]
+    );
+    assert_eq!(s["read"], 201);
+    assert_eq!(s["valid"], 199);
+    assert_eq!(s["dead_lettered_by_reason"]["future"], 2);
+
+    // Read live, a sample ahead of the wall clock by more than max_ahead: refused, its
+    // partition aside (the first line, so that nothing before it says where the data is).
+    let mut lines: Vec<String> = (0..30).map(minute).collect();
+    lines[0] = sample(T0 + 700 * DAY, "shop", "api", "latency_p99", 1.0);
+    let (s, letters) = run_lines("future-wall", &lines, true);
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert!(
+        letters[0].detail.contains("ahead of the wall clock"),
+        "{:?}",
+        letters[0]
+    );
+    assert_eq!(s["valid"], 29);
+}
+
+#[test]
+fn a_gap_in_the_data_confirmed_by_the_records_after_it_loses_nothing() {
+    // Two hours of minutes, then nothing for six hours, then two hours more: every record kept.
+    let lines: Vec<String> = (0..120)
+        .chain(480..600)
+        .map(|i| sample(T0 + i * 60_000, "shop", "api", "latency_p99", 1.0))
+        .collect();
+    let (s, letters) = run_lines("future-gap", &lines, false);
+    assert!(letters.is_empty(), "{letters:#?}");
+    assert_eq!(s["valid"], 240);
+    // The same gap with fewer records after it than confirm it: those are refused, counted.
+    let lines: Vec<String> = (0..120)
+        .chain(480..485)
+        .map(|i| sample(T0 + i * 60_000, "shop", "api", "latency_p99", 1.0))
+        .collect();
+    let (s, letters) = run_lines("future-short", &lines, false);
+    assert_eq!(letters.len(), 5, "{letters:#?}");
+    assert_eq!(s["read"], s["valid"].as_u64().unwrap() + 5);
+}

@@ -16,7 +16,8 @@ use common::*;
 use differential_dataflow::difference::Semigroup;
 use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::decode::Decoder;
-use incidentflow_dataflows::detectors::bank::Bank;
+use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
+use incidentflow_dataflows::forget::Forgetting;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::CounterRate;
 use incidentflow_dataflows::records::{Detector, Sample};
@@ -98,7 +99,12 @@ fn naive(text: &str, champion: Detector) -> Vec<String> {
         score_from: 0,
     };
     let mut expected = Vec::new();
-    let mut bank = Bank::new(&[champion], &config, 150_000);
+    let mut bank = Bank::new(
+        &[champion],
+        &config,
+        150_000,
+        Forgetting::new(DetectionConfig::default().forget_after_ms),
+    );
     for samples in by_series.values_mut() {
         samples.sort_by_key(|s| (s.timestamp, s.fixed));
         if samples[0].series.metric_name.ends_with("_total") {

@@ -14,6 +14,7 @@ use incidentflow::ops::process::{cpu_seconds, peak_rss_bytes};
 use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::decode::Decoder;
 use incidentflow_dataflows::detectors::bank::{Bank, DetectionConfig};
+use incidentflow_dataflows::forget::Forgetting;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::rates::{is_counter, CounterRate};
 use incidentflow_dataflows::records::SeriesId;
@@ -28,7 +29,12 @@ pub fn reference_main(input: &Path) -> Result<(), String> {
     let config = BaselineConfig::default();
     let detection = DetectionConfig::default();
     let needs_window = detection.needs_window();
-    let mut bank = Bank::new(&detection.running(), &config, detection.update_every_ms);
+    let mut bank = Bank::new(
+        &detection.running(),
+        &config,
+        detection.update_every_ms,
+        Forgetting::new(detection.forget_after_ms),
+    );
     let mut found = Vec::new();
     let started = Instant::now();
     let file = std::fs::File::open(input).map_err(|e| e.to_string())?;

@@ -62,6 +62,22 @@ pub fn arrange_baselines<'s>(
     windowed.arrange_by_self_named("Baselines")
 }
 
+/// A per-series stage: reads each sample with its baseline, in series and time order, and hears
+/// when a batch is done (every later sample is later than the batch's latest). Any closure
+/// `FnMut(&Sample, &Moments) -> Option<O>` is one that ignores the end of its batches.
+pub trait PerSeries<O> {
+    /// What the stage makes of `sample`, whose window before it is `baseline`.
+    fn observe(&mut self, sample: &Sample, baseline: &Moments) -> Option<O>;
+    /// A batch of samples up to `latest` is done: no later sample is earlier than it.
+    fn batch_done(&mut self, _latest: Time) {}
+}
+
+impl<O, F: FnMut(&Sample, &Moments) -> Option<O>> PerSeries<O> for F {
+    fn observe(&mut self, sample: &Sample, baseline: &Moments) -> Option<O> {
+        self(sample, baseline)
+    }
+}
+
 /// Calls `logic` with every sample and its series' baseline as of the sample's time (the samples
 /// before it in the window, never itself) and collects what it returns. `samples` must be
 /// partitioned by series like the arrangement (`series.id.hashed()`).
@@ -73,7 +89,7 @@ pub fn with_baseline<'s, O, L>(
 ) -> VecCollection<'s, Time, O>
 where
     O: Data,
-    L: FnMut(&Sample, &Moments) -> Option<O> + 'static,
+    L: PerSeries<O> + 'static,
 {
     let mut trace = baselines.trace.clone();
     samples
@@ -109,6 +125,7 @@ where
                         let mut session = output.session(&emit_cap);
                         let mut current: Option<SeriesId> = None;
                         let (mut acc, mut next) = (Moments::default(), 0);
+                        let mut latest: Time = 0;
                         for (sample, time, copies) in ready.drain(..) {
                             let id = sample.series.id;
                             if current != Some(id) {
@@ -126,10 +143,12 @@ where
                                 acc.plus_equals(&history[next].1);
                                 next += 1;
                             }
-                            if let Some(out) = logic(&sample, &acc) {
+                            latest = latest.max(time);
+                            if let Some(out) = logic.observe(&sample, &acc) {
                                 session.give((out, time, copies));
                             }
                         }
+                        logic.batch_done(latest);
                     }
                     // Hold back output only as far as the samples still waiting.
                     held.settle(complete);
@@ -161,7 +180,7 @@ pub fn in_series_order<'s, O, L>(
 ) -> VecCollection<'s, Time, O>
 where
     O: Data,
-    L: FnMut(&Sample, &Moments) -> Option<O> + 'static,
+    L: PerSeries<O> + 'static,
 {
     samples
         .inner
@@ -182,11 +201,14 @@ where
                     if let Some(emit_cap) = held.release(complete, &mut ready) {
                         sort_by_series(&mut ready);
                         let mut session = output.session(&emit_cap);
+                        let mut latest: Time = 0;
                         for (sample, time, copies) in ready.drain(..) {
-                            if let Some(out) = logic(&sample, &empty) {
+                            latest = latest.max(time);
+                            if let Some(out) = logic.observe(&sample, &empty) {
                                 session.give((out, time, copies));
                             }
                         }
+                        logic.batch_done(latest);
                     }
                     held.settle(complete);
                 }

@@ -7,6 +7,7 @@
 //! | [`wire`] | the anomaly and dead-letter lines as public records, written and read back |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
+//! | [`forget`] | per-series state forgotten once its series has gone silent (memory follows active series) |
 //! | [`held`] | updates held until a frontier passes their time (samples, tracker inputs, incident versions, records) |
 //! | [`rates`] | counters (`..._total`) turned into per-second rates, before the baseline |
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
@@ -22,6 +23,7 @@ pub mod annotate;
 pub mod baseline;
 pub mod decode;
 pub mod detectors;
+pub mod forget;
 pub mod held;
 pub mod incident;
 pub mod moments;

@@ -24,9 +24,10 @@ use timely::dataflow::Stream;
 use crate::annotate::{annotate_incidents, Annotator, SilenceRule};
 
 use crate::baseline::{
-    arrange_baselines, in_series_order, with_baseline, BaselineConfig, Baselines,
+    arrange_baselines, in_series_order, with_baseline, BaselineConfig, Baselines, PerSeries,
 };
 use crate::detectors::bank::{Bank, DetectionConfig, Unscored};
+use crate::forget::Forgetting;
 use crate::held::Update;
 use crate::incident::{track_incidents, CorrelationConfig, Incident};
 use crate::moments::Moments;
@@ -70,13 +71,14 @@ pub fn detect<'s>(
     config: &BaselineConfig,
     detection: &DetectionConfig,
 ) -> Detected<'s> {
-    let samples = counter_rates(partition_by_series(samples));
-    let mut bank = Bank::new(&detection.running(), config, detection.update_every_ms);
-    let logic = move |sample: &Sample, baseline: &Moments| {
-        let mut found = Vec::new();
-        let unscored = bank.observe(sample, baseline, &mut found);
-        (!found.is_empty() || unscored.is_some()).then_some((found, unscored))
-    };
+    let forgetting = Forgetting::new(detection.forget_after_ms);
+    let samples = counter_rates(partition_by_series(samples), forgetting.clone());
+    let logic = BankStage(Bank::new(
+        &detection.running(),
+        config,
+        detection.update_every_ms,
+        forgetting,
+    ));
     // The window and its arrangement are kept only when a running detector reads them.
     let found = if detection.needs_window() {
         let baselines = baselines(samples.clone(), config);
@@ -90,6 +92,26 @@ pub fn detect<'s>(
         champion: all.clone().filter(move |a| a.detector == champion),
         challengers: all.filter(move |a| a.detector != champion),
         unscored: found.flat_map(|(_, unscored)| unscored),
+    }
+}
+
+/// The detector bank as a per-series stage: each sample's anomalies and its unscored notice;
+/// silent series forgotten as each batch ends.
+struct BankStage(Bank);
+
+impl PerSeries<(Vec<Anomaly>, Option<Unscored>)> for BankStage {
+    fn observe(
+        &mut self,
+        sample: &Sample,
+        baseline: &Moments,
+    ) -> Option<(Vec<Anomaly>, Option<Unscored>)> {
+        let mut found = Vec::new();
+        let unscored = self.0.observe(sample, baseline, &mut found);
+        (!found.is_empty() || unscored.is_some()).then_some((found, unscored))
+    }
+
+    fn batch_done(&mut self, latest: Time) {
+        self.0.forget_silent(latest);
     }
 }
 

@@ -18,6 +18,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
+use crate::forget::Forgetting;
 use crate::held::{sort_by_series, HeldSamples, SampleUpdate};
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{Sample, SeriesId};
@@ -30,13 +31,15 @@ const MAX_RATE: f64 = MAX_ABS_VALUE / 2.0;
 /// Turns the counters among `samples` (partitioned by series) into rates; see the module.
 pub fn counter_rates<'s>(
     samples: VecCollection<'s, Time, Sample>,
+    forgetting: Forgetting,
 ) -> VecCollection<'s, Time, Sample> {
     samples
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<SampleUpdate>>, _, _, _>(
             Pipeline,
             "CounterRates",
-            |_capability, _info| {
+            move |_capability, _info| {
+                let mut forgetting = forgetting;
                 let mut held = HeldSamples::default();
                 let mut ready: Vec<SampleUpdate> = Vec::new();
                 let mut counters: HashMap<SeriesId, CounterRate> = HashMap::new();
@@ -60,12 +63,19 @@ pub fn counter_rates<'s>(
                     let complete = frontier.frontier();
                     if let Some(emit_cap) = held.release(complete, &mut ready) {
                         sort_by_series(&mut ready);
+                        let ready_last = ready.iter().map(|(_, t, _)| *t).max();
                         let mut session = output.session(&emit_cap);
                         for (sample, time, copies) in ready.drain(..) {
                             let counter = counters.entry(sample.series.id).or_default();
+                            if counter.is_silent(&forgetting, time) {
+                                *counter = CounterRate::default();
+                            }
                             if let Some(rate) = counter.rate_of(&sample) {
                                 session.give((rate, time, copies));
                             }
+                        }
+                        if let Some(now) = ready_last.filter(|t| forgetting.sweep_due(*t)) {
+                            counters.retain(|_, c| !c.is_silent(&forgetting, now));
                         }
                     }
                     // Hold back only as far as the counters still waiting.
@@ -85,6 +95,8 @@ pub fn is_counter(metric_name: &str) -> bool {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CounterRate {
     previous: Option<(Time, f64)>,
+    /// The gap between its last two samples.
+    interval: Time,
 }
 
 impl CounterRate {
@@ -99,8 +111,16 @@ impl CounterRate {
             self.previous = Some((t0, v0));
             return None;
         }
+        self.interval = t - t0;
         let increase = if value >= v0 { value - v0 } else { value };
         Some(increase * 1000.0 / (t - t0) as f64)
+    }
+
+    /// Whether the counter has been silent at `now` by `forgetting`'s rule (so it comes back
+    /// cold: its next sample gives no rate).
+    pub fn is_silent(&self, forgetting: &Forgetting, now: Time) -> bool {
+        self.previous
+            .is_some_and(|(last, _)| forgetting.is_silent(last, self.interval, now))
     }
 
     /// `sample` as its rate (clamped to the largest kept), or None as [`CounterRate::observe`].

@@ -407,11 +407,14 @@ pub enum Reason {
     Oversized,
     /// The record is older than its partition's watermark (later than the allowed lateness).
     Late,
+    /// The timestamp is further ahead than `time.max_ahead` allows: of the wall clock, or of
+    /// its partition's newest record (a host with a wrong clock).
+    Future,
 }
 
 impl Reason {
     /// Every reason, in the order summaries list them.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::InvalidUtf8,
         Reason::NotJson,
         Reason::NotObject,
@@ -425,6 +428,7 @@ impl Reason {
         Reason::UnknownSchemaVersion,
         Reason::Oversized,
         Reason::Late,
+        Reason::Future,
     ];
 
     /// The snake_case name used in dead letters, summaries and metrics.
@@ -443,6 +447,7 @@ impl Reason {
             Reason::UnknownSchemaVersion => "unknown_schema_version",
             Reason::Oversized => "oversized",
             Reason::Late => "late",
+            Reason::Future => "future",
         }
     }
 }

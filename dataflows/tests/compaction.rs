@@ -10,6 +10,7 @@ use differential_dataflow::trace::TraceReader;
 use incidentflow_dataflows::baseline::with_baseline;
 use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::detectors::zscore::reading;
+use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::records::{Sample, SeriesInfo};
 use incidentflow_dataflows::time::Time;
@@ -34,10 +35,15 @@ fn the_arrangement_stays_bounded_as_the_stream_grows() {
             trace.set_logical_compaction(Antichain::new().borrow());
             trace.set_physical_compaction(Antichain::new().borrow());
             let config = config.clone();
-            with_baseline(samples, arranged, "Score", move |s, m| {
-                let r = reading(s.value.0, m, &config);
-                r.is_anomalous().then_some(s.timestamp)
-            })
+            with_baseline(
+                samples,
+                arranged,
+                "Score",
+                move |s: &Sample, m: &Moments| {
+                    let r = reading(s.value.0, m, &config);
+                    r.is_anomalous().then_some(s.timestamp)
+                },
+            )
             .inner
             .probe_with(&probe);
             (input, trace)

@@ -12,6 +12,7 @@ use differential_dataflow::input::InputSession;
 use incidentflow_dataflows::baseline::with_baseline;
 use incidentflow_dataflows::baseline::BaselineConfig;
 use incidentflow_dataflows::detectors::zscore::reading;
+use incidentflow_dataflows::forget::Forgetting;
 use incidentflow_dataflows::moments::Moments;
 use incidentflow_dataflows::pipeline::{baselines, partition_by_series};
 use incidentflow_dataflows::rates::{counter_rates, CounterRate};
@@ -108,14 +109,18 @@ fn dataflow(
         let config = config.clone();
         let mut session = worker.dataflow::<Time, _, _>(|scope| {
             let mut session = InputSession::<Time, Sample, isize>::new();
-            let samples = counter_rates(partition_by_series(session.to_collection(scope)));
-            let arranged = baselines(samples.clone(), &config);
-            with_baseline(samples, arranged, "Oracle", |s, m| Some((s.clone(), *m))).inspect(
-                move |((s, m), _t, r)| {
-                    assert_eq!(*r, 1);
-                    sink.lock().unwrap().push((s.clone(), *m));
-                },
+            let samples = counter_rates(
+                partition_by_series(session.to_collection(scope)),
+                Forgetting::new(0),
             );
+            let arranged = baselines(samples.clone(), &config);
+            with_baseline(samples, arranged, "Oracle", |s: &Sample, m: &Moments| {
+                Some((s.clone(), *m))
+            })
+            .inspect(move |((s, m), _t, r)| {
+                assert_eq!(*r, 1);
+                sink.lock().unwrap().push((s.clone(), *m));
+            });
             session
         });
         // Each worker feeds its share, holding its input time 3 ticks behind arrival.

@@ -36,6 +36,11 @@ impl JobConfig {
         if self.correlation.max_duration.0 == 0 {
             return Err("correlation.max_duration must be longer than 0s".into());
         }
+        if self.time.max_ahead.0 < 60_000 {
+            return Err(
+                "time.max_ahead must be at least 1m (clocks and batches run a little ahead)".into(),
+            );
+        }
         if self.time.tick.0 == 0 {
             return Err("time.tick must be at least 1ms".into());
         }

@@ -57,6 +57,8 @@ pub struct JobConfig {
     pub time: TimeSection,
     /// How input files are read.
     pub input: InputSection,
+    /// Bounds on what the job keeps.
+    pub limits: LimitsSection,
     /// How anomalies become incidents.
     pub correlation: CorrelationSection,
     /// The Kafka brokers and topics used when an input or output is `kafka`.
@@ -253,6 +255,10 @@ pub struct TimeSection {
     /// Granularity of progress: the input frontier advances in steps of this size. Records keep
     /// their exact millisecond times; a larger tick costs latency and saves coordination.
     pub tick: Millis,
+    /// How far ahead of the wall clock, or (in a file or on standard input) of its partition's
+    /// newest record, a record may be; further ones are dead-lettered as `future` (a host with a
+    /// wrong clock), unless the records after them confirm a gap in the data.
+    pub max_ahead: Millis,
 }
 
 impl Default for TimeSection {
@@ -260,6 +266,24 @@ impl Default for TimeSection {
         TimeSection {
             allowed_lateness: Millis(10_000),
             tick: Millis(1000),
+            max_ahead: Millis(3_600_000),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// A series silent this long (or ten of its own intervals, when longer) is forgotten: its
+    /// rate and detector states are freed, and it comes back cold if it returns. `0s`: never.
+    pub forget_after: Millis,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            forget_after: Millis(6 * 3_600_000),
         }
     }
 }
@@ -392,6 +416,7 @@ impl JobConfig {
             champion: self.detectors.champion,
             challengers: self.detectors.challengers.clone(),
             update_every_ms: self.detectors.update_every.0,
+            forget_after_ms: self.limits.forget_after.0,
         }
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incidentflow_dataflows::decode::Decoder;
-use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, Sample, SourceCounts};
-use incidentflow_dataflows::time::{format_duration, format_rfc3339, Time};
+use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, SourceCounts};
+use incidentflow_dataflows::time::Time;
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
@@ -22,6 +22,7 @@ use crate::kafka::KafkaClient;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 
+mod admit;
 mod events;
 mod inputs;
 
@@ -80,6 +81,8 @@ struct PartitionState {
     finished: bool,
     /// A Kafka partition: when its last record arrived (wall clock), for the idle timeout.
     last_record: Option<Instant>,
+    /// Records held because they jump ahead of the partition (see `admit`).
+    ahead: Vec<admit::HeldAhead>,
 }
 
 /// A worker's share of the input, fed into the dataflow in event time.
@@ -93,6 +96,13 @@ pub struct Feed<'a> {
     owned: Vec<PartitionState>,
     pub counts: SourceCounts,
     lateness: Time,
+    /// How far ahead of the wall clock, or of its partition, a record may be (`time.max_ahead`).
+    max_ahead: Time,
+    /// The wall clock plus `max_ahead` when last read (it only grows; read again when a record
+    /// is beyond it).
+    wall_limit: Time,
+    /// Read live (Kafka, standard input): records are also judged against the wall clock.
+    live: bool,
     tick: Time,
     /// How far the input may run ahead of the output before the worker waits (bounds memory).
     max_lag: Time,
@@ -130,6 +140,7 @@ impl<'a> Feed<'a> {
                 newest: None,
                 finished: false,
                 last_record: None,
+                ahead: Vec::new(),
             })
             .collect();
         let tick = config.time.tick.0.max(1);
@@ -143,6 +154,9 @@ impl<'a> Feed<'a> {
             owned,
             counts: SourceCounts::default(),
             lateness: config.time.allowed_lateness.0,
+            max_ahead: config.time.max_ahead.0,
+            wall_limit: 0,
+            live: matches!(spec.input, InputSource::Stdin | InputSource::Kafka { .. }),
             tick,
             max_lag: (tick * 64).max(config.time.allowed_lateness.0),
             follower: None,
@@ -170,6 +184,7 @@ impl<'a> Feed<'a> {
                 .open(&self.spec.input, max_line)
                 .map_err(|source| self.read_error(source))?;
             let mut since_step = 0u32;
+            let source = self.source_name.clone();
             while let Some(info) = reader
                 .next_line(&mut line)
                 .map_err(|source| self.read_error(source))?
@@ -183,19 +198,7 @@ impl<'a> Feed<'a> {
                 } else {
                     self.decoder.decode(&line)
                 };
-                let accepted = decoded.and_then(|sample| self.admit(k, sample, &inputs.time()));
-                match accepted {
-                    Ok(sample) => {
-                        let time = sample.timestamp;
-                        inputs.samples.update_at(sample, time, 1);
-                        self.counts.valid += 1;
-                    }
-                    Err(invalid) => {
-                        let source = self.source_name.clone();
-                        let origin = Origin::line(&source, info);
-                        self.refuse(inputs, origin, invalid, &mut line)
-                    }
-                }
+                self.take(k, decoded, Origin::line(&source, info), &line, inputs, true);
                 since_step += 1;
                 // Step after a batch of records, and on a pipe before a read that may block, so
                 // that what has arrived is processed (and its anomalies written) without waiting.
@@ -204,10 +207,13 @@ impl<'a> Feed<'a> {
                     self.advance(worker, inputs, probe);
                     if self.shutdown.requested() {
                         tracing::info!("asked to stop: no more input is read");
+                        self.unread_ahead(k);
                         return Ok(());
                     }
                 }
             }
+            // The end of the partition: what still jumps ahead was not confirmed as a gap.
+            self.refuse_ahead(k, inputs);
             self.owned[k].finished = true;
             self.advance(worker, inputs, probe);
         }
@@ -251,6 +257,7 @@ impl<'a> Feed<'a> {
                 newest: None,
                 finished: *end == Some(0),
                 last_record: Some(Instant::now()),
+                ahead: Vec::new(),
             })
             .collect();
         let names: Vec<String> = consumer
@@ -288,21 +295,12 @@ impl<'a> Feed<'a> {
                         } else {
                             self.decoder.decode(line)
                         };
-                        match decoded.and_then(|s| self.admit(k, s, &inputs.time())) {
-                            Ok(sample) => {
-                                let time = sample.timestamp;
-                                inputs.samples.update_at(sample, time, 1);
-                                self.counts.valid += 1;
-                            }
-                            Err(invalid) => {
-                                let origin = Origin {
-                                    source: &names[k],
-                                    info,
-                                    key: message.key,
-                                };
-                                self.refuse(inputs, origin, invalid, &mut line.to_vec());
-                            }
-                        }
+                        let origin = Origin {
+                            source: &names[k],
+                            info,
+                            key: message.key,
+                        };
+                        self.take(k, decoded, origin, line, inputs, false);
                     }
                     progress.seen(k, offset);
                     let until = self.spec.until.map(|u| u.saturating_add(self.lateness));
@@ -392,28 +390,6 @@ impl<'a> Feed<'a> {
         }));
     }
 
-    /// Applies the lateness rule of partition `k` to a decoded sample.
-    fn admit(&mut self, k: usize, sample: Sample, input_time: &Time) -> Result<Sample, Invalid> {
-        let state = &mut self.owned[k];
-        let time = sample.timestamp;
-        if let Some(newest) = state.newest {
-            if time.saturating_add(self.lateness) < newest || time < *input_time {
-                return Err(Invalid::new(
-                    Reason::Late,
-                    format!(
-                        "timestamp {} is {} behind the newest record of its partition ({}); allowed lateness is {}",
-                        format_rfc3339(time),
-                        format_duration(newest.saturating_sub(time)),
-                        format_rfc3339(newest),
-                        format_duration(self.lateness)
-                    ),
-                ));
-            }
-        }
-        state.newest = Some(state.newest.map_or(time, |n| n.max(time)));
-        Ok(sample)
-    }
-
     /// Finds the first valid timestamp of every owned partition, so that the worker knows how far
     /// it may advance its input before it has read them.
     fn peek_all(&mut self) -> Result<(), JobError> {
@@ -428,6 +404,9 @@ impl<'a> Feed<'a> {
                 .partition
                 .open(&self.spec.input, max_line)
                 .map_err(|source| read_error(&self.source_name, source))?;
+            // The first valid record is where the partition starts, unless it jumps ahead of the
+            // few after it (a wrong clock at line 1): then the earliest of them.
+            let mut first: Vec<Time> = Vec::new();
             while let Some(info) = reader
                 .next_line(&mut line)
                 .map_err(|source| read_error(&self.source_name, source))?
@@ -435,10 +414,17 @@ impl<'a> Feed<'a> {
                 if info.oversized {
                     continue;
                 }
-                if let Ok(sample) = decoder.decode(&line) {
-                    state.newest = Some(sample.timestamp);
+                match decoder.decode(&line) {
+                    Ok(sample) => first.push(sample.timestamp),
+                    _ => continue,
+                }
+                if first.len() >= admit::CONFIRM {
                     break;
                 }
+            }
+            if let (Some(&start), Some(&earliest)) = (first.first(), first.iter().min()) {
+                let wrong_clock = start > earliest.saturating_add(self.max_ahead);
+                state.newest = Some(if wrong_clock { earliest } else { start });
             }
             if state.newest.is_none() {
                 state.finished = true; // no valid record in it: it holds nothing back

@@ -25,6 +25,7 @@ use super::seasonal::Seasonal;
 use super::trend::Trend;
 use super::Reading;
 use crate::baseline::BaselineConfig;
+use crate::forget::Forgetting;
 use crate::moments::Moments;
 use crate::records::{
     Anomaly, ChangeEvidence, Detector, Direction, EpisodeInfo, EpisodeStatus, Evidence, Sample,
@@ -42,6 +43,9 @@ pub struct DetectionConfig {
     pub challengers: Vec<Detector>,
     /// An open episode that is still anomalous reports at least this often (ms of event time).
     pub update_every_ms: Time,
+    /// A series silent this long (or ten of its intervals) comes back cold (0: never; see
+    /// [`crate::forget`]).
+    pub forget_after_ms: Time,
 }
 
 impl Default for DetectionConfig {
@@ -50,6 +54,7 @@ impl Default for DetectionConfig {
             champion: Detector::Change,
             challengers: Vec::new(),
             update_every_ms: 150_000,
+            forget_after_ms: 6 * 3_600_000,
         }
     }
 }
@@ -94,6 +99,10 @@ pub const UNSCORED_AFTER: u32 = 100;
 /// One series' state in the bank: an episode per running detector, and the other detectors'
 /// states only where they are needed (a z-score alone keeps a series in about 100 bytes).
 struct SeriesState {
+    /// Its latest sample's time.
+    last_seen: Time,
+    /// The gap between its last two samples.
+    interval: Time,
     /// Samples seen while the window has never held `min_points` (`u32::MAX` once it has, or
     /// once reported).
     unscored: u32,
@@ -157,12 +166,18 @@ pub struct Bank {
     series: HashMap<SeriesId, SeriesState>,
     zscore: BaselineConfig,
     update_every_ms: Time,
+    forgetting: Forgetting,
 }
 
 impl Bank {
     /// A bank of `detectors`, the z-score's settings (its threshold, and the window and least
     /// points of the shared baseline) and how often an open episode reports.
-    pub fn new(detectors: &[Detector], zscore: &BaselineConfig, update_every_ms: Time) -> Self {
+    pub fn new(
+        detectors: &[Detector],
+        zscore: &BaselineConfig,
+        update_every_ms: Time,
+        forgetting: Forgetting,
+    ) -> Self {
         let runs = |d: Detector| detectors.contains(&d);
         Bank {
             detectors: detectors.to_vec(),
@@ -176,7 +191,23 @@ impl Bank {
             series: HashMap::new(),
             zscore: zscore.clone(),
             update_every_ms,
+            forgetting,
         }
+    }
+
+    /// Frees the state of every series silent at `latest` (see [`crate::forget`]); call it only
+    /// when no later sample can be earlier than `latest`.
+    pub fn forget_silent(&mut self, latest: Time) {
+        if self.forgetting.sweep_due(latest) {
+            let forgetting = &self.forgetting;
+            self.series
+                .retain(|_, s| !forgetting.is_silent(s.last_seen, s.interval, latest));
+        }
+    }
+
+    /// The number of series with state (for tests and the churn benchmark).
+    pub fn series_held(&self) -> usize {
+        self.series.len()
     }
 
     /// Whether it has any detector to run.
@@ -198,15 +229,27 @@ impl Bank {
         let t = sample.timestamp;
         let (needs_more, runs_change) = (self.needs_more, self.runs_change);
         let detectors = self.detectors.len();
+        let id = sample.series.id;
+        let forgetting = &self.forgetting;
+        if (self.series.get(&id)).is_some_and(|s| forgetting.is_silent(s.last_seen, s.interval, t))
+        {
+            self.series.remove(&id); // back after a silence: cold, as if new
+        }
         let state = self
             .series
             .entry(sample.series.id)
             .or_insert_with(|| SeriesState {
+                last_seen: t,
+                interval: 0,
                 unscored: 0,
                 more: needs_more.then(Box::default),
                 change: runs_change.then(Box::default),
                 episodes: vec![Episode::default(); detectors].into_boxed_slice(),
             });
+        if t > state.last_seen {
+            state.interval = t - state.last_seen;
+            state.last_seen = t;
+        }
         let x = sample.value.0;
         let full = baseline.n >= self.zscore.min_points.max(1) as i64;
         let unscored = state.count_unscored(full, self.judges_zscore, sample, baseline);
@@ -391,12 +434,81 @@ mod tests {
     use differential_dataflow::difference::Semigroup;
 
     #[test]
+    fn churning_series_are_forgotten_and_one_that_returns_comes_back_cold() {
+        const HOUR: Time = 3_600_000;
+        let t0 = 1_795_392_000_000;
+        let mut bank = Bank::new(
+            &[Detector::Change],
+            &BaselineConfig::default(),
+            150_000,
+            Forgetting::new(6 * HOUR),
+        );
+        let mut g = Noise::new(7);
+        let (mut events, empty) = (Vec::new(), Moments::default());
+        let mut most = 0;
+        // 48 hours; every hour ten pods are replaced by ten new ones (new series), sampled each
+        // minute while they live (three hours).
+        for minute in 0..48 * 60u64 {
+            let t = t0 + minute * 60_000;
+            let hour = minute / 60;
+            for generation in hour.saturating_sub(2)..=hour {
+                for pod in 0..10 {
+                    let name = format!("pod-{generation}-{pod}");
+                    let series = Arc::new(SeriesInfo::with_labels(
+                        "shop",
+                        "api",
+                        "latency",
+                        &[("pod", &name)],
+                    ));
+                    bank.observe(
+                        &Sample::new(t, series, 100.0 + g.normal()),
+                        &empty,
+                        &mut events,
+                    );
+                }
+            }
+            bank.forget_silent(t);
+            most = most.max(bank.series_held());
+        }
+        // 480 series were seen; about nine hours' worth are ever held (three alive, six silent
+        // before they are forgotten, a quarter of that before the sweep comes).
+        assert!(most <= 110, "{most}");
+        assert!(bank.series_held() <= 110, "{}", bank.series_held());
+
+        // A series that returns after a silence starts cold: a step right after its return is not
+        // judged (it needs ten samples again), where a warm one would be.
+        let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
+        let run = |gap: Time| {
+            let mut bank = Bank::new(
+                &[Detector::Change],
+                &BaselineConfig::default(),
+                150_000,
+                Forgetting::new(6 * HOUR),
+            );
+            let mut g = Noise::new(3);
+            let mut out = Vec::new();
+            for i in 0..300u64 {
+                let t = t0 + i * 60_000 + if i >= 200 { gap } else { 0 };
+                let x = if i == 203 { 160.0 } else { 100.0 + g.normal() };
+                bank.observe(&Sample::new(t, series.clone(), x), &empty, &mut out);
+            }
+            out.iter().any(|a| a.timestamp == t0 + 203 * 60_000 + gap)
+        };
+        assert!(run(HOUR), "a one-hour gap: remembered, the step found");
+        assert!(
+            !run(7 * HOUR),
+            "a seven-hour gap: forgotten, the step not yet judged"
+        );
+    }
+
+    #[test]
     fn a_step_gives_one_level_shift_episode_with_its_events() {
         let series = Arc::new(SeriesInfo::new("shop", "db", "latency"));
         let mut bank = Bank::new(
             &[Detector::LevelShift, Detector::Robust],
             &BaselineConfig::default(),
             0,
+            Forgetting::new(0),
         );
         let mut g = Noise::new(4);
         let mut baseline = Moments::default();
@@ -439,7 +551,12 @@ mod tests {
         let rate = Arc::new(SeriesInfo::new("shop", "api", "request_rate"));
         let gauge = Arc::new(SeriesInfo::new("shop", "api", "latency"));
         let run = |detectors: &[Detector]| {
-            let mut bank = Bank::new(detectors, &BaselineConfig::default(), 150_000);
+            let mut bank = Bank::new(
+                detectors,
+                &BaselineConfig::default(),
+                150_000,
+                Forgetting::new(0),
+            );
             let mut g = Noise::new(8);
             let mut out = Vec::new();
             // Each series' window of its last 30 values, as the shared baseline would hold it.
@@ -508,7 +625,7 @@ mod tests {
             threshold: 4.0,
             score_from: 0,
         };
-        let mut bank = Bank::new(&Detector::ALL, &config, 0);
+        let mut bank = Bank::new(&Detector::ALL, &config, 0, Forgetting::new(0));
         let mut g = Noise::new(seed);
         let mut window: std::collections::VecDeque<(Time, i128)> = Default::default();
         let (mut t, mut opened, mut events) = (1_795_392_000_000u64, Vec::new(), Vec::new());
