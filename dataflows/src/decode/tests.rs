@@ -205,3 +205,21 @@ fn edges_and_deploys() {
         Reason::AbsurdTimestamp
     );
 }
+
+/// Found by `tests/parsers.rs`: serde_json's default float parse can be one unit in the last
+/// place off; the sample must hold exactly the double its text names (`float_roundtrip`).
+#[test]
+fn a_value_is_read_as_exactly_the_double_written() {
+    for text in [
+        "4.420908619218292e-201",
+        "20029.066000000006",
+        "0.1",
+        "123456789.12345679",
+    ] {
+        let line = format!(
+            r#"{{"timestamp":"2026-11-25T01:09:00Z","namespace":"n","service":"s","metric_name":"m","value":{text}}}"#
+        );
+        let sample = Decoder::new().decode(line.as_bytes()).unwrap();
+        assert_eq!(sample.value.0, text.parse::<f64>().unwrap(), "{text}");
+    }
+}

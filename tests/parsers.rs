@@ -1,0 +1,103 @@
+//! Property tests of the job's own parsers of outside data (those of the dataflow crate are in
+//! `dataflows/tests/parsers.rs`): silences and feedback lines from their side inputs, the
+//! checkpoint file, the job file and the static YAML topology. On any bytes: no panic; a line
+//! refused is counted; a well-formed one is taken; a file that is not one is a clear error naming
+//! it. 2,000 cases each (`PROPTEST_CASES` sets more).
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use common::scratch;
+use incidentflow::config::JobConfig;
+use incidentflow::emit::checkpoint::Checkpoint;
+use incidentflow::ingest::silences::SilenceQueue;
+use incidentflow::ingest::topology::static_yaml_topology;
+use incidentflow::ops::feedback_book::FeedbackBook;
+use incidentflow::ops::metrics::Metrics;
+use proptest::prelude::*;
+
+/// Bytes that are sometimes JSON-like, sometimes not.
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200),
+        "\\{[\"a-z:,0-9 \\[\\]{}.-]{0,80}\\}".prop_map(String::into_bytes),
+    ]
+}
+
+/// A silence line with its fields of any content; well-formed when `start` < `end`.
+fn silence() -> impl Strategy<Value = (String, bool)> {
+    (
+        "[a-z ]{0,8}",
+        proptest::collection::vec("[a-z*-]{0,6}", 0..3),
+        0u64..3_000_000_000_000,
+        0u64..3_000_000_000_000,
+    )
+        .prop_map(|(name, services, start, end)| {
+            let time = |ms: u64| incidentflow_dataflows::time::format_rfc3339(ms);
+            let line = serde_json::json!({
+                "name": name, "services": services, "start": time(start), "end": time(end),
+            })
+            .to_string();
+            let in_range = (incidentflow_dataflows::time::MIN_TIME
+                ..incidentflow_dataflows::time::MAX_TIME)
+                .contains(&start)
+                && (incidentflow_dataflows::time::MIN_TIME..incidentflow_dataflows::time::MAX_TIME)
+                    .contains(&end);
+            (line, !name.is_empty() && start < end && in_range)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn side_input_lines_are_taken_or_refused_and_counted(line in bytes()) {
+        let metrics = Metrics::new();
+        let (queue, book) = (SilenceQueue::default(), FeedbackBook::new(10));
+        queue.line(&line, "in.jsonl:1", &metrics);
+        book.line(&line, "in.jsonl:1", &metrics);
+        let scrape = metrics.render();
+        let refused = scrape.contains("incidentflow_side_input_refused_total{input=\"silences\"} 1");
+        prop_assert_eq!(queue.take().len() + usize::from(refused), 1, "{}", scrape);
+        prop_assert_eq!(book.figures().invalid <= 1, true);
+    }
+
+    #[test]
+    fn a_silence_is_taken_exactly_when_it_is_well_formed((line, well_formed) in silence()) {
+        let (metrics, queue) = (Metrics::new(), SilenceQueue::default());
+        queue.line(line.as_bytes(), "silences.jsonl:1", &metrics);
+        let taken = queue.take();
+        prop_assert_eq!(taken.len() == 1, well_formed, "{}", line);
+        if let Some(rule) = taken.first() {
+            prop_assert!(rule.start < rule.end);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_file_is_read_or_refused_naming_it(text in bytes()) {
+        let path = scratch("parsers-checkpoint").join("checkpoint.json");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = Checkpoint::load(&path) {
+            prop_assert!(e.to_string().contains("checkpoint.json"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn a_job_file_is_read_or_refused_naming_it(text in "[a-z_\\[\\]=\" .0-9\n]{0,120}") {
+        let path = scratch("parsers-job").join("job.toml");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = JobConfig::load_layered(Some(&path), std::iter::empty()) {
+            prop_assert!(e.to_string().contains("job.toml"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn a_yaml_topology_is_read_or_refused_naming_it(text in "[a-z:\\- \n\\[\\],]{0,120}") {
+        let path = scratch("parsers-yaml").join("topology.yaml");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = static_yaml_topology(&path) {
+            prop_assert!(e.to_string().contains("topology.yaml"), "{}", e);
+        }
+    }
+}
