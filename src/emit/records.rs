@@ -75,8 +75,8 @@ pub type LineWriter = Box<dyn Write + Send>;
 /// Where anomalies or incident versions go: lines (a file or standard output) or a Kafka topic,
 /// keyed.
 pub enum RecordOutput {
-    /// JSON Lines.
-    Lines(LineWriter),
+    /// JSON Lines, to the file (or `-`) named first.
+    Lines(String, LineWriter),
     /// A topic; every record with its key.
     Kafka(crate::emit::kafka::TopicSink),
 }
@@ -84,7 +84,7 @@ pub enum RecordOutput {
 impl RecordOutput {
     fn write(&mut self, records: &[(String, String)]) -> Result<(), String> {
         match self {
-            RecordOutput::Lines(w) => {
+            RecordOutput::Lines(_, w) => {
                 let mut text = String::new();
                 for (_, json) in records {
                     text.push_str(json);
@@ -106,7 +106,7 @@ impl RecordOutput {
     /// Makes everything written durable (Kafka: waits for every delivery).
     fn finish(&mut self) -> Result<(), String> {
         match self {
-            RecordOutput::Lines(w) => w.flush().map_err(|e| e.to_string()),
+            RecordOutput::Lines(_, w) => w.flush().map_err(|e| e.to_string()),
             RecordOutput::Kafka(sink) => sink.flush(),
         }
     }
@@ -346,7 +346,15 @@ fn write_in_time_order<D: OutputRecord>(
     let mut ready: Vec<Update<D>> = Vec::new();
     // Open incidents and where their histories start (see `OutputRecord::note_open`).
     let mut open: BTreeMap<String, Time> = BTreeMap::new();
-    let file_output = matches!(out, Some(RecordOutput::Lines(_)));
+    let file_output = matches!(out, Some(RecordOutput::Lines(..)));
+    // Where it goes, for messages.
+    let destination = match &out {
+        Some(RecordOutput::Lines(name, _)) => name.clone(),
+        Some(RecordOutput::Kafka(_)) => "its topic".to_string(),
+        None => String::new(),
+    };
+    // Set at the first failed write: nothing is reported durable after it.
+    let mut failed = false;
     let resume = durability.resume.get(D::WHAT).cloned().unwrap_or_default();
     let mut bytes: u64 = resume.bytes.unwrap_or(0);
     let mut reported_done = false;
@@ -375,8 +383,9 @@ fn write_in_time_order<D: OutputRecord>(
                         held.hold(cap, std::mem::take(data));
                     }
                 });
-                if drained {
-                    // Stopped at a signal: what is past the checkpoint is read again on restart.
+                if drained || failed {
+                    // Stopped at a signal, or the output failed: what is past the checkpoint is
+                    // read again on restart.
                     held.clear();
                     return;
                 }
@@ -435,15 +444,21 @@ fn write_in_time_order<D: OutputRecord>(
                         }
                     });
                     if let Err(e) = result {
-                        outcome
-                            .error
-                            .get_or_insert(format!("cannot write {}: {e}", D::WHAT));
+                        let why = format!(
+                            "cannot write {} to {destination}: {e}; the job stops, and the \
+                             checkpoint stays at what was written before",
+                            D::WHAT
+                        );
+                        tracing::error!("{why}");
+                        outcome.error.get_or_insert(why);
                         metrics.output_error();
                         out = None;
-                        if stop_here {
-                            drained = true;
-                            writers.drained();
-                        }
+                        failed = true;
+                        // Stop reading: a restart (with --checkpoint) resumes where the output
+                        // was last durable, and nothing is lost.
+                        writers.output_failed();
+                        drained = true;
+                        writers.drained(); // nothing more to drain: it stopped here
                         return; // not durable: the checkpoint stays where it was
                     }
                     bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();

@@ -31,6 +31,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct Shutdown {
     requested: Arc<AtomicBool>,
+    /// An output failed: the stop was the job's own.
+    output_failed: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
     writers_left: Arc<AtomicUsize>,
 }
@@ -93,6 +95,13 @@ impl WorkerWriters {
     pub fn draining(&self) -> bool {
         self.shutdown.draining()
     }
+
+    /// An output failed (a full disk, say): the job stops reading, as if asked to stop, so that
+    /// a restart resumes from what was written.
+    pub fn output_failed(&self) {
+        self.shutdown.output_failed.store(true, SeqCst);
+        self.shutdown.requested.store(true, SeqCst);
+    }
 }
 
 /// Steps the worker until it has processed what it read (everything before `read_up_to`) and
@@ -120,7 +129,12 @@ pub fn drain(
     }
     if worker.index() == 0 && !later_process {
         let at = probe.with_frontier(|f| f.first().copied());
+        let failed = writers.shutdown.output_failed.load(SeqCst);
         match (left.load(SeqCst), at) {
+            _ if failed => tracing::error!(
+                "stopped because an output failed (above): the other outputs are written and \
+                 flushed; a restart with --checkpoint resumes each from what it had written"
+            ),
             (0, Some(t)) => tracing::info!(
                 "stopped cleanly: every output is written and flushed (and checkpointed, with --checkpoint) up to {}",
                 incidentflow_dataflows::time::format_rfc3339(t)

@@ -170,9 +170,10 @@ pub fn record_output_resumed(
     file.set_len(bytes).map_err(error)?;
     let mut file = file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(error)?;
-    Ok(RecordOutput::Lines(Box::new(
-        std::io::BufWriter::with_capacity(1 << 16, file),
-    )))
+    Ok(RecordOutput::Lines(
+        target.to_string(),
+        Box::new(std::io::BufWriter::with_capacity(1 << 16, file)),
+    ))
 }
 
 /// A file, standard output (`-`) or the Kafka topic (`kafka`).
@@ -186,7 +187,7 @@ fn record_output(
         return Ok(RecordOutput::Kafka(TopicSink::open(client, topic)?));
     }
     open_output(target)
-        .map(RecordOutput::Lines)
+        .map(|writer| RecordOutput::Lines(target.to_string(), writer))
         .map_err(|source| JobError::Output {
             what,
             name: target.to_string(),
