@@ -17,9 +17,10 @@ use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use crate::config::JobConfig;
+use crate::emit::dead_letters::{write_diagnostics, DeadLetterOutput};
 use crate::emit::records::{
-    write_anomalies, write_challengers, write_diagnostics, write_incidents, Challenger,
-    DeadLetterOutput, Diagnostic, Durability, Listeners, Outcome, RecordOutput, WriterContext,
+    write_anomalies, write_challengers, write_incidents, Challenger, Diagnostic, Durability,
+    Listeners, Outcome, RecordOutput, WriterContext,
 };
 use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};

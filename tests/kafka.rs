@@ -877,3 +877,91 @@ fn an_edge_produced_while_the_job_follows_the_topics_joins_two_incidents() {
     );
     assert_eq!(versions[0]["services"], serde_json::json!(["api", "db"]));
 }
+
+#[test]
+fn a_job_started_while_the_broker_is_down_waits_says_so_and_then_runs() {
+    let mut broker = Broker::start("down-at-start");
+    let dir = scratch("kafka-down-at-start");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 2).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    let target = KafkaTarget {
+        samples_topic: "d.metrics".into(),
+        topology_topic: "d.topology".into(),
+        deploys_topic: "d.deploys".into(),
+        partitions: 2,
+        batch: 50,
+        ..KafkaTarget::new(&broker.address)
+    };
+    produce_scenario(&scenario, &target, 0).unwrap();
+    let config = job(&dir, "d");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    run_on_scenario_files(&dir, "anomalies-file.jsonl", "incidents-file.jsonl");
+    // The broker goes down; the job starts.
+    broker.stop();
+    let port = free_port();
+    let log = dir.join("job.log");
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args([
+                "run",
+                "--config",
+                &config,
+                "--kafka-brokers",
+                &broker.address,
+            ])
+            .args([
+                "--input",
+                "kafka",
+                "--topology",
+                "kafka",
+                "--deploys",
+                "kafka",
+                "--until-end",
+            ])
+            .args([
+                "--anomalies-out",
+                &p("anomalies.jsonl"),
+                "--incidents-out",
+                &p("incidents.jsonl"),
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // It waits, says so, and is not ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("waiting for the brokers")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        assert!(
+            job.0.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, body) = get(&format!("127.0.0.1:{port}"), "/ready").unwrap();
+    assert_eq!(status, 503, "{body}");
+    // The broker comes back: the job reads everything, as from files.
+    broker.restart();
+    let status = job.0.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the brokers answer"), "{stderr}");
+    assert_eq!(
+        lines(&dir.join("anomalies.jsonl")),
+        lines(&dir.join("anomalies-file.jsonl"))
+    );
+    assert_eq!(
+        lines(&dir.join("incidents.jsonl")),
+        lines(&dir.join("incidents-file.jsonl"))
+    );
+}

@@ -37,6 +37,10 @@ struct Args {
     /// Override the number of faults.
     #[arg(long)]
     faults: Option<usize>,
+    /// Override how often a pod restarts under a new name (a new series): 20m, 3h, ...; 0s:
+    /// never (the churn benchmark's run without churn).
+    #[arg(long, value_name = "DURATION")]
+    restart_every: Option<String>,
     /// Write samples.jsonl, topology.jsonl, deploys.jsonl and truth.jsonl into this directory.
     #[arg(long, value_name = "DIR", conflicts_with = "stdout")]
     out: Option<PathBuf>,
@@ -96,6 +100,9 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
     }
     if let Some(f) = args.faults {
         c.faults = f;
+    }
+    if let Some(r) = &args.restart_every {
+        c.realism.restart_every = parse_duration(r).map_err(bad)?;
     }
     if c.duration < c.interval * 10 {
         return Err(bad("the duration must hold at least 10 intervals".into()));

@@ -14,7 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::error::JobError;
-use crate::kafka::{parse_source_name, KafkaClient, METADATA_TIMEOUT};
+use crate::kafka::{parse_source_name, KafkaClient};
 
 /// Counts deliveries that failed for good.
 #[derive(Clone, Default)]
@@ -59,10 +59,7 @@ impl TopicSink {
             .map_err(|e| client.error("cannot create a producer", e))?;
         // Fail now, not after the run: the output topic must exist (the job does not create
         // topics; `incidentflow-loadgen --kafka` creates the default ones).
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(|e| client.error(&format!("cannot read the metadata of {topic}"), e))?;
+        let metadata = client.metadata_waiting(producer.client(), topic)?;
         let exists = metadata
             .topics()
             .iter()

@@ -1,14 +1,13 @@
-//! File sinks: anomalies and dead letters, written by worker 0 of process 0 so that one file holds
-//! the whole job's output whatever the worker and process count.
+//! Record sinks: anomalies, challengers and incident versions, written by worker 0 of process 0
+//! so that one file holds the whole job's output whatever the worker and process count.
 //!
-//! Anomalies are written in event-time order as the frontier completes each time, and in series
-//! order within a time, so the anomaly file is byte-identical across worker and process counts.
-//! Dead letters are written as they arrive, each batch in source order.
+//! Records are written in event-time order as the frontier completes each time, and in a fixed
+//! order within a time, so the files are byte-identical across worker and process counts. Dead
+//! letters are [`crate::emit::dead_letters`]'.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use incidentflow_dataflows::held::{Held, Update};
@@ -122,17 +121,6 @@ pub fn open_output(target: &Target) -> io::Result<LineWriter> {
         ))),
         Target::Kafka => Err(io::Error::other("kafka is a topic, not lines")),
     }
-}
-
-/// The dead-letter file: opened eagerly when named on the command line, else on the first dead
-/// letter, so that a clean run leaves no empty file behind.
-pub enum DeadLetterOutput {
-    /// Already open.
-    Open(PathBuf, LineWriter),
-    /// Opened when first needed.
-    Lazy(PathBuf),
-    /// `--dead-letter kafka`: each refused Kafka record to `<its topic>.dlq`, by topic.
-    Kafka(BTreeMap<String, crate::emit::kafka::TopicSink>),
 }
 
 /// A record the time-ordered sinks write as one JSON line.
@@ -492,118 +480,6 @@ fn write_in_time_order<D: OutputRecord>(
                     drained = true;
                     out = None; // flushed, and checkpointed at `before`
                     writers.drained();
-                }
-            }
-        },
-    );
-}
-
-/// Writes dead letters (exchanged to worker 0) and sums the workers' counts.
-pub fn write_diagnostics(
-    diagnostics: Stream<'_, Time, Vec<Diagnostic>>,
-    mut out: Option<DeadLetterOutput>,
-    context: WriterContext,
-) {
-    let (outcome, metrics, writers) = (context.outcome, context.metrics, context.writers);
-    let checkpointer = context.durability.checkpointer;
-    diagnostics.sink(
-        Exchange::new(|_: &Diagnostic| 0u64),
-        "WriteDeadLetters",
-        move |(input, frontier)| {
-            let mut letters = Vec::new();
-            let mut counts = Vec::new();
-            input.for_each(|_capability, data| {
-                for d in data.drain(..) {
-                    match d {
-                        Diagnostic::DeadLetter(letter) => letters.push(letter),
-                        Diagnostic::Counts(c) => counts.push(c),
-                        Diagnostic::Mark {
-                            topic,
-                            partition,
-                            next_offset,
-                            newest,
-                        } => {
-                            if let Some(c) = &checkpointer {
-                                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                                c.mark(&topic, partition, next_offset, newest);
-                            }
-                        }
-                    }
-                }
-            });
-            let finished = frontier.is_empty();
-            if letters.is_empty() && counts.is_empty() && !finished {
-                return;
-            }
-            let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            // After a signal the inputs close early: the input is not done, commit nothing more.
-            if finished && !writers.draining() {
-                if let Some(c) = &checkpointer {
-                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = c.settle() {
-                        outcome.error.get_or_insert(e);
-                    }
-                }
-            }
-            for c in &counts {
-                outcome.counts.add(c);
-            }
-            letters.sort_by(|a, b| (&a.source, a.offset).cmp(&(&b.source, b.offset)));
-            let mut text = String::new();
-            for letter in &letters {
-                text.push_str(&letter.to_json());
-                text.push('\n');
-            }
-            if let Some(DeadLetterOutput::Lazy(path)) = &out {
-                if !letters.is_empty() {
-                    out = match File::create(path) {
-                        Ok(f) => Some(DeadLetterOutput::Open(
-                            path.clone(),
-                            Box::new(BufWriter::new(f)),
-                        )),
-                        Err(e) => {
-                            outcome.error.get_or_insert(format!(
-                                "cannot create dead-letter file {}: {e}",
-                                path.display()
-                            ));
-                            None
-                        }
-                    };
-                }
-            }
-            if let Some(DeadLetterOutput::Kafka(sinks)) = out.as_mut() {
-                match crate::emit::kafka::send_dead_letters(sinks, &letters, finished) {
-                    Ok(()) => {
-                        outcome.dead_letters_written += letters.len() as u64;
-                        metrics.dead_letters_written(letters.len() as u64);
-                    }
-                    Err(e) => {
-                        outcome
-                            .error
-                            .get_or_insert(format!("cannot write dead letters: {e}"));
-                        out = None;
-                    }
-                }
-            }
-            if let Some(DeadLetterOutput::Open(path, w)) = out.as_mut() {
-                match w.write_all(text.as_bytes()).and_then(|_| {
-                    if finished {
-                        w.flush()
-                    } else {
-                        Ok(())
-                    }
-                }) {
-                    Ok(()) => {
-                        outcome.dead_letters_written += letters.len() as u64;
-                        metrics.dead_letters_written(letters.len() as u64);
-                    }
-                    Err(e) => {
-                        outcome.error.get_or_insert(format!(
-                            "cannot write dead letters to {}: {e}",
-                            path.display()
-                        ));
-                        out = None;
-                    }
                 }
             }
         },

@@ -188,9 +188,7 @@ fn partition_count(
     client: &KafkaClient,
     topic: &str,
 ) -> Result<i32, JobError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| client.error(&format!("cannot read the metadata of {topic}"), e))?;
+    let metadata = client.metadata_waiting(consumer.client(), topic)?;
     let count = metadata
         .topics()
         .iter()

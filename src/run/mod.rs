@@ -49,7 +49,8 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
         config.metrics.addr = addr.clone();
     }
     let kafka = config.kafka.clone();
-    let client = KafkaClient::new(&kafka.brokers, config.kafka_security());
+    let client =
+        KafkaClient::new(&kafka.brokers, config.kafka_security()).stopping_on(shutdown.clone());
     let cluster = cluster(&args)?;
     let metrics = Arc::new(Metrics::new());
     if !config.metrics.addr.is_empty() {

@@ -227,29 +227,15 @@ impl Bank {
             return None;
         }
         let t = sample.timestamp;
-        let (needs_more, runs_change) = (self.needs_more, self.runs_change);
-        let detectors = self.detectors.len();
-        let id = sample.series.id;
-        let forgetting = &self.forgetting;
-        if (self.series.get(&id)).is_some_and(|s| forgetting.is_silent(s.last_seen, s.interval, t))
-        {
-            self.series.remove(&id); // back after a silence: cold, as if new
-        }
-        let state = self
-            .series
-            .entry(sample.series.id)
-            .or_insert_with(|| SeriesState {
-                last_seen: t,
-                interval: 0,
-                unscored: 0,
-                more: needs_more.then(Box::default),
-                change: runs_change.then(Box::default),
-                episodes: vec![Episode::default(); detectors].into_boxed_slice(),
-            });
-        if t > state.last_seen {
-            state.interval = t - state.last_seen;
-            state.last_seen = t;
-        }
+        let fresh = || SeriesState {
+            last_seen: t,
+            interval: 0,
+            unscored: 0,
+            more: self.needs_more.then(Box::default),
+            change: self.runs_change.then(Box::default),
+            episodes: vec![Episode::default(); self.detectors.len()].into_boxed_slice(),
+        };
+        let state = state_of(&mut self.series, &self.forgetting, sample, fresh);
         let x = sample.value.0;
         let full = baseline.n >= self.zscore.min_points.max(1) as i64;
         let unscored = state.count_unscored(full, self.judges_zscore, sample, baseline);
@@ -342,6 +328,26 @@ impl Bank {
         }
         unscored
     }
+}
+
+/// The state of `sample`'s series, made by `fresh` when it is new or back after a silence
+/// (cold, as if new), with its latest time and interval brought up to `sample`.
+fn state_of<'a>(
+    series: &'a mut HashMap<SeriesId, SeriesState>,
+    forgetting: &Forgetting,
+    sample: &Sample,
+    fresh: impl FnOnce() -> SeriesState,
+) -> &'a mut SeriesState {
+    let (id, t) = (sample.series.id, sample.timestamp);
+    if (series.get(&id)).is_some_and(|s| forgetting.is_silent(s.last_seen, s.interval, t)) {
+        series.remove(&id);
+    }
+    let state = series.entry(id).or_insert_with(fresh);
+    if t > state.last_seen {
+        state.interval = t - state.last_seen;
+        state.last_seen = t;
+    }
+    state
 }
 
 /// The change detector's view of the series, on its anomaly: the history its thresholds describe
