@@ -26,6 +26,10 @@ use crate::ops::metrics::Metrics;
 /// How many anomalies the end-of-run summary keeps to show.
 const SHOWN_ANOMALIES_KEPT: usize = 10_000;
 
+/// How many incident versions the end-of-run review keeps: a live job must not keep them all
+/// (an incident version holds its anomalies; ten thousand of them were tens of megabytes).
+pub const SHOWN_VERSIONS_KEPT: usize = 1_000;
+
 /// What sources send beside the samples: refused records and, at the end, their counts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Diagnostic {
@@ -60,9 +64,11 @@ pub struct Outcome {
     pub dead_letters_written: u64,
     /// Incident versions written.
     pub incident_versions: u64,
+    /// Incidents opened (their first versions written).
+    pub incidents_opened: u64,
     /// Challengers' anomaly events written.
     pub challenger_anomalies: u64,
-    /// The incident versions (the first ten thousand), for the summary.
+    /// The first incident versions ([`SHOWN_VERSIONS_KEPT`]), for the review printed at the end.
     pub incidents: Vec<Incident>,
     /// The first output error; the job exits non-zero when set.
     pub error: Option<String>,
@@ -233,7 +239,8 @@ impl OutputRecord for Incident {
     }
     fn record(outcome: &mut Outcome, written: Vec<Self>) {
         outcome.incident_versions += written.len() as u64;
-        let room = SHOWN_ANOMALIES_KEPT.saturating_sub(outcome.incidents.len());
+        outcome.incidents_opened += written.iter().filter(|v| v.version == 1).count() as u64;
+        let room = SHOWN_VERSIONS_KEPT.saturating_sub(outcome.incidents.len());
         outcome.incidents.extend(written.into_iter().take(room));
     }
     fn count(&self, metrics: &Metrics, open: usize) {

@@ -87,18 +87,11 @@ impl Report<'_> {
                 self.outcome.challenger_anomalies
             );
         }
-        let incidents: std::collections::BTreeSet<&str> = self
-            .outcome
-            .incidents
-            .iter()
-            .map(|i| i.incident_id.as_str())
-            .collect();
-        if !incidents.is_empty() {
+        if self.outcome.incident_versions > 0 {
             let _ = writeln!(
                 s,
                 "  incidents     {:>12}  ({} versions)",
-                incidents.len(),
-                self.outcome.incident_versions
+                self.outcome.incidents_opened, self.outcome.incident_versions
             );
         }
         let unscored = self.metrics.unscored_series();
@@ -145,7 +138,7 @@ impl Report<'_> {
             "anomalies": self.outcome.anomalies,
             "incident_versions": self.outcome.incident_versions,
             "challenger_anomalies": self.outcome.challenger_anomalies,
-            "incidents": self.outcome.incidents.iter().map(|i| i.incident_id.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+            "incidents": self.outcome.incidents_opened,
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "records_per_second": self.rate(),
             "workers": self.workers,

@@ -403,6 +403,13 @@ fn print_results(
     if !stdout_taken && args.incidents_out.is_none() && !outcome.incidents.is_empty() {
         let versions: Vec<_> = outcome.incidents.iter().map(|i| i.record()).collect();
         print!("{}", review::render(&versions));
+        if outcome.incident_versions > versions.len() as u64 {
+            println!(
+                "(the first {} of {} incident versions; write them all with --incidents-out FILE)",
+                versions.len(),
+                outcome.incident_versions
+            );
+        }
         println!();
     }
     if !stdout_taken && args.anomalies_out.is_none() {
