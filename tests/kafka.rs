@@ -432,6 +432,54 @@ fn a_job_stopped_by_sigterm_drains_checkpoints_and_resumes_without_duplicates() 
     stop_mid_stream_and_resume("term", "TERM", Some("zscore"));
 }
 
+/// A medium scenario half produced to Kafka (topics under `prefix`): the topology, the deploys
+/// and the first half of the samples; the job is stopped while it waits for the rest.
+struct HalfStream {
+    dir: std::path::PathBuf,
+    scenario: Scenario,
+    target: KafkaTarget,
+    samples: Vec<String>,
+    half: usize,
+}
+
+fn half_stream(broker: &Broker, dir_name: &str, prefix: &str, seed: u64) -> HalfStream {
+    let dir = scratch(dir_name);
+    let scenario = Scenario::new(ScenarioConfig::named("medium", seed).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    let topic = |kind: &str| format!("{prefix}.{kind}");
+    let target = KafkaTarget {
+        samples_topic: topic("metrics"),
+        topology_topic: topic("topology"),
+        deploys_topic: topic("deploys"),
+        partitions: 4,
+        batch: 100,
+        ..KafkaTarget::new(&broker.address)
+    };
+    let samples: Vec<String> = scenario.samples().collect();
+    let half = samples.len() / 2;
+    let topics = [
+        ("metrics", 4),
+        ("topology", 1),
+        ("deploys", 1),
+        ("incidents", 2),
+    ];
+    let topics: Vec<(String, i32)> = topics.iter().map(|(k, n)| (topic(k), *n)).collect();
+    let topics: Vec<(&str, i32)> = topics.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    create_topics(&broker.address, &topics).unwrap();
+    let edges: Vec<Vec<u8>> = scenario.edges().map(String::into_bytes).collect();
+    let deploys: Vec<Vec<u8>> = scenario.deploy_lines().map(String::into_bytes).collect();
+    produce_raw(&broker.address, &topic("topology"), 0, &edges).unwrap();
+    produce_raw(&broker.address, &topic("deploys"), 0, &deploys).unwrap();
+    produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
+    HalfStream {
+        dir,
+        scenario,
+        target,
+        samples,
+        half,
+    }
+}
+
 /// Runs the medium scenario through Kafka with a checkpoint, stops the job with `signal` while it
 /// waits for the second half of the samples, produces that half, restarts it, and checks that the
 /// outputs are the uninterrupted run's. After SIGKILL, versions written after the last checkpoint
@@ -439,36 +487,13 @@ fn a_job_stopped_by_sigterm_drains_checkpoints_and_resumes_without_duplicates() 
 /// comes twice. `champion` sets the champion (default: the job's).
 fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) {
     let broker = Broker::start(name);
-    let dir = scratch(&format!("kafka-{name}"));
-    let scenario = Scenario::new(ScenarioConfig::named("medium", 3).unwrap());
-    write_dir(&scenario, &dir, 0).unwrap();
-    let target = KafkaTarget {
-        samples_topic: "k.metrics".into(),
-        topology_topic: "k.topology".into(),
-        deploys_topic: "k.deploys".into(),
-        partitions: 4,
-        batch: 100,
-        ..KafkaTarget::new(&broker.address)
-    };
-    // The topics, the topology and deploys, and the first half of the samples: the job is killed
-    // while it waits for the rest, which comes after.
-    let samples: Vec<String> = scenario.samples().collect();
-    let half = samples.len() / 2;
-    create_topics(
-        &broker.address,
-        &[
-            ("k.metrics", 4),
-            ("k.topology", 1),
-            ("k.deploys", 1),
-            ("k.incidents", 2),
-        ],
-    )
-    .unwrap();
-    let edges: Vec<Vec<u8>> = scenario.edges().map(String::into_bytes).collect();
-    let deploys: Vec<Vec<u8>> = scenario.deploy_lines().map(String::into_bytes).collect();
-    produce_raw(&broker.address, "k.topology", 0, &edges).unwrap();
-    produce_raw(&broker.address, "k.deploys", 0, &deploys).unwrap();
-    produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
+    let HalfStream {
+        dir,
+        scenario,
+        target,
+        samples,
+        half,
+    } = half_stream(&broker, &format!("kafka-{name}"), "k", 3);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let config = job(&dir, "k");
     // No partition goes idle while the job waits for the second half.
@@ -1007,29 +1032,13 @@ fn spawn_cluster(dir: &Path, args: &[String], tag: &str) -> Vec<KillOnDrop> {
 #[ignore = "exposes a race in the 2-process drain (1 run in 4 lost anomalies before the mark)"]
 fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
     let broker = Broker::start("cluster-term");
-    let dir = scratch("kafka-cluster-term");
-    let scenario = Scenario::new(ScenarioConfig::named("medium", 5).unwrap());
-    write_dir(&scenario, &dir, 0).unwrap();
-    let target = KafkaTarget {
-        samples_topic: "c.metrics".into(),
-        topology_topic: "c.topology".into(),
-        deploys_topic: "c.deploys".into(),
-        partitions: 4,
-        batch: 100,
-        ..KafkaTarget::new(&broker.address)
-    };
-    create_topics(
-        &broker.address,
-        &[("c.metrics", 4), ("c.topology", 1), ("c.deploys", 1)],
-    )
-    .unwrap();
-    let edges: Vec<Vec<u8>> = scenario.edges().map(String::into_bytes).collect();
-    let deploys: Vec<Vec<u8>> = scenario.deploy_lines().map(String::into_bytes).collect();
-    produce_raw(&broker.address, "c.topology", 0, &edges).unwrap();
-    produce_raw(&broker.address, "c.deploys", 0, &deploys).unwrap();
-    let samples: Vec<String> = scenario.samples().collect();
-    let half = samples.len() / 2;
-    produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
+    let HalfStream {
+        dir,
+        scenario,
+        target,
+        samples,
+        half,
+    } = half_stream(&broker, "kafka-cluster-term", "c", 5);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
     let config = job(&dir, "c");
     let mut text = std::fs::read_to_string(&config).unwrap();
