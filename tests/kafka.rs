@@ -440,6 +440,8 @@ struct HalfStream {
     target: KafkaTarget,
     samples: Vec<String>,
     half: usize,
+    /// The job file: the topics, and no partition idle while the job waits for the rest.
+    config: String,
 }
 
 fn half_stream(broker: &Broker, dir_name: &str, prefix: &str, seed: u64) -> HalfStream {
@@ -471,12 +473,17 @@ fn half_stream(broker: &Broker, dir_name: &str, prefix: &str, seed: u64) -> Half
     produce_raw(&broker.address, &topic("topology"), 0, &edges).unwrap();
     produce_raw(&broker.address, &topic("deploys"), 0, &deploys).unwrap();
     produce_lines(&target, samples[..half].iter().cloned(), 0).unwrap();
+    let config = job(&dir, prefix);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "idle_timeout = \"1h\"\n";
+    std::fs::write(&config, text).unwrap();
     HalfStream {
         dir,
         scenario,
         target,
         samples,
         half,
+        config,
     }
 }
 
@@ -493,12 +500,10 @@ fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) 
         target,
         samples,
         half,
+        config,
     } = half_stream(&broker, &format!("kafka-{name}"), "k", 3);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    let config = job(&dir, "k");
-    // No partition goes idle while the job waits for the second half.
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text += "idle_timeout = \"1h\"\n";
     if let Some(champion) = champion {
         text += &format!("[detectors]\nchampion = \"{champion}\"\n");
     }
@@ -1038,12 +1043,9 @@ fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
         target,
         samples,
         half,
+        config,
     } = half_stream(&broker, "kafka-cluster-term", "c", 5);
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    let config = job(&dir, "c");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text += "idle_timeout = \"1h\"\n";
-    std::fs::write(&config, text).unwrap();
     run_ok(&[
         "--config",
         &config,
