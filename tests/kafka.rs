@@ -444,6 +444,71 @@ struct HalfStream {
     config: String,
 }
 
+impl HalfStream {
+    /// A file in the stream's directory.
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
+    }
+
+    /// The uninterrupted run, from the scenario's files with the same job file; `outputs`: the
+    /// output flags and file names.
+    fn run_from_files(&self, outputs: &[&str]) {
+        let (samples, topology, deploys) = (
+            self.path("samples.jsonl"),
+            self.path("topology.jsonl"),
+            self.path("deploys.jsonl"),
+        );
+        let mut args = vec!["--config", &self.config, "--input", &samples];
+        args.extend(["--topology", &topology, "--deploys", &deploys]);
+        let outputs: Vec<String> = (outputs.iter())
+            .map(|o| {
+                if o.starts_with("--") {
+                    o.to_string()
+                } else {
+                    self.path(o)
+                }
+            })
+            .collect();
+        args.extend(outputs.iter().map(String::as_str));
+        run_ok(&args);
+    }
+
+    /// The flags of a job that follows the stream from `brokers`, anomalies to
+    /// `anomalies.jsonl`, checkpointing to `checkpoint` every 100 ms.
+    fn kafka_args(&self, brokers: &str, checkpoint: &Path) -> Vec<String> {
+        [
+            "run",
+            "--config",
+            &self.config,
+            "--kafka-brokers",
+            brokers,
+            "--input",
+            "kafka",
+            "--topology",
+            "kafka",
+            "--deploys",
+            "kafka",
+            "--anomalies-out",
+            &self.path("anomalies.jsonl"),
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--checkpoint-every",
+            "100ms",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// The time before which a checkpoint file says the outputs are durable (0: none yet).
+fn durable_before(checkpoint: &Path) -> u64 {
+    std::fs::read_to_string(checkpoint)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["output_time"].as_u64())
+        .unwrap_or(0)
+}
+
 fn half_stream(broker: &Broker, dir_name: &str, prefix: &str, seed: u64) -> HalfStream {
     let dir = scratch(dir_name);
     let scenario = Scenario::new(ScenarioConfig::named("medium", seed).unwrap());
@@ -494,59 +559,29 @@ fn half_stream(broker: &Broker, dir_name: &str, prefix: &str, seed: u64) -> Half
 /// comes twice. `champion` sets the champion (default: the job's).
 fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) {
     let broker = Broker::start(name);
-    let HalfStream {
-        dir,
-        scenario,
-        target,
-        samples,
-        half,
-        config,
-    } = half_stream(&broker, &format!("kafka-{name}"), "k", 3);
-    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let stream = half_stream(&broker, &format!("kafka-{name}"), "k", 3);
+    let (dir, config) = (&stream.dir, &stream.config);
+    let (scenario, target, samples, half) = (
+        &stream.scenario,
+        &stream.target,
+        &stream.samples,
+        stream.half,
+    );
+    let mut text = std::fs::read_to_string(config).unwrap();
     if let Some(champion) = champion {
         text += &format!("[detectors]\nchampion = \"{champion}\"\n");
     }
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(config, text).unwrap();
     // The uninterrupted run, from files, with the same settings.
-    run_ok(&[
-        "--config",
-        &config,
-        "--input",
-        &p("samples.jsonl"),
-        "--topology",
-        &p("topology.jsonl"),
-        "--deploys",
-        &p("deploys.jsonl"),
+    stream.run_from_files(&[
         "--anomalies-out",
-        &p("anomalies-file.jsonl"),
+        "anomalies-file.jsonl",
         "--incidents-out",
-        &p("incidents-file.jsonl"),
+        "incidents-file.jsonl",
     ]);
     let checkpoint = dir.join("checkpoint.json");
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &config,
-        "--kafka-brokers",
-        &broker.address,
-        "--input",
-        "kafka",
-        "--topology",
-        "kafka",
-        "--deploys",
-        "kafka",
-        "--anomalies-out",
-        &p("anomalies.jsonl"),
-        "--incidents-out",
-        "kafka",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--checkpoint-every",
-        "100ms",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = stream.kafka_args(&broker.address, &checkpoint);
+    args.extend(["--incidents-out".to_string(), "kafka".to_string()]);
     let first_log = dir.join("first.log");
     let mut first = KillOnDrop(
         incidentflow()
@@ -563,12 +598,7 @@ fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) 
     let far_enough = scenario.config.start + 150 * 60_000;
     loop {
         assert!(std::time::Instant::now() < deadline, "no checkpoint came");
-        let durable = std::fs::read_to_string(&checkpoint)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["output_time"].as_u64())
-            .unwrap_or(0);
-        if durable >= far_enough {
+        if durable_before(&checkpoint) >= far_enough {
             break;
         }
         assert!(
@@ -589,7 +619,7 @@ fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) 
         assert!(status.success(), "{status}: {first_stderr}");
         assert!(first_stderr.contains("asked to stop"), "{first_stderr}");
     }
-    produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
+    produce_lines(target, samples[half..].iter().cloned(), 0).unwrap();
     let expected = std::fs::read_to_string(dir.join("anomalies-file.jsonl")).unwrap();
     // Killed in the middle: its checkpoint is short of the last incident version.
     let checkpointed: serde_json::Value =
@@ -608,7 +638,6 @@ fn stop_mid_stream_and_resume(name: &str, signal: &str, champion: Option<&str>) 
         "killed in the middle, not at the end"
     );
 
-    let mut args = args;
     let summary_path = dir.join("summary.json");
     args.extend(
         [
@@ -1037,61 +1066,19 @@ fn spawn_cluster(dir: &Path, args: &[String], tag: &str) -> Vec<KillOnDrop> {
 #[ignore = "exposes a race in the 2-process drain (1 run in 4 lost anomalies before the mark)"]
 fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
     let broker = Broker::start("cluster-term");
-    let HalfStream {
-        dir,
-        scenario,
-        target,
-        samples,
-        half,
-        config,
-    } = half_stream(&broker, "kafka-cluster-term", "c", 5);
-    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
-    run_ok(&[
-        "--config",
-        &config,
-        "--input",
-        &p("samples.jsonl"),
-        "--topology",
-        &p("topology.jsonl"),
-        "--deploys",
-        &p("deploys.jsonl"),
-        "--anomalies-out",
-        &p("anomalies-file.jsonl"),
-    ]);
+    let stream = half_stream(&broker, "kafka-cluster-term", "c", 5);
+    let (dir, scenario, target) = (&stream.dir, &stream.scenario, &stream.target);
+    let (samples, half) = (&stream.samples, stream.half);
+    stream.run_from_files(&["--anomalies-out", "anomalies-file.jsonl"]);
     let checkpoint = dir.join("checkpoint.json");
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &config,
-        "--kafka-brokers",
-        &broker.address,
-        "--input",
-        "kafka",
-        "--topology",
-        "kafka",
-        "--deploys",
-        "kafka",
-        "--anomalies-out",
-        &p("anomalies.jsonl"),
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--checkpoint-every",
-        "100ms",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut cluster = spawn_cluster(&dir, &args, "first");
+    let args = stream.kafka_args(&broker.address, &checkpoint);
+    let mut cluster = spawn_cluster(dir, &args, "first");
     // Once the outputs are durable well into the first half, both processes get SIGTERM.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let far_enough = scenario.config.start + 100 * 60_000;
     loop {
         assert!(std::time::Instant::now() < deadline, "no checkpoint came");
-        let durable = std::fs::read_to_string(&checkpoint)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["output_time"].as_u64())
-            .unwrap_or(0);
-        if durable >= far_enough {
+        if durable_before(&checkpoint) >= far_enough {
             break;
         }
         for process in cluster.iter_mut() {
@@ -1116,10 +1103,10 @@ fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
     }
     // One checkpoint, by process 0, short of the end.
     assert!(checkpoint.exists());
-    produce_lines(&target, samples[half..].iter().cloned(), 0).unwrap();
+    produce_lines(target, samples[half..].iter().cloned(), 0).unwrap();
     let mut args = args;
     args.push("--until-end".into());
-    let mut again = spawn_cluster(&dir, &args, "again");
+    let mut again = spawn_cluster(dir, &args, "again");
     for (i, process) in again.iter_mut().enumerate() {
         let status = process.0.wait().unwrap();
         let log = std::fs::read_to_string(dir.join(format!("again-{i}.log"))).unwrap();
