@@ -1028,32 +1028,11 @@ fn a_job_started_while_the_broker_is_down_waits_says_so_and_then_runs() {
 /// Starts `args` as a cluster of 2 processes x 2 workers with a fresh hostfile in `dir`; the
 /// processes' logs go to `dir/<tag>-<index>.log`.
 fn spawn_cluster(dir: &Path, args: &[String], tag: &str) -> Vec<KillOnDrop> {
-    let hostfile = dir.join(format!("hosts-{tag}.txt"));
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
-    (0..2)
-        .map(|i| {
+    let commands = two_by_two(dir, args, &format!("hosts-{tag}.txt"));
+    (commands.into_iter().enumerate())
+        .map(|(i, mut command)| {
             let log = std::fs::File::create(dir.join(format!("{tag}-{i}.log"))).unwrap();
-            KillOnDrop(
-                incidentflow()
-                    .args(args)
-                    .args([
-                        "--workers",
-                        "2",
-                        "--processes",
-                        "2",
-                        "--process-index",
-                        &i.to_string(),
-                    ])
-                    .args(["--hostfile", hostfile.to_str().unwrap()])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap(),
-            )
+            KillOnDrop(command.stdout(Stdio::null()).stderr(log).spawn().unwrap())
         })
         .collect()
 }

@@ -390,33 +390,35 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `args` (which start with `run`) as a cluster of 2 processes x 2 workers on 127.0.0.1,
-/// with a hostfile in `dir`, and waits for both processes to succeed.
-pub fn run_two_by_two(dir: &Path, args: &[String]) {
-    let hostfile = dir.join("hosts.txt");
+/// The commands of a cluster of 2 processes x 2 workers on 127.0.0.1 running `args` (which
+/// start with `run`), with a fresh hostfile `dir/<hostfile>`.
+pub fn two_by_two(dir: &Path, args: &[String], hostfile: &str) -> Vec<Command> {
+    let hostfile = dir.join(hostfile);
     std::fs::write(
         &hostfile,
         format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
     )
     .expect("hostfile");
-    let cluster: Vec<_> = (0..2)
+    (0..2)
         .map(|i| {
-            let mut a = args.to_vec();
-            a.extend(
-                [
-                    "--workers",
-                    "2",
-                    "--processes",
-                    "2",
-                    "--process-index",
-                    &i.to_string(),
-                    "--hostfile",
-                    hostfile.to_str().expect("utf-8 path"),
-                ]
-                .map(String::from),
-            );
-            incidentflow()
-                .args(&a)
+            let mut command = incidentflow();
+            command
+                .args(args)
+                .args(["--workers", "2", "--processes", "2"])
+                .args(["--process-index", &i.to_string()])
+                .args(["--hostfile", hostfile.to_str().expect("utf-8 path")]);
+            command
+        })
+        .collect()
+}
+
+/// Runs `args` (which start with `run`) as a cluster of 2 processes x 2 workers on 127.0.0.1,
+/// with a hostfile in `dir`, and waits for both processes to succeed.
+pub fn run_two_by_two(dir: &Path, args: &[String]) {
+    let cluster: Vec<_> = two_by_two(dir, args, "hosts.txt")
+        .into_iter()
+        .map(|mut command| {
+            command
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
