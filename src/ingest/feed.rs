@@ -62,6 +62,19 @@ struct Origin<'a> {
 }
 
 impl<'a> Origin<'a> {
+    /// The dead letter of the line `raw` read here, refused for `invalid`.
+    fn dead_letter(&self, invalid: Invalid, raw: Vec<u8>) -> DeadLetter {
+        DeadLetter {
+            source: self.source.to_owned(),
+            line: self.info.number,
+            offset: self.info.offset,
+            invalid,
+            raw,
+            truncated: self.info.oversized,
+            key: self.key.map(<[u8]>::to_vec),
+        }
+    }
+
     /// A line of a file or of standard input (no key).
     fn line(source: &'a str, info: LineInfo) -> Self {
         Origin {
@@ -379,15 +392,8 @@ impl<'a> Feed<'a> {
     /// Counts a refused line and sends it to the dead-letter output.
     fn refuse(&mut self, inputs: &mut Inputs, at: Origin, invalid: Invalid, line: &mut Vec<u8>) {
         self.counts.count_dead(invalid.reason);
-        inputs.diagnostics.send(Diagnostic::DeadLetter(DeadLetter {
-            source: at.source.to_owned(),
-            line: at.info.number,
-            offset: at.info.offset,
-            invalid,
-            raw: std::mem::take(line),
-            truncated: at.info.oversized,
-            key: at.key.map(<[u8]>::to_vec),
-        }));
+        let letter = at.dead_letter(invalid, std::mem::take(line));
+        inputs.diagnostics.send(Diagnostic::DeadLetter(letter));
     }
 
     /// Finds the first valid timestamp of every owned partition, so that the worker knows how far

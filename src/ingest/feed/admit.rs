@@ -57,15 +57,7 @@ impl Feed<'_> {
                 format_rfc3339(newest.unwrap_or(0)),
                 format_duration(self.max_ahead),
             );
-            let letter = DeadLetter {
-                source: at.source.to_owned(),
-                line: at.info.number,
-                offset: at.info.offset,
-                invalid: Invalid::new(Reason::Future, detail),
-                raw: line.to_vec(),
-                truncated: at.info.oversized,
-                key: at.key.map(<[u8]>::to_vec),
-            };
+            let letter = at.dead_letter(Invalid::new(Reason::Future, detail), line.to_vec());
             self.owned[k].ahead.push(HeldAhead { sample, letter });
             if self.owned[k].ahead.len() >= CONFIRM {
                 self.release_ahead(k, inputs);
