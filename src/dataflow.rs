@@ -12,12 +12,12 @@ use incidentflow_dataflows::pipeline::{detect, incidents, CorrelationInputs};
 use incidentflow_dataflows::records::{DeployEvent, EdgeChange, Sample};
 use incidentflow_dataflows::time::{format_duration, Time};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::operators::{Concat, Input, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use crate::config::JobConfig;
-use crate::emit::dead_letters::{write_diagnostics, DeadLetterOutput};
+use crate::emit::dead_letters::{capped_letters, write_diagnostics, DeadLetterOutput};
 use crate::emit::records::{
     write_anomalies, write_challengers, write_incidents, Challenger, Diagnostic, Durability,
     Listeners, Outcome, RecordOutput, WriterContext,
@@ -26,7 +26,7 @@ use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
 use crate::ingest::silences::SilenceQueue;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::Shutdown;
+use crate::ops::shutdown::{self, DrainSignal, Shutdown};
 
 /// How the workers are laid out.
 #[derive(Clone, Debug)]
@@ -129,6 +129,8 @@ pub fn run(spec: RunSpec, outputs: Outputs) -> Result<Outcome, JobError> {
         .map_err(|_| JobError::Worker("the workers still hold the outcome".into()))?
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
+    let mut outcome = outcome;
+    outcome.counts.valid = outcome.counts.valid.saturating_sub(outcome.capped);
     Ok(outcome)
 }
 
@@ -163,7 +165,7 @@ fn run_worker(
     };
     crate::ops::metrics::track_arrangements(worker, spec.metrics.clone());
     let worker_index = worker.index();
-    let mut inputs = worker.dataflow::<Time, _, _>(|scope| {
+    let (mut inputs, drain_signal) = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
         let mut deploys = InputSession::<Time, DeployEvent, isize>::new();
@@ -211,20 +213,24 @@ fn run_worker(
             );
         }
         let mut diagnostics = DiagnosticInput::new();
-        let stream = scope.input_from(&mut diagnostics);
+        let mut stream = scope.input_from(&mut diagnostics);
+        if let Some(capped) = detected.capped {
+            stream = stream.concat(capped_letters(capped));
+        }
         write_diagnostics(
             stream.probe_with(&probe),
             dead_letter_writer,
             context.clone(),
         );
-        Inputs {
+        let inputs = Inputs {
             samples,
             edges: edges_in,
             deploys,
             diagnostics,
             silences,
             silence_queue: spec.silences.clone().filter(|_| worker_index == 0),
-        }
+        };
+        (inputs, DrainSignal::new(scope))
     });
 
     let mut feed = Feed::new(
@@ -245,7 +251,17 @@ fn run_worker(
     if spec.shutdown.requested() {
         inputs.flush();
         let later_process = spec.cluster.process_index != 0;
-        crate::ops::shutdown::drain(worker, inputs.time(), &probe, later_process, &writers);
+        let read_up_to = inputs.time();
+        shutdown::drain(
+            worker,
+            read_up_to,
+            &probe,
+            later_process,
+            &writers,
+            drain_signal,
+        );
+    } else {
+        drop(drain_signal);
     }
     inputs.close();
     while !probe.done() {

@@ -150,6 +150,60 @@ fn run_with_alerts(
     )
 }
 
+/// The same job read from standard input with `/metrics` served: its scrape once every alert
+/// output has failed or been refused (what a scrape shows of outputs whose secrets are set).
+fn scrape_while_alerting(dir: &Path, env: &[(&str, String)]) -> String {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--config", &p("job.toml"), "--input", "-"])
+            .args(["--topology", &p("topology.jsonl"), "--metrics-addr", &addr])
+            .args(["--dead-letter", &p("dead-scraped.jsonl")])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let input = std::fs::read(dir.join("samples.jsonl")).unwrap();
+    let mut stdin = job.0.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let tried = |scrape: &str| {
+        [
+            ("hook", "rejected"),
+            ("pager", "failed"),
+            ("chat", "failed"),
+        ]
+        .iter()
+        .all(|(output, outcome)| {
+            scrape.lines().any(|l| {
+                l.starts_with("incidentflow_alert_deliveries_total")
+                    && l.contains(&format!("output=\"{output}\""))
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+        })
+    };
+    let scrape = loop {
+        if let Some((200, body)) = get(&addr, "/metrics") {
+            if tried(&body) {
+                break body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outputs were not tried"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin);
+    job.0.wait().unwrap();
+    scrape
+}
+
 fn ids_of(versions: &[Value]) -> BTreeSet<String> {
     versions
         .iter()
@@ -557,6 +611,7 @@ fn no_secret_appears_in_any_output_log_line_or_error() {
         .output()
         .unwrap();
     let mut everything = stderr.clone();
+    everything += &scrape_while_alerting(&dir, &env);
     everything += &String::from_utf8_lossy(&validate.stdout);
     everything += &String::from_utf8_lossy(&validate.stderr);
     for entry in std::fs::read_dir(&dir).unwrap() {

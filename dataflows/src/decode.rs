@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{
-    DeployEvent, EdgeChange, Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION,
+    DeployEvent, EdgeChange, Invalid, PreHashed, Reason, Sample, SeriesId, SeriesInfo,
+    SCHEMA_VERSION,
 };
 use crate::time::{self, Time, TimestampError};
 
@@ -106,24 +107,6 @@ struct RawSample<'a> {
     value: Option<RawNumber>,
     #[serde(borrow)]
     labels: Option<&'a RawValue>,
-}
-
-/// A hasher for keys that already are hashes: it keeps their low 64 bits.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = self.0 << 8 | b as u64;
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
 }
 
 /// Turns JSON lines into validated samples, interning series on the way.

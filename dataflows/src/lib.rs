@@ -8,6 +8,7 @@
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
 //! | [`forget`] | per-series state forgotten once its series has gone silent (memory follows active series) |
+//! | [`limits`] | cardinality caps: at most so many active series per namespace and in the job |
 //! | [`held`] | updates held until a frontier passes their time (samples, tracker inputs, incident versions, records) |
 //! | [`rates`] | counters (`..._total`) turned into per-second rates, before the baseline |
 //! | [`window`] | the rolling window operator (insert at t+1, retract at t+1+W) |
@@ -26,6 +27,7 @@ pub mod detectors;
 pub mod forget;
 pub mod held;
 pub mod incident;
+pub mod limits;
 pub mod moments;
 pub mod pipeline;
 pub mod rates;

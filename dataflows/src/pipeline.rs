@@ -3,7 +3,7 @@
 //! out ([`incidents`]).
 //!
 //! ```text
-//! samples ─► exchange by series ─► counters to rates ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
+//! samples ─► exchange by series ─► (caps) ─► counters to rates ─► window (+ at t+1, − at t+1+W) ─► arrange: Baselines
 //!                 │                                                      │
 //!                 └──────────────► with_baseline (as of t) ◄─────────────┘ ─► detector bank ─► episodes
 //! ```
@@ -30,6 +30,7 @@ use crate::detectors::bank::{Bank, DetectionConfig, Unscored};
 use crate::forget::Forgetting;
 use crate::held::Update;
 use crate::incident::{track_incidents, CorrelationConfig, Incident};
+use crate::limits::{cap_series, CappedStream, SeriesCaps};
 use crate::moments::Moments;
 use crate::rates::counter_rates;
 use crate::records::{Anomaly, DeployEvent, EdgeChange, Sample};
@@ -62,6 +63,8 @@ pub struct Detected<'s> {
     pub challengers: VecCollection<'s, Time, Anomaly>,
     /// The series the z-score cannot judge, their windows too sparse (each once).
     pub unscored: VecCollection<'s, Time, Unscored>,
+    /// The samples refused by a cardinality cap (None: no cap is set).
+    pub capped: Option<CappedStream<'s>>,
 }
 
 /// Runs the champion and the challengers over one shared baseline: each sample (a counter's as its
@@ -72,7 +75,17 @@ pub fn detect<'s>(
     detection: &DetectionConfig,
 ) -> Detected<'s> {
     let forgetting = Forgetting::new(detection.forget_after_ms);
-    let samples = counter_rates(partition_by_series(samples), forgetting.clone());
+    let mut samples = partition_by_series(samples);
+    let caps = SeriesCaps {
+        forget_after: detection.forget_after_ms,
+        ..detection.series_caps
+    };
+    let mut capped = None;
+    if caps.any() {
+        let (admitted, refused) = cap_series(samples, caps);
+        (samples, capped) = (admitted, Some(refused));
+    }
+    let samples = counter_rates(samples, forgetting.clone());
     let logic = BankStage(Bank::new(
         &detection.running(),
         config,
@@ -92,6 +105,7 @@ pub fn detect<'s>(
         champion: all.clone().filter(move |a| a.detector == champion),
         challengers: all.filter(move |a| a.detector != champion),
         unscored: found.flat_map(|(_, unscored)| unscored),
+        capped,
     }
 }
 

@@ -278,12 +278,19 @@ pub struct LimitsSection {
     /// A series silent this long (or ten of its own intervals, when longer) is forgotten: its
     /// rate and detector states are freed, and it comes back cold if it returns. `0s`: never.
     pub forget_after: Millis,
+    /// Most active series in one namespace (0: no cap); a new series past it is refused
+    /// (dead-lettered as `cardinality`) until it has room, the series already in keep working.
+    pub series_per_namespace: u64,
+    /// Most active series in the whole job, all processes together (0: no cap).
+    pub series: u64,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             forget_after: Millis(6 * 3_600_000),
+            series_per_namespace: 0,
+            series: 0,
         }
     }
 }
@@ -417,6 +424,11 @@ impl JobConfig {
             challengers: self.detectors.challengers.clone(),
             update_every_ms: self.detectors.update_every.0,
             forget_after_ms: self.limits.forget_after.0,
+            series_caps: incidentflow_dataflows::limits::SeriesCaps {
+                per_namespace: self.limits.series_per_namespace,
+                total: self.limits.series,
+                forget_after: self.limits.forget_after.0,
+            },
         }
     }
 

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
+use incidentflow_dataflows::limits::{Cap, Capped, CappedStream};
+use incidentflow_dataflows::records::{DeadLetter, Invalid, Reason, SourceCounts};
 use incidentflow_dataflows::time::Time;
 
 use crate::emit::records::{Diagnostic, LineWriter, WriterContext};
@@ -41,10 +44,15 @@ pub fn write_diagnostics(
         move |(input, frontier)| {
             let mut letters = Vec::new();
             let mut counts = Vec::new();
+            let mut capped = 0u64;
             input.for_each(|_capability, data| {
                 for d in data.drain(..) {
                     match d {
                         Diagnostic::DeadLetter(letter) => letters.push(letter),
+                        Diagnostic::Capped(letter) => {
+                            capped += 1;
+                            letters.push(letter);
+                        }
                         Diagnostic::Counts(c) => counts.push(c),
                         Diagnostic::Mark {
                             topic,
@@ -76,6 +84,14 @@ pub fn write_diagnostics(
             }
             for c in &counts {
                 outcome.counts.add(c);
+            }
+            if capped > 0 {
+                // Read and counted valid by the feed, refused since: dead-lettered instead.
+                let mut moved = SourceCounts::default();
+                (0..capped).for_each(|_| moved.count_dead(Reason::Cardinality));
+                outcome.capped += capped;
+                outcome.counts.add(&moved);
+                metrics.add_counts(&moved);
             }
             letters.sort_by(|a, b| (&a.source, a.offset).cmp(&(&b.source, b.offset)));
             let mut text = String::new();
@@ -137,4 +153,40 @@ pub fn write_diagnostics(
             }
         },
     );
+}
+
+/// The samples a cardinality cap refused, as dead letters on their way to the writer.
+pub fn capped_letters(capped: CappedStream<'_>) -> Stream<'_, Time, Vec<Diagnostic>> {
+    capped.map(|(capped, _, _)| Diagnostic::Capped(capped_letter(&capped)))
+}
+
+/// One refused sample's dead letter: its position is its series and time (the sample was read
+/// and decoded before the cap judged it), and the detail says which cap and what lets it in.
+fn capped_letter(capped: &Capped) -> DeadLetter {
+    let sample = &capped.sample;
+    let (cap, holder) = match capped.cap {
+        Cap::Namespace => (
+            "series_per_namespace",
+            format!("namespace \"{}\"", sample.series.namespace),
+        ),
+        Cap::Total => ("series", "the job".to_string()),
+    };
+    let detail = format!(
+        "series {} at {} is a new series and {holder} already has {} active series \
+         ([limits] {cap} = {}); it is let in at its next report after a series of {holder} has \
+         been silent for [limits] forget_after, and the series already in keep working",
+        sample.series.key(),
+        incidentflow_dataflows::time::format_rfc3339(sample.timestamp),
+        capped.limit,
+        capped.limit,
+    );
+    DeadLetter {
+        source: "cardinality cap".to_string(),
+        line: 0,
+        offset: 0,
+        invalid: Invalid::new(Reason::Cardinality, detail),
+        raw: sample.to_line().into_bytes(),
+        truncated: false,
+        key: None,
+    }
 }

@@ -35,6 +35,9 @@ pub const SHOWN_VERSIONS_KEPT: usize = 1_000;
 pub enum Diagnostic {
     /// A refused record.
     DeadLetter(DeadLetter),
+    /// A sample refused by a cardinality cap after it was read and counted valid: a dead
+    /// letter that moves one record from valid to dead-lettered.
+    Capped(DeadLetter),
     /// A worker's final counts.
     Counts(SourceCounts),
     /// A Kafka partition's progress: every record before `next_offset` is in the dataflow, and
@@ -56,6 +59,9 @@ pub enum Diagnostic {
 pub struct Outcome {
     /// Counts summed over every worker of every process.
     pub counts: SourceCounts,
+    /// Of the records counted valid, those a cardinality cap refused since (they are counted
+    /// dead-lettered too; taken off the valid ones when the run ends, when all counts are in).
+    pub capped: u64,
     /// Anomalies written.
     pub anomalies: u64,
     /// The first anomalies, in output order, for the summary.

@@ -472,7 +472,9 @@ impl<'a> Feed<'a> {
                 inputs.advance_to(low);
                 inputs.flush();
                 let behind = low.saturating_sub(self.max_lag);
-                worker.step_while(|| probe.less_than(&behind));
+                // Held back until the dataflow catches up, but not past a stop: the other
+                // workers stop reading where they are, and the frontier may never get here.
+                worker.step_while(|| probe.less_than(&behind) && !self.shutdown.requested());
             }
         }
         inputs.flush();

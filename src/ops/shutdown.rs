@@ -7,24 +7,31 @@
 //! frontier, flushes, checkpoints at that frontier (not "done": the rest of the input is still
 //! to be read) and from then on writes nothing. Only then are the inputs closed, so that what was
 //! read past the frontier (which a restart reads again) can never reach an output or the
-//! checkpoint. A process other than the first also keeps its inputs open for a while, so that the
-//! first process's writers see the whole cluster's frontier while they drain.
+//! checkpoint. A process other than the first keeps its inputs open (at the position it stopped
+//! reading) until the first process's writers have drained and said so through the dataflow
+//! ([`DrainSignal`]): had it closed them earlier, the cluster's frontier would pass records it
+//! never read, and the first process could checkpoint past them (a restart would skip them).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incidentflow_dataflows::time::Time;
-use timely::dataflow::ProbeHandle;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Inspect};
+use timely::dataflow::{InputHandle, ProbeHandle, Scope};
 use timely::scheduling::Activator;
 use timely::worker::Worker;
 
 /// The longest a worker steps to catch up with what it read, and then to drain its writers.
 const CATCH_UP: Duration = Duration::from_secs(20);
-/// How long a process other than the first keeps its inputs open after draining.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long the frontier stands still before a worker takes it as caught up.
+const STANDING_STILL: Duration = Duration::from_secs(2);
+/// The longest a process other than the first waits for the first to say it has drained.
+const LEADER_WAIT: Duration = Duration::from_secs(3 * CATCH_UP.as_secs());
 
 /// The job's stop: whether it was asked to stop, whether the writers are draining, and how many
 /// have yet to; one per run, cloned into every worker.
@@ -104,19 +111,57 @@ impl WorkerWriters {
     }
 }
 
+/// Worker 0's word to every worker of the cluster that its writers have drained: a record
+/// broadcast through the dataflow (the one channel between processes), outside the streams the
+/// writers watch, so it holds back no output.
+pub struct DrainSignal {
+    input: InputHandle<Time, CapacityContainerBuilder<Vec<()>>>,
+    heard: Rc<Cell<bool>>,
+}
+
+impl DrainSignal {
+    /// The signal's input and its broadcast, built in the worker's dataflow.
+    pub fn new(scope: Scope<'_, Time>) -> Self {
+        let mut input = InputHandle::new();
+        let heard = Rc::new(Cell::new(false));
+        let hears = heard.clone();
+        scope
+            .input_from(&mut input)
+            .broadcast()
+            .inspect(move |()| hears.set(true));
+        DrainSignal { input, heard }
+    }
+
+    fn announce(&mut self) {
+        self.input.send(());
+        self.input.flush();
+    }
+}
+
 /// Steps the worker until it has processed what it read (everything before `read_up_to`) and
-/// the process's writers have drained; a later process then waits for the first.
+/// the process's writers have drained; worker 0 then tells the cluster, and a later process
+/// waits to hear it before its inputs may close.
 pub fn drain(
     worker: &mut Worker,
     read_up_to: Time,
     probe: &ProbeHandle<Time>,
     later_process: bool,
     writers: &WorkerWriters,
+    mut signal: DrainSignal,
 ) {
     let left = &writers.shutdown.writers_left;
     let started = Instant::now();
+    // The frontier can only reach the earliest position any worker stopped reading at: once it
+    // stands still, what is left is caught up.
+    let mut last_move = (probe.with_frontier(|f| f.first().copied()), Instant::now());
     while probe.less_than(&read_up_to) && started.elapsed() < CATCH_UP {
         worker.step();
+        let at = probe.with_frontier(|f| f.first().copied());
+        if at != last_move.0 {
+            last_move = (at, Instant::now());
+        } else if last_move.1.elapsed() >= STANDING_STILL {
+            break;
+        }
     }
     writers.shutdown.draining.store(true, SeqCst);
     writers
@@ -145,10 +190,21 @@ pub fn drain(
             ),
         }
     }
+    if worker.index() == 0 {
+        signal.announce();
+    }
     if later_process {
         let waiting = Instant::now();
-        while waiting.elapsed() < LEADER_WAIT {
+        while !signal.heard.get() && waiting.elapsed() < LEADER_WAIT {
             worker.step_or_park(Some(Duration::from_millis(50)));
+        }
+        if !signal.heard.get() {
+            tracing::warn!(
+                worker = worker.index(),
+                "the first process did not say it had drained within {}s; closing this \
+                 process's inputs anyway (its checkpoint may be behind: a restart re-reads more)",
+                LEADER_WAIT.as_secs()
+            );
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct DetectionConfig {
     /// A series silent this long (or ten of its intervals) comes back cold (0: never; see
     /// [`crate::forget`]).
     pub forget_after_ms: Time,
+    /// The cardinality caps (see [`crate::limits`]; `forget_after` is taken from above).
+    pub series_caps: crate::limits::SeriesCaps,
 }
 
 impl Default for DetectionConfig {
@@ -55,6 +57,7 @@ impl Default for DetectionConfig {
             challengers: Vec::new(),
             update_every_ms: 150_000,
             forget_after_ms: 6 * 3_600_000,
+            series_caps: crate::limits::SeriesCaps::default(),
         }
     }
 }
