@@ -26,7 +26,7 @@ use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
 use crate::ingest::silences::SilenceQueue;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::{self, DrainSignal, Shutdown};
+use crate::ops::shutdown::{self, ClusterSignals, Shutdown};
 
 /// How the workers are laid out.
 #[derive(Clone, Debug)]
@@ -165,7 +165,7 @@ fn run_worker(
     };
     crate::ops::metrics::track_arrangements(worker, spec.metrics.clone());
     let worker_index = worker.index();
-    let (mut inputs, drain_signal) = worker.dataflow::<Time, _, _>(|scope| {
+    let (mut inputs, signals) = worker.dataflow::<Time, _, _>(|scope| {
         let mut samples = InputSession::<Time, Sample, isize>::new();
         let mut edges_in = InputSession::<Time, EdgeChange, isize>::new();
         let mut deploys = InputSession::<Time, DeployEvent, isize>::new();
@@ -230,7 +230,7 @@ fn run_worker(
             silences,
             silence_queue: spec.silences.clone().filter(|_| worker_index == 0),
         };
-        (inputs, DrainSignal::new(scope))
+        (inputs, ClusterSignals::new(scope, &spec.shutdown))
     });
 
     let mut feed = Feed::new(
@@ -252,16 +252,9 @@ fn run_worker(
         inputs.flush();
         let later_process = spec.cluster.process_index != 0;
         let read_up_to = inputs.time();
-        shutdown::drain(
-            worker,
-            read_up_to,
-            &probe,
-            later_process,
-            &writers,
-            drain_signal,
-        );
+        shutdown::drain(worker, read_up_to, &probe, later_process, &writers, signals);
     } else {
-        drop(drain_signal);
+        drop(signals);
     }
     inputs.close();
     while !probe.done() {

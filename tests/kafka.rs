@@ -1037,9 +1037,51 @@ fn spawn_cluster(dir: &Path, args: &[String], tag: &str) -> Vec<KillOnDrop> {
         .collect()
 }
 
+/// One process of a cluster whose output fails (its disk full) stops the whole cluster: the other
+/// process, following its topics with no end, hears the stop through the dataflow and ends too,
+/// instead of reading on for ever beside a process that can write nothing.
+#[test]
+fn an_output_that_fails_in_one_process_stops_the_whole_cluster() {
+    let broker = Broker::start("cluster-full");
+    let stream = half_stream(&broker, "kafka-cluster-full", "f", 6);
+    let checkpoint = stream.dir.join("checkpoint.json");
+    let args: Vec<String> = (stream.kafka_args(&broker.address, &checkpoint).into_iter())
+        .map(|a| {
+            if a.ends_with("anomalies.jsonl") {
+                "/dev/full".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut cluster = spawn_cluster(&stream.dir, &args, "full");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut ended = [None, None];
+    while ended.iter().any(Option::is_none) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster did not stop: {ended:?}"
+        );
+        for (i, process) in cluster.iter_mut().enumerate() {
+            if ended[i].is_none() {
+                ended[i] = process.0.try_wait().unwrap();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = |i: usize| std::fs::read_to_string(stream.dir.join(format!("full-{i}.log"))).unwrap();
+    assert!(!ended[0].unwrap().success(), "{}", log(0));
+    assert!(
+        log(0).contains("cannot write anomalies to /dev/full"),
+        "{}",
+        log(0)
+    );
+    assert!(log(1).contains("asked to stop"), "{}", log(1));
+}
+
 // It once lost 10 anomalies in 4 runs: the second process closed its inputs on a fixed wait, and
 // the first then checkpointed past records the second had not read. The second process now waits
-// for the first's word that it has drained (`ops::shutdown::DrainSignal`).
+// for the first's word that it has drained (`ops::shutdown::ClusterSignals`).
 #[test]
 fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
     let broker = Broker::start("cluster-term");

@@ -3,6 +3,8 @@
 //! It exists only when feedback is asked for, and it is bounded: every open incident is kept,
 //! and of the resolved ones the newest [`RESOLVED_KEPT`] (with their labels); older ones are
 //! forgotten, so a job that runs for months holds a window of its recent incidents, not all.
+//! Labels for incidents the book does not know (another job's, or forgotten ones) are kept too,
+//! since a label may come before its incident is written, but only the newest as many as that.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -29,6 +31,8 @@ struct Pages {
     resolved: VecDeque<String>,
     /// Incident id -> the last label read for it.
     labels: BTreeMap<String, Label>,
+    /// Labels read for incidents not in the book, oldest first (forgotten from the front).
+    unmatched: VecDeque<String>,
     /// Lines refused.
     invalid: u64,
 }
@@ -71,7 +75,19 @@ impl FeedbackBook {
     pub fn line(&self, line: &[u8], position: &str, metrics: &Metrics) {
         match parse(line) {
             Ok(label) => {
-                self.lock().labels.insert(label.incident_id.clone(), label);
+                let mut pages = self.lock();
+                let id = label.incident_id.clone();
+                if !pages.incidents.contains_key(&id) && !pages.labels.contains_key(&id) {
+                    pages.unmatched.push_back(id.clone());
+                }
+                pages.labels.insert(id, label);
+                while pages.unmatched.len() > self.resolved_kept {
+                    if let Some(old) = pages.unmatched.pop_front() {
+                        if !pages.incidents.contains_key(&old) {
+                            pages.labels.remove(&old);
+                        }
+                    }
+                }
             }
             Err(reason) => {
                 self.lock().invalid += 1;
@@ -145,5 +161,24 @@ mod tests {
         let f = book.figures();
         assert_eq!((f.incidents, f.labelled, f.unmatched_labels), (3, 1, 1));
         assert_eq!(f.invalid, 1);
+    }
+
+    #[test]
+    fn labels_for_unknown_incidents_are_kept_only_up_to_the_bound() {
+        let book = FeedbackBook::new(2);
+        let metrics = Metrics::new();
+        // One label comes before its incident; a thousand name incidents the book never sees.
+        book.line(
+            br#"{"incident_id":"early","label":"useful"}"#,
+            "f:0",
+            &metrics,
+        );
+        book.saw(&version("early", Status::Open));
+        for k in 0..1000 {
+            let line = format!(r#"{{"incident_id":"stray-{k}","label":"noisy"}}"#);
+            book.line(line.as_bytes(), "f", &metrics);
+        }
+        let f = book.figures();
+        assert_eq!((f.labelled, f.unmatched_labels), (1, 2), "{f:?}");
     }
 }

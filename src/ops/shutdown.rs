@@ -1,7 +1,9 @@
 //! Clean shutdown on SIGTERM (and Ctrl-C): stop intake, write out everything the dataflow has
 //! completed, checkpoint there, and exit.
 //!
-//! The signal only sets a flag; a second signal ends the process at once. The feeds stop reading
+//! The signal only sets a flag; a second signal ends the process at once. A worker that stops
+//! reading tells the whole cluster, so that one process asked to stop (or whose output failed)
+//! stops them all. The feeds stop reading
 //! when they see the flag; each worker then steps its dataflow until it has caught up with what
 //! was read and asks its output writers to drain: a writer writes every record before its
 //! frontier, flushes, checkpoints at that frontier (not "done": the rest of the input is still
@@ -9,7 +11,7 @@
 //! read past the frontier (which a restart reads again) can never reach an output or the
 //! checkpoint. A process other than the first keeps its inputs open (at the position it stopped
 //! reading) until the first process's writers have drained and said so through the dataflow
-//! ([`DrainSignal`]): had it closed them earlier, the cluster's frontier would pass records it
+//! ([`ClusterSignals`]): had it closed them earlier, the cluster's frontier would pass records it
 //! never read, and the first process could checkpoint past them (a restart would skip them).
 
 use std::cell::{Cell, RefCell};
@@ -38,6 +40,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(3 * CATCH_UP.as_secs());
 #[derive(Clone, Default)]
 pub struct Shutdown {
     requested: Arc<AtomicBool>,
+    /// Another worker of the cluster stopped (kept apart from `requested`, which a second
+    /// signal checks to exit at once).
+    cluster_stopped: Arc<AtomicBool>,
     /// An output failed: the stop was the job's own.
     output_failed: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
@@ -62,7 +67,7 @@ impl Shutdown {
 
     /// Whether the job was asked to stop.
     pub fn requested(&self) -> bool {
-        self.requested.load(SeqCst)
+        self.requested.load(SeqCst) || self.cluster_stopped.load(SeqCst)
     }
 
     /// Whether the writers are to drain (see the module).
@@ -111,29 +116,43 @@ impl WorkerWriters {
     }
 }
 
-/// Worker 0's word to every worker of the cluster that its writers have drained: a record
-/// broadcast through the dataflow (the one channel between processes), outside the streams the
-/// writers watch, so it holds back no output.
-pub struct DrainSignal {
-    input: InputHandle<Time, CapacityContainerBuilder<Vec<()>>>,
-    heard: Rc<Cell<bool>>,
+/// What one worker tells every worker of the cluster, through the dataflow (the one channel
+/// between processes), outside the streams the writers watch, so it holds back no output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Signal {
+    /// This worker stopped reading (a signal, a failed output, or a stop heard): stop too. A
+    /// process asked to stop alone (one pod's SIGTERM, one process's full disk) would otherwise
+    /// leave the others reading, and the cluster, which needs them all, would never end.
+    Stop,
+    /// Worker 0's writers have drained: a later process may close its inputs.
+    Drained,
 }
 
-impl DrainSignal {
-    /// The signal's input and its broadcast, built in the worker's dataflow.
-    pub fn new(scope: Scope<'_, Time>) -> Self {
+/// The cluster's stop and drain signals, as one worker sends and hears them.
+pub struct ClusterSignals {
+    input: InputHandle<Time, CapacityContainerBuilder<Vec<Signal>>>,
+    drained: Rc<Cell<bool>>,
+}
+
+impl ClusterSignals {
+    /// The signals' input and their broadcast, built in the worker's dataflow; a stop heard
+    /// makes `shutdown` requested.
+    pub fn new(scope: Scope<'_, Time>, shutdown: &Shutdown) -> Self {
         let mut input = InputHandle::new();
-        let heard = Rc::new(Cell::new(false));
-        let hears = heard.clone();
+        let drained = Rc::new(Cell::new(false));
+        let (hears, stopped) = (drained.clone(), shutdown.cluster_stopped.clone());
         scope
             .input_from(&mut input)
             .broadcast()
-            .inspect(move |()| hears.set(true));
-        DrainSignal { input, heard }
+            .inspect(move |signal| match signal {
+                Signal::Stop => stopped.store(true, SeqCst),
+                Signal::Drained => hears.set(true),
+            });
+        ClusterSignals { input, drained }
     }
 
-    fn announce(&mut self) {
-        self.input.send(());
+    fn send(&mut self, signal: Signal) {
+        self.input.send(signal);
         self.input.flush();
     }
 }
@@ -147,8 +166,9 @@ pub fn drain(
     probe: &ProbeHandle<Time>,
     later_process: bool,
     writers: &WorkerWriters,
-    mut signal: DrainSignal,
+    mut signals: ClusterSignals,
 ) {
+    signals.send(Signal::Stop);
     let left = &writers.shutdown.writers_left;
     let started = Instant::now();
     // The frontier can only reach the earliest position any worker stopped reading at: once it
@@ -191,14 +211,14 @@ pub fn drain(
         }
     }
     if worker.index() == 0 {
-        signal.announce();
+        signals.send(Signal::Drained);
     }
     if later_process {
         let waiting = Instant::now();
-        while !signal.heard.get() && waiting.elapsed() < LEADER_WAIT {
+        while !signals.drained.get() && waiting.elapsed() < LEADER_WAIT {
             worker.step_or_park(Some(Duration::from_millis(50)));
         }
-        if !signal.heard.get() {
+        if !signals.drained.get() {
             tracing::warn!(
                 worker = worker.index(),
                 "the first process did not say it had drained within {}s; closing this \
