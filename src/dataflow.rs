@@ -24,6 +24,7 @@ use crate::emit::records::{
 };
 use crate::error::JobError;
 use crate::ingest::feed::{DiagnosticInput, Feed, FeedSpec, Inputs};
+use crate::ingest::files::InputSource;
 use crate::ingest::silences::SilenceQueue;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::{self, ClusterSignals, Shutdown};
@@ -248,7 +249,9 @@ fn run_worker(
     inputs
         .diagnostics
         .send(Diagnostic::Counts(feed.counts.clone()));
-    if spec.shutdown.requested() {
+    // Remote write has no offsets to resume from: what was taken is finished, not drained.
+    let resumable = !matches!(spec.feed.input, InputSource::RemoteWrite { .. });
+    if spec.shutdown.requested() && resumable {
         inputs.flush();
         let later_process = spec.cluster.process_index != 0;
         let read_up_to = inputs.time();

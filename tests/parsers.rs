@@ -1,6 +1,7 @@
 //! Property tests of the job's own parsers of outside data (those of the dataflow crate are in
 //! `dataflows/tests/parsers.rs`): silences and feedback lines from their side inputs, the
-//! checkpoint file, the job file and the static YAML topology. On any bytes: no panic; a line
+//! checkpoint file, the job file, the static YAML topology and Prometheus remote write bodies.
+//! On any bytes: no panic; a line
 //! refused is counted; a well-formed one is taken; a file that is not one is a clear error naming
 //! it. 2,000 cases each (`PROPTEST_CASES` sets more).
 
@@ -11,11 +12,29 @@ mod common;
 use common::scratch;
 use incidentflow::config::JobConfig;
 use incidentflow::emit::checkpoint::Checkpoint;
+use incidentflow::ingest::remote_write::{self, proto, RemoteWriteSection};
 use incidentflow::ingest::silences::SilenceQueue;
 use incidentflow::ingest::topology::static_yaml_topology;
 use incidentflow::ops::feedback_book::FeedbackBook;
 use incidentflow::ops::metrics::Metrics;
 use proptest::prelude::*;
+use prost::Message;
+
+/// A remote write request: series with any label text (the mapping's labels sometimes absent),
+/// values across the doubles' range, times in and out of 2000..2100.
+fn write_request() -> impl Strategy<Value = proto::WriteRequest> {
+    let label = ("[a-z_]{1,8}|__name__|namespace|job|service", "\\PC{0,12}")
+        .prop_map(|(name, value)| proto::Label { name, value });
+    let sample = (any::<f64>(), -10i64..5_000_000_000_000)
+        .prop_map(|(value, timestamp)| proto::Sample { value, timestamp });
+    let series = (
+        proptest::collection::vec(label, 0..6),
+        proptest::collection::vec(sample, 0..4),
+    )
+        .prop_map(|(labels, samples)| proto::TimeSeries { labels, samples });
+    proptest::collection::vec(series, 0..5)
+        .prop_map(|timeseries| proto::WriteRequest { timeseries })
+}
 
 /// Bytes that are sometimes JSON-like, sometimes not.
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -98,6 +117,54 @@ proptest! {
         std::fs::write(&path, &text).unwrap();
         if let Err(e) = static_yaml_topology(&path) {
             prop_assert!(e.to_string().contains("topology.yaml"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn a_remote_write_body_of_any_bytes_is_decoded_or_refused_with_a_reason(body in bytes()) {
+        let compressed = snap::raw::Encoder::new().compress_vec(&body).unwrap();
+        for candidate in [&body, &compressed] {
+            if let Err(why) = remote_write::decode(candidate) {
+                prop_assert!(why.contains("snappy") || why.contains("protobuf"), "{}", why);
+            }
+        }
+    }
+
+    #[test]
+    fn every_remote_write_sample_becomes_a_line_that_decodes_to_it(request in write_request()) {
+        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap();
+        let decoded = remote_write::decode(&body).unwrap();
+        prop_assert_eq!(&decoded, &request);
+        let mut lines = Vec::new();
+        let stale = remote_write::to_lines(&decoded, &RemoteWriteSection::default(), &mut lines);
+        let samples: Vec<&proto::Sample> =
+            request.timeseries.iter().flat_map(|s| s.samples.iter()).collect();
+        let kept: Vec<&&proto::Sample> =
+            samples.iter().filter(|s| s.value.to_bits() != remote_write::STALE_NAN).collect();
+        prop_assert_eq!(stale as usize, samples.len() - kept.len());
+        let text = String::from_utf8(lines).unwrap();
+        prop_assert_eq!(text.lines().count(), kept.len());
+        let mut decoder = incidentflow_dataflows::decode::Decoder::new();
+        for (line, sample) in text.lines().zip(kept) {
+            match decoder.decode(line.as_bytes()) {
+                // Taken: the time and value sent, exactly.
+                Ok(s) => {
+                    prop_assert_eq!(s.timestamp as i64, sample.timestamp);
+                    // (equal as numbers: -0 may come back as 0)
+                    prop_assert!(s.value.0 == sample.value, "{} {}", s.value.0, sample.value);
+                }
+                // Refused: for a reason the sample gives (no service or metric label, a value
+                // or time out of range), never because the line was not the contract.
+                Err(invalid) => {
+                    let reason = invalid.reason.as_str();
+                    prop_assert!(
+                        ["missing_field", "empty_field", "non_finite_value",
+                         "value_out_of_range", "absurd_timestamp", "bad_timestamp"]
+                            .contains(&reason),
+                        "{}: {}", reason, line
+                    );
+                }
+            }
         }
     }
 }

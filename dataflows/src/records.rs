@@ -455,11 +455,13 @@ pub enum Reason {
     Future,
     /// A new series past a cardinality cap (`[limits] series_per_namespace`, `series`).
     Cardinality,
+    /// A request that cannot be decoded (a remote write body that is not snappy or protobuf).
+    BadPayload,
 }
 
 impl Reason {
     /// Every reason, in the order summaries list them.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::InvalidUtf8,
         Reason::NotJson,
         Reason::NotObject,
@@ -475,6 +477,7 @@ impl Reason {
         Reason::Late,
         Reason::Future,
         Reason::Cardinality,
+        Reason::BadPayload,
     ];
 
     /// The snake_case name used in dead letters, summaries and metrics.
@@ -495,6 +498,7 @@ impl Reason {
             Reason::Late => "late",
             Reason::Future => "future",
             Reason::Cardinality => "cardinality",
+            Reason::BadPayload => "bad_payload",
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct JobConfig {
     pub input: InputSection,
     /// Bounds on what the job keeps.
     pub limits: LimitsSection,
+    /// How a remote write series' labels become the sample's fields.
+    pub remote_write: crate::ingest::remote_write::RemoteWriteSection,
     /// How anomalies become incidents.
     pub correlation: CorrelationSection,
     /// The Kafka brokers and topics used when an input or output is `kafka`.

@@ -21,6 +21,14 @@ pub enum InputSource {
     Embedded { name: String, bytes: Arc<[u8]> },
     /// The samples topic (`--input kafka`): read by the Kafka feed, not in byte partitions.
     Kafka { topic: String },
+    /// Prometheus remote write (`--input remote-write://HOST:PORT`): the receiver's queue, read
+    /// by worker 0.
+    RemoteWrite {
+        /// The address the receiver listens on.
+        addr: String,
+        /// What it received.
+        queue: Arc<crate::ingest::remote_write::RemoteWriteQueue>,
+    },
 }
 
 impl InputSource {
@@ -31,6 +39,7 @@ impl InputSource {
             InputSource::Stdin => "stdin".into(),
             InputSource::Embedded { name, .. } => name.clone(),
             InputSource::Kafka { topic } => format!("kafka:{topic}"),
+            InputSource::RemoteWrite { addr, .. } => format!("remote-write://{addr}"),
         }
     }
 
@@ -48,8 +57,10 @@ impl InputSource {
                 c.set_position(start);
                 Box::new(c)
             }
-            InputSource::Kafka { .. } => {
-                return Err(io::Error::other("a Kafka topic is not read as bytes"))
+            InputSource::Kafka { .. } | InputSource::RemoteWrite { .. } => {
+                return Err(io::Error::other(
+                    "a Kafka topic or remote write is not read as bytes",
+                ))
             }
         })
     }
@@ -96,7 +107,7 @@ pub fn plan_partitions(source: &InputSource, partition_bytes: u64) -> io::Result
         }
         InputSource::Path(p) => std::fs::metadata(p)?.len(),
         InputSource::Embedded { bytes, .. } => bytes.len() as u64,
-        InputSource::Kafka { .. } => return Ok(Vec::new()),
+        InputSource::Kafka { .. } | InputSource::RemoteWrite { .. } => return Ok(Vec::new()),
     };
     let mut starts = vec![(0u64, 1u64)];
     let mut reader = source.open_at(0)?;

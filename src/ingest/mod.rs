@@ -15,6 +15,7 @@ pub mod feed;
 pub mod files;
 pub mod kafka;
 pub mod progress;
+pub mod remote_write;
 pub mod side_input;
 pub mod silences;
 pub mod topology;

@@ -54,13 +54,6 @@ pub fn bind_address(addr: &str) -> String {
 /// Binds `addr` (see [`bind_address`]; an error now if it cannot) and serves the endpoints from
 /// a thread of its own for as long as the process runs; returns the bound address.
 pub fn serve(addr: &str, ready_max_lag: u64, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(bind_address(addr))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(healthz))
@@ -70,13 +63,27 @@ pub fn serve(addr: &str, ready_max_lag: u64, metrics: Arc<Metrics>) -> std::io::
             metrics,
             ready_max_lag,
         });
+    serve_router(addr, "http", app)
+}
+
+/// Binds `addr` (see [`bind_address`]) and serves `app` within the module's bounds from a thread
+/// named `name` for as long as the process runs; returns the bound address.
+pub fn serve_router(addr: &str, name: &str, app: Router) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(bind_address(addr))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let what = name.to_owned();
     std::thread::Builder::new()
-        .name("http".into())
+        .name(name.into())
         .spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => accept(listener, app).await,
-                    Err(e) => tracing::error!("the HTTP endpoints cannot listen: {e}"),
+                    Err(e) => tracing::error!("the {what} endpoint cannot listen: {e}"),
                 }
             })
         })?;

@@ -43,6 +43,8 @@ pub struct Metrics {
     records_valid: Counter,
     records_invalid: Family<Labels, Counter>,
     dead_letters_written: Counter,
+    remote_write_stale: Counter,
+    remote_write_behind: Counter,
     anomalies: Family<Labels, Counter>,
     incident_versions: Family<Labels, Counter>,
     open_incidents: Gauge,
@@ -112,6 +114,8 @@ impl Metrics {
             records_valid: Counter::default(),
             records_invalid: Family::default(),
             dead_letters_written: Counter::default(),
+            remote_write_stale: Counter::default(),
+            remote_write_behind: Counter::default(),
             anomalies: Family::default(),
             incident_versions: Family::default(),
             open_incidents: Gauge::default(),
@@ -160,6 +164,16 @@ impl Metrics {
     /// shared handles).
     fn register(mut self) -> Self {
         let r = &mut self.registry;
+        r.register(
+            "remote_write_stale_markers",
+            "Stale markers received by remote write (a series ended): skipped, not samples",
+            self.remote_write_stale.clone(),
+        );
+        r.register(
+            "remote_write_refused_behind",
+            "Remote write requests answered 503 because the job was behind (the sender retries)",
+            self.remote_write_behind.clone(),
+        );
         r.register(
             "records_read",
             "Input records read (samples, topology and deploy events)",
@@ -312,6 +326,16 @@ impl Metrics {
                 .get_or_create(&label("reason", reason.as_str()))
                 .inc_by(*n);
         }
+    }
+
+    /// Stale markers a remote write request held.
+    pub fn remote_write_stale(&self, n: u64) {
+        self.remote_write_stale.inc_by(n);
+    }
+
+    /// A remote write request refused with 503: the queue was full.
+    pub fn remote_write_behind(&self) {
+        self.remote_write_behind.inc();
     }
 
     /// Dead letters written.

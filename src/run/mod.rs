@@ -69,8 +69,11 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     }
     let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client, &metrics)?;
     let demo = args.input.is_none();
-    let input = input_source(&args, &kafka)?;
     let leader = cluster.process_index == 0;
+    let input = match remote_write_address(&args) {
+        Some(addr) => receive_remote_write(addr, leader, &config, &metrics, &shutdown)?,
+        None => input_source(&args, &kafka)?,
+    };
     let (from, until) = replay_window(&args, &client)?;
     let every = parse_duration(&args.checkpoint_every)
         .map(Duration::from_millis)
@@ -291,6 +294,44 @@ fn follow_side_inputs(
     Ok((book, silences))
 }
 
+/// The address of `--input remote-write://HOST:PORT`, if that is the input.
+fn remote_write_address(args: &RunArgs) -> Option<&str> {
+    match &args.input {
+        Some(Target::File(path)) => path.to_str()?.strip_prefix("remote-write://"),
+        _ => None,
+    }
+}
+
+/// Starts the remote write receiver (process 0 only: the others read nothing).
+fn receive_remote_write(
+    addr: &str,
+    leader: bool,
+    config: &JobConfig,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Result<InputSource, JobError> {
+    let mapping = config.remote_write.clone();
+    if !leader {
+        let queue = crate::ingest::remote_write::unserved(mapping.queue);
+        return Ok(InputSource::RemoteWrite {
+            addr: addr.to_owned(),
+            queue,
+        });
+    }
+    let (bound, queue) =
+        crate::ingest::remote_write::serve(addr, mapping, metrics.clone(), shutdown.clone())
+            .map_err(|e| {
+                JobError::Startup(format!(
+                    "cannot receive remote write on {addr}: {e} (is the port taken?)"
+                ))
+            })?;
+    tracing::info!("receiving Prometheus remote write on http://{bound}/api/v1/write");
+    Ok(InputSource::RemoteWrite {
+        addr: bound.to_string(),
+        queue,
+    })
+}
+
 /// The samples' source: the embedded demo, standard input, the samples topic or a file.
 fn input_source(args: &RunArgs, kafka: &KafkaSection) -> Result<InputSource, JobError> {
     Ok(match &args.input {
@@ -416,7 +457,9 @@ fn print_results(
         print!("{}", anomaly_digest(outcome));
     }
     eprint!("{}", report.human());
-    if stopped {
+    if stopped && remote_write_address(args).is_some() {
+        eprintln!("  stopped by a signal: every remote write request answered 204 was processed");
+    } else if stopped {
         eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");
     }
     if let Some(path) = &args.summary_out {
