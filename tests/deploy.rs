@@ -238,7 +238,8 @@ fn served_metrics() -> BTreeSet<String> {
         text.lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| match l.split_once(' ').unwrap() {
-                (name, "counter") => format!("{name}_total"),
+                // OpenMetrics names a counter's family without `_total`, the classic format with.
+                (name, "counter") if !name.ends_with("_total") => format!("{name}_total"),
                 (name, _) => name.to_string(),
             })
             .collect()

@@ -87,8 +87,17 @@ fn metrics_health_and_readiness_of_a_running_job_follow_its_input() {
     assert_eq!(get(&addr, "/healthz").unwrap(), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/ready").unwrap().0, 200);
     assert_eq!(get(&addr, "/nothing").unwrap().0, 404);
-    assert!(first.contains("# TYPE incidentflow_records_read counter"));
+    // The classic text format to a client that does not ask for OpenMetrics; OpenMetrics to one
+    // that does (as Prometheus does).
+    assert!(first.contains("# TYPE incidentflow_records_read_total counter"));
     assert!(first.contains("# TYPE incidentflow_output_delay_seconds histogram"));
+    assert!(!first.contains("# EOF"));
+    let open = openmetrics_scrape(&addr);
+    assert!(
+        open.contains("# TYPE incidentflow_records_read counter"),
+        "{open}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
 
     // More input moves the counters: a spike (an anomaly once a later sample closes its time),
     // two lines that are not JSON.
@@ -363,4 +372,18 @@ fn eval_joins_feedback_labels_to_the_incidents() {
     // The newest version ranks db first: the label's root cause.
     assert_eq!(f["root_cause"]["all"]["right"], 1);
     assert_eq!(f["root_cause"]["all"]["accuracy"], 1.0);
+}
+
+/// A scrape asking for OpenMetrics, as Prometheus asks.
+fn openmetrics_scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
 }

@@ -120,15 +120,62 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
     }
 }
 
-async fn scrape(State(e): State<Endpoints>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        e.metrics.render(),
-    )
-        .into_response()
+/// The registry in OpenMetrics when the scraper asks for it (Prometheus does), else in the
+/// classic text format 0.0.4 (what `curl` and `promtool check metrics` read).
+async fn scrape(State(e): State<Endpoints>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let text = e.metrics.render();
+    if openmetrics {
+        let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, kind)], text).into_response()
+    } else {
+        let kind = "text/plain; version=0.0.4; charset=utf-8";
+        ([(header::CONTENT_TYPE, kind)], classic_text(&text)).into_response()
+    }
+}
+
+/// OpenMetrics text as the classic Prometheus text format: a counter's HELP and TYPE name its
+/// samples (`x_total`, where OpenMetrics names the family `x`), and no UNIT or EOF line.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match comment.and_then(|(p, rest)| Some((p, rest.split_once(' ')?))) {
+            Some((p, (name, tail))) if counters.contains(name) => {
+                out.push_str(&format!("{p}{name}_total {tail}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_format_tests {
+    #[test]
+    fn a_counters_help_and_type_name_its_samples_and_eof_goes() {
+        let open = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n\
+                    # HELP g Level.\n# TYPE g gauge\n# UNIT g seconds\ng 1.5\n# EOF\n";
+        assert_eq!(
+            super::classic_text(open),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n\
+             # HELP g Level.\n# TYPE g gauge\ng 1.5\n"
+        );
+    }
 }
 
 async fn healthz(State(e): State<Endpoints>) -> Response {

@@ -1,0 +1,195 @@
+//! Against a real Prometheus (Debian's package, started on loopback ports): it scrapes a fixture
+//! exporter and the job's own `/metrics`, and remote-writes everything it scrapes into the job.
+//! The job's anomalies come from those samples with the series keys the labels give; Prometheus
+//! sees the job `up`, and `promtool check metrics` accepts the job's scrape.
+
+#![allow(clippy::unwrap_used)] // tests may panic on what they did not expect
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Serves `queue_depth` for the shop's api on `listener`: about 1 for the first `quiet`, then 40.
+fn fixture_exporter(listener: TcpListener, quiet: Duration) {
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let value = if started.elapsed() < quiet {
+                1.0 + (n % 3) as f64 * 0.01
+            } else {
+                40.0
+            };
+            let body = format!(
+                "# TYPE queue_depth gauge\nqueue_depth{{namespace=\"shop\",service=\"api\"}} {value}\n"
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_real_prometheus_remote_writes_into_the_job_and_scrapes_it() {
+    let dir = scratch("prometheus");
+    let exporter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let exporter_addr = exporter.local_addr().unwrap().to_string();
+    fixture_exporter(exporter, Duration::from_secs(20));
+    let (receiver, metrics, web) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--input", &format!("remote-write://{receiver}")])
+            .args([
+                "--metrics-addr",
+                &metrics,
+                "--anomalies-out",
+                &p("anomalies.jsonl"),
+            ])
+            .args(["--dead-letter", &p("dead.jsonl")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("job.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "the job never served /metrics",
+        Duration::from_secs(30),
+        || get(&metrics, "/metrics").is_some(),
+    );
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         scrape_configs:\n\
+         - job_name: fixture\n  static_configs: [{{targets: ['{exporter_addr}']}}]\n\
+         - job_name: incidentflow\n  static_configs: [{{targets: ['{metrics}']}}]\n\
+         remote_write:\n\
+         - url: http://{receiver}/api/v1/write\n  queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms}}\n"
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let _prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .args(["--config.file", &p("prometheus.yml")])
+            .args([
+                "--storage.tsdb.path",
+                &p("data"),
+                "--web.listen-address",
+                &web,
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    // The job's own counter, scraped by Prometheus, comes back to it by remote write.
+    let read = || {
+        value(
+            &get(&metrics, "/metrics").unwrap().1,
+            "incidentflow_records_read_total",
+        )
+    };
+    wait_for(
+        "no sample came by remote write",
+        Duration::from_secs(60),
+        || read().is_some_and(|n| n > 0.0),
+    );
+    // Prometheus sees the job up, and a counter that follows what the job reads.
+    let query = |q: &str| get(&web, &format!("/api/v1/query?query={q}")).map(|(_, body)| body);
+    wait_for(
+        "Prometheus never saw the job up",
+        Duration::from_secs(60),
+        || {
+            query("up%7Bjob%3D%22incidentflow%22%7D")
+                .is_some_and(|b| b.contains("\"value\":[") && b.contains(",\"1\"]"))
+        },
+    );
+    wait_for(
+        "the job's counter never moved in Prometheus",
+        Duration::from_secs(60),
+        || {
+            query("incidentflow_records_read_total").is_some_and(|b| {
+                let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .is_some_and(|n| n > 0.0)
+            })
+        },
+    );
+    // promtool accepts the job's scrape.
+    let scrape = get(&metrics, "/metrics").unwrap().1;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The fixture's jump is an anomaly of shop/api/queue_depth, with Prometheus's labels.
+    wait_for(
+        "no anomaly of the fixture's series",
+        Duration::from_secs(90),
+        || {
+            std::fs::read_to_string(dir.join("anomalies.jsonl"))
+                .is_ok_and(|t| t.contains("\"metric_name\":\"queue_depth\""))
+        },
+    );
+    let anomalies = json_lines(&dir.join("anomalies.jsonl"));
+    let found = anomalies
+        .iter()
+        .find(|a| a["metric_name"] == "queue_depth")
+        .unwrap();
+    assert_eq!(found["namespace"], "shop", "{found}");
+    assert_eq!(found["service"], "api", "{found}");
+    assert_eq!(
+        found["labels"]["instance"],
+        exporter_addr.as_str(),
+        "{found}"
+    );
+    assert!(found["value"].as_f64().unwrap() > 30.0, "{found}");
+
+    let stopped = Command::new("kill")
+        .args(["-TERM", &job.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = job.0.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("job.log")).unwrap();
+    assert!(status.success(), "{status}: {log}");
+}
