@@ -193,3 +193,95 @@ fn a_real_prometheus_remote_writes_into_the_job_and_scrapes_it() {
     let log = std::fs::read_to_string(dir.join("job.log")).unwrap();
     assert!(status.success(), "{status}: {log}");
 }
+
+/// Runs promtool with `args` in `dir`; its output when it succeeded, else the test fails.
+fn promtool(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}: {text}");
+    text
+}
+
+/// The PrometheusRule's rules pass `promtool check rules`, and on made-up series of the job's own
+/// metrics `promtool test rules` fires its alerts for lag, no progress and the dead-letter rate,
+/// with the labels and the annotations as rendered, and not for the process that is well.
+#[test]
+fn the_jobs_own_alerts_pass_promtool_and_fire_on_made_up_series() {
+    let dir = scratch("prometheus-rules");
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes/prometheusrule.yaml");
+    let rule: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    // JSON is YAML: the rule file is the resource's spec as it stands.
+    std::fs::write(dir.join("rules.yml"), rule["spec"].to_string()).unwrap();
+    let checked = promtool(&dir, &["check", "rules", "rules.yml"]);
+    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
+
+    let tests = serde_json::json!({
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                // p0: far behind its Kafka input and reading nothing.
+                {"series": "incidentflow_kafka_lag_messages{pod=\"p0\"}", "values": "200000x40"},
+                {"series": "incidentflow_records_read_total{pod=\"p0\"}", "values": "5000x40"},
+                // p1: reading, and dead-lettering a tenth of it.
+                {"series": "incidentflow_kafka_lag_messages{pod=\"p1\"}", "values": "10x40"},
+                {"series": "incidentflow_records_read_total{pod=\"p1\"}", "values": "0+1000x40"},
+                {"series": "incidentflow_dead_letters_written_total{pod=\"p1\"}", "values": "0+100x40"},
+                // p2: well.
+                {"series": "incidentflow_kafka_lag_messages{pod=\"p2\"}", "values": "10x40"},
+                {"series": "incidentflow_records_read_total{pod=\"p2\"}", "values": "0+1000x40"},
+                {"series": "incidentflow_dead_letters_written_total{pod=\"p2\"}", "values": "0+1x40"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "30m", "alertname": "IncidentflowKafkaLag", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "pod": "p0"},
+                    "exp_annotations": {
+                        "summary": "incidentflow on p0 is 200000 messages behind its Kafka input",
+                        "description": "Anomalies and incidents come late. Add replicas (deploy/README.md, Scale out) or look for a slow output.",
+                    },
+                }]},
+                {"eval_time": "30m", "alertname": "IncidentflowNoProgress", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "pod": "p0"},
+                    "exp_annotations": {
+                        "summary": "incidentflow on p0 reads nothing although its input has records",
+                        "description": "The job is stuck or cannot reach Kafka: see its log (RUST_LOG=info) and /healthz.",
+                    },
+                }]},
+                {"eval_time": "30m", "alertname": "IncidentflowDeadLetterRate", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "pod": "p1"},
+                    "exp_annotations": {
+                        "summary": "More than 1% of incidentflow's input is dead-lettered on p1",
+                        "description": "A producer sends records the job refuses; the .dlq topics say which and why.",
+                    },
+                }]},
+                // Not yet: each waits its `for`.
+                {"eval_time": "5m", "alertname": "IncidentflowKafkaLag", "exp_alerts": []},
+            ],
+        }],
+    });
+    std::fs::write(dir.join("tests.yml"), tests.to_string()).unwrap();
+    let tested = promtool(&dir, &["test", "rules", "tests.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    // And the test can fail: a wrong expectation is reported as one.
+    let mut wrong = tests.clone();
+    wrong["tests"][0]["alert_rule_test"][2]["exp_alerts"][0]["exp_labels"]["pod"] = "p2".into();
+    std::fs::write(dir.join("wrong.yml"), wrong.to_string()).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "wrong.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
