@@ -28,8 +28,8 @@ pub struct Options {
     /// Offered load of the latency measurement, samples/s.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
-    /// Only the Kafka part.
-    #[arg(long, value_parser = ["kafka"])]
+    /// Only the Kafka part, or only the remote write part.
+    #[arg(long, value_parser = ["kafka", "remote-write"])]
     pub only: Option<String>,
     /// Only this: the job's throughput against another build of it (BIN, for example the
     /// commit before a change), on both inputs, 1 worker, their runs alternating, and the same

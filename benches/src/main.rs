@@ -34,6 +34,7 @@ mod kafka;
 mod latency;
 mod measure;
 mod reference;
+mod remote_write;
 mod report;
 mod setup;
 mod throughput;
@@ -71,6 +72,9 @@ fn bench(o: &Options) -> Result<(), String> {
     let md = format!("Machine: {machine}.\n\n");
     if let Some(before) = &o.before {
         return before_and_after_only(o, before, &job, &synthetic, &input, md);
+    }
+    if o.only.as_deref() == Some("remote-write") {
+        return remote_write_only(o, &job, &input, md);
     }
     if o.only.is_some() {
         return kafka_only(o, &job, &input, md);
@@ -120,6 +124,26 @@ fn kafka_only(
     let (k, kafka_json) = kafka_bench(o, job, &lines, &anomalies)?;
     md += &k;
     publish(o, "results-kafka", &md, Some(&kafka_json))
+}
+
+/// `--only remote-write`: the file run's anomalies, then the remote write part checked against
+/// them.
+fn remote_write_only(
+    o: &Options,
+    job: &Path,
+    input: &ScenarioInput,
+    mut md: String,
+) -> Result<(), String> {
+    let reference = run_job(job, &input.samples, &o.dir, &o.scenario, 1, &[])?;
+    eprintln!(
+        "[{}] {} anomalies from the file",
+        o.scenario, reference.anomalies
+    );
+    let lines: Vec<String> = input.scenario.samples().collect();
+    let anomalies = o.dir.join(format!("anomalies-{}-w1.jsonl", o.scenario));
+    let (r, json) = remote_write::remote_write_bench(o, job, &lines, &anomalies)?;
+    md += &r;
+    publish(o, "results-remote-write", &md, Some(&json))
 }
 
 /// What every measurement reads: this benchmark's binary (for the reference), the job's, and the
