@@ -285,3 +285,184 @@ fn the_jobs_own_alerts_pass_promtool_and_fire_on_made_up_series() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Sends `body` (JSON) to `path` of `addr` with `method`; the status and the answer's body.
+fn send_json(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// Minute samples of api and db around `t0` (a wall-clock time): six hours steady before, both
+/// anomalous at minutes 9 to 12 after `t0` (db first), over `minutes`.
+fn around(t0: u64, minutes: std::ops::Range<u64>) -> String {
+    let mut text = String::new();
+    for minute in minutes {
+        for (k, service) in ["api", "db"].iter().enumerate() {
+            let spike = (9..=12).contains(&(minute as i64 - 360)) && (k == 1 || minute >= 371);
+            let value = if spike {
+                9.0
+            } else {
+                1.0 + ((minute + k as u64) % 7) as f64 * 0.01
+            };
+            let at = t0 + minute * MIN - 360 * MIN;
+            text += &sample(at, "shop", service, "latency_p99", value);
+            text += "\n";
+        }
+    }
+    text
+}
+
+/// The job's Alertmanager output against a real Alertmanager: a live incident appears in
+/// `/api/v2/alerts` with its labels and annotations, is re-sent while open, still delivered once
+/// a silence made in Alertmanager covers it, and is gone (resolved) when the incident resolves.
+#[test]
+fn a_live_incident_fires_is_resent_survives_a_silence_and_resolves_in_a_real_alertmanager() {
+    let dir = scratch("alertmanager");
+    let am = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        dir.join("am.yml"),
+        "route: {receiver: log, group_wait: 1s}\nreceivers: [{name: log}]\n",
+    )
+    .unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let _alertmanager = KillOnDrop(
+        Command::new("prometheus-alertmanager")
+            .args(["--config.file", &p("am.yml"), "--storage.path", &p("am")])
+            .args(["--web.listen-address", &am, "--cluster.listen-address="])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("am.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "Alertmanager never got ready",
+        Duration::from_secs(30),
+        || get(&am, "/-/ready").is_some_and(|(s, _)| s == 200),
+    );
+    std::fs::write(
+        dir.join("job.toml"),
+        format!("[alerts.am]\nkind = \"alertmanager\"\nurl = \"http://{am}\"\nresend_interval = \"1s\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("topology.jsonl"), edge("api", "db", None, "add")).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--input", "-", "--config", &p("job.toml")])
+            .args([
+                "--topology",
+                &p("topology.jsonl"),
+                "--metrics-addr",
+                &metrics,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("job.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Live: the fault began 21 minutes ago, the samples run to 17 minutes ago for now.
+    let t0 = incidentflow_loadgen::files::wall_ms() / MIN * MIN - 30 * MIN;
+    let mut stdin = job.0.stdin.take().unwrap();
+    stdin.write_all(around(t0, 0..360 + 13).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+
+    let alerts = || -> Vec<serde_json::Value> {
+        let body = get(&am, "/api/v2/alerts")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+        all.into_iter()
+            .filter(|a| a["labels"]["alertname"] == "IncidentflowIncident")
+            .collect()
+    };
+    wait_for(
+        "no incident in Alertmanager",
+        Duration::from_secs(30),
+        || !alerts().is_empty(),
+    );
+    let alert = alerts().remove(0);
+    let id = alert["labels"]["incident_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("inc-"), "{alert}");
+    assert!(alert["labels"]["severity"].is_string(), "{alert}");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("db"),
+        "{alert}"
+    );
+    assert_eq!(alert["status"]["state"], "active", "{alert}");
+    // Re-sent while open: Alertmanager's copy is updated.
+    let updated = alert["updatedAt"].clone();
+    wait_for(
+        "the open incident was not re-sent",
+        Duration::from_secs(10),
+        || alerts().first().is_some_and(|a| a["updatedAt"] != updated),
+    );
+
+    // A silence made in Alertmanager: the alert is suppressed, delivery goes on.
+    let now = incidentflow_loadgen::files::wall_ms();
+    let silence = serde_json::json!({
+        "matchers": [{"name": "incident_id", "value": id, "isRegex": false, "isEqual": true}],
+        "startsAt": incidentflow_dataflows::time::format_rfc3339(now),
+        "endsAt": incidentflow_dataflows::time::format_rfc3339(now + 3_600_000),
+        "createdBy": "test", "comment": "looking at it",
+    });
+    let (status, answer) = send_json(&am, "POST", "/api/v2/silences", &silence.to_string());
+    assert_eq!(status, 200, "{answer}");
+    wait_for(
+        "the alert was not silenced",
+        Duration::from_secs(10),
+        || {
+            alerts()
+                .first()
+                .is_some_and(|a| a["status"]["state"] == "suppressed")
+        },
+    );
+    let delivered = || {
+        value(
+            &get(&metrics, "/metrics").unwrap().1,
+            "incidentflow_alert_deliveries_total{output=\"am\",outcome=\"delivered\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = delivered();
+    wait_for(
+        "delivery stopped under the silence",
+        Duration::from_secs(10),
+        || delivered() > before,
+    );
+    let scrape = get(&metrics, "/metrics").unwrap().1;
+    assert!(
+        !scrape.contains("output=\"am\",outcome=\"failed\"")
+            && !scrape.contains("output=\"am\",outcome=\"rejected\""),
+        "{scrape}"
+    );
+
+    // The rest: the services recover, the incident resolves, and Alertmanager drops the alert.
+    stdin
+        .write_all(around(t0, 360 + 13..360 + 28).as_bytes())
+        .unwrap();
+    drop(stdin);
+    assert!(job.0.wait().unwrap().success());
+    wait_for(
+        "the incident was not resolved in Alertmanager",
+        Duration::from_secs(15),
+        || {
+            !alerts()
+                .iter()
+                .any(|a| a["labels"]["incident_id"] == id.as_str())
+        },
+    );
+}

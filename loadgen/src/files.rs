@@ -6,6 +6,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use incidentflow_dataflows::time::Time;
+
 use crate::scenario::Scenario;
 
 /// Writes `samples.jsonl`, `topology.jsonl`, `deploys.jsonl` and `truth.jsonl` into `dir`, the
@@ -57,4 +59,52 @@ pub fn paced(
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// Writes `lines` live: a line stamped `t` (the scenario starting at `start`) is written when the
+/// wall clock reaches `start + (t - start) / speed`, stamped with that time. At `speed` 1 the
+/// scenario plays in real time; at `speed` N it plays N times faster, every sample still stamped
+/// with the wall-clock time it is written at (the series' intervals shrink N times). A line
+/// without a timestamp is written as it is.
+pub fn live(
+    lines: impl Iterator<Item = String>,
+    out: &mut impl Write,
+    start: Time,
+    speed: f64,
+) -> io::Result<()> {
+    let speed = if speed > 0.0 { speed } else { 1.0 };
+    for line in lines {
+        let Some((before, stamp, after)) = split_timestamp(&line) else {
+            writeln!(out, "{line}")?;
+            continue;
+        };
+        let Ok(at) = incidentflow_dataflows::time::parse_rfc3339(stamp) else {
+            writeln!(out, "{line}")?;
+            continue;
+        };
+        let due = start + (at.saturating_sub(start) as f64 / speed) as Time;
+        let now = wall_ms();
+        if due > now {
+            out.flush()?;
+            std::thread::sleep(Duration::from_millis(due - now));
+        }
+        let stamp = incidentflow_dataflows::time::format_rfc3339(due);
+        writeln!(out, "{before}{stamp}{after}")?;
+    }
+    out.flush()
+}
+
+/// The text of a line's `"timestamp":"..."` value, and what is before and after it.
+fn split_timestamp(line: &str) -> Option<(&str, &str, &str)> {
+    const KEY: &str = "\"timestamp\":\"";
+    let from = line.find(KEY)? + KEY.len();
+    let len = line[from..].find('"')?;
+    Some((&line[..from], &line[from..from + len], &line[from + len..]))
+}
+
+/// Milliseconds since the epoch, now.
+pub fn wall_ms() -> Time {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Time)
 }

@@ -48,8 +48,18 @@ struct Args {
     #[arg(long)]
     stdout: bool,
     /// Emit this many samples per second of wall time (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "live")]
     rate: u64,
+    /// Live (with --stdout): the scenario starts now, and each sample is written when the wall
+    /// clock reaches its time, stamped with it; so the job's incidents are live (an Alertmanager
+    /// shows them firing, then resolved).
+    #[arg(long, requires = "stdout")]
+    live: bool,
+    /// With --live: play the scenario this many times faster, each sample still stamped with
+    /// the wall-clock time it is written at (a series sampled every minute is sampled every
+    /// minute / N).
+    #[arg(long, default_value_t = 1.0, requires = "live")]
+    speed: f64,
     /// Produce the scenario to Kafka instead (samples, topology and deploys to their topics,
     /// created when missing).
     #[arg(long, value_name = "HOSTS", conflicts_with_all = ["out", "stdout"])]
@@ -89,6 +99,9 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
             args.scenario
         ))
     })?;
+    if args.live {
+        c.start = incidentflow_loadgen::files::wall_ms() / 1000 * 1000;
+    }
     if let Some(d) = &args.duration {
         c.duration = parse_duration(d).map_err(bad)?;
     }
@@ -136,6 +149,15 @@ fn run(args: &Args) -> io::Result<()> {
     }
     match (&args.out, args.stdout) {
         (Some(dir), _) => write_dir(&scenario, dir, args.rate),
+        (None, true) if args.live => {
+            let out = io::stdout();
+            incidentflow_loadgen::files::live(
+                scenario.samples(),
+                &mut BufWriter::with_capacity(1 << 16, out.lock()),
+                scenario.config.start,
+                args.speed,
+            )
+        }
         (None, true) => {
             let out = io::stdout();
             incidentflow_loadgen::files::paced(
