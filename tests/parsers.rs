@@ -1,6 +1,7 @@
 //! Property tests of the job's own parsers of outside data (those of the dataflow crate are in
 //! `dataflows/tests/parsers.rs`): silences and feedback lines from their side inputs, the
-//! checkpoint file, the job file, the static YAML topology and Prometheus remote write bodies.
+//! checkpoint file, the job file, the static YAML topology, Prometheus remote write bodies and
+//! span lines (OTLP and Zipkin JSON).
 //! On any bytes: no panic; a line
 //! refused is counted; a well-formed one is taken; a file that is not one is a clear error naming
 //! it. 2,000 cases each (`PROPTEST_CASES` sets more).
@@ -165,6 +166,26 @@ proptest! {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_span_line_of_any_bytes_gives_spans_or_a_reason(line in prop_oneof![
+        bytes(),
+        "\\{\"resourceSpans\":\\[\\{\"resource\":\\{\"attributes\":\\[\\]\\}[a-z\":,\\[\\]{}0-9]{0,60}".prop_map(String::into_bytes),
+        "\\[\\{\"traceId\":\"[a-z0-9]{0,4}\"[a-zA-Z\":,{}0-9]{0,60}".prop_map(String::into_bytes),
+    ]) {
+        match incidentflow::ingest::spans::parse_line(&line) {
+            Ok(spans) => {
+                let mut edges = incidentflow::ingest::spans::SpanEdges::new(60_000);
+                let mut out = Vec::new();
+                for span in spans {
+                    prop_assert!(!span.service.is_empty() && !span.trace_id.is_empty());
+                    edges.span(span, &mut out);
+                }
+                prop_assert!(out.iter().all(|e| e.caller != e.callee));
+            }
+            Err(invalid) => prop_assert!(!invalid.detail.is_empty()),
         }
     }
 }

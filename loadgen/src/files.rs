@@ -10,8 +10,9 @@ use incidentflow_dataflows::time::Time;
 
 use crate::scenario::Scenario;
 
-/// Writes `samples.jsonl`, `topology.jsonl`, `deploys.jsonl` and `truth.jsonl` into `dir`, the
-/// samples at `rate` lines per second (0: as fast as possible).
+/// Writes `samples.jsonl`, `topology.jsonl`, `deploys.jsonl`, `truth.jsonl` and (for scenarios
+/// of at most [`SPANS_MAX`] calls) `spans.jsonl` into `dir`, the samples at `rate` lines per
+/// second (0: as fast as possible).
 pub fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let create = |name: &str| -> io::Result<BufWriter<File>> {
@@ -34,9 +35,22 @@ pub fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
         }
         w.flush()?;
     }
+    // The spans of the call graph, for scenarios whose calls fit in a few hundred MB.
+    let calls = scenario.topology.changes.len() as u64 * scenario.config.duration
+        / crate::scenario::CALL_EVERY;
+    if calls <= SPANS_MAX {
+        let mut w = create("spans.jsonl")?;
+        for line in scenario.spans() {
+            writeln!(w, "{line}")?;
+        }
+        w.flush()?;
+    }
     let mut w = create("samples.jsonl")?;
     paced(scenario.samples(), &mut w, rate)
 }
+
+/// The most calls [`write_dir`] writes as spans (about 700 bytes each).
+pub const SPANS_MAX: u64 = 500_000;
 
 /// Writes `lines`, at `rate` lines per second when it is above 0 (open loop: line i is due at
 /// start + i / rate whatever the reader does; a late writer catches up without sleeping).

@@ -61,6 +61,8 @@ pub struct JobConfig {
     pub limits: LimitsSection,
     /// How a remote write series' labels become the sample's fields.
     pub remote_write: crate::ingest::remote_write::RemoteWriteSection,
+    /// The topology from traces (`--spans`).
+    pub traces: TracesSection,
     /// How anomalies become incidents.
     pub correlation: CorrelationSection,
     /// The Kafka brokers and topics used when an input or output is `kafka`.
@@ -293,6 +295,23 @@ impl Default for LimitsSection {
             forget_after: Millis(6 * 3_600_000),
             series_per_namespace: 0,
             series: 0,
+        }
+    }
+}
+
+/// `[traces]`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesSection {
+    /// An edge derived from spans is removed when no span has shown it for this long (`0s`:
+    /// never).
+    pub edge_expiry: Millis,
+}
+
+impl Default for TracesSection {
+    fn default() -> Self {
+        TracesSection {
+            edge_expiry: Millis(3_600_000),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct FeedSpec {
     pub topology: Option<Target>,
     /// Deploy events (JSON Lines, or `kafka`).
     pub deploys: Option<Target>,
+    /// Spans to derive the topology from (`--spans`).
+    pub spans: Option<std::path::PathBuf>,
     /// Brokers and topics, for inputs named `kafka`.
     pub kafka: KafkaSection,
     /// The brokers and security settings of every Kafka client.

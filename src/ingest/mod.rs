@@ -18,4 +18,5 @@ pub mod progress;
 pub mod remote_write;
 pub mod side_input;
 pub mod silences;
+pub mod spans;
 pub mod topology;

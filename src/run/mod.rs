@@ -137,6 +137,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let outcome = crate::dataflow::run(
         RunSpec {
             correlate: topology.is_some()
+                || args.spans.is_some()
                 || deploys.is_some()
                 || args.incidents_out.is_some()
                 || alerting,
@@ -144,6 +145,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
                 input,
                 topology,
                 deploys,
+                spans: args.spans.clone(),
                 kafka,
                 kafka_client: client,
                 until_end: args.until_end,

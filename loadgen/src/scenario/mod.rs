@@ -20,6 +20,9 @@ pub use crate::scenario::config::{Realism, ScenarioConfig, DEFAULT_START, METRIC
 pub use crate::scenario::faults::{Fault, FaultKind};
 use crate::topology::Topology;
 
+/// How often [`Scenario::spans`] has each edge called.
+pub const CALL_EVERY: Time = 60_000;
+
 /// A generated scenario: its topology, faults and deploys; samples come from [`Scenario::samples`].
 pub struct Scenario {
     /// The settings it was made from.
@@ -92,6 +95,49 @@ impl Scenario {
                 callee.name,
                 if c.add { "add" } else { "remove" },
                 caller.namespace
+            )
+        })
+    }
+
+    /// One call along every edge of the call graph each [`CALL_EVERY`] while the edge exists
+    /// (from its add, on the minute, to before its removal), as OTLP JSON lines: the caller's
+    /// client span and the callee's server span, its child. What the OpenTelemetry Collector's
+    /// file exporter writes; `incidentflow run --spans` derives the topology from it.
+    pub fn spans(&self) -> impl Iterator<Item = String> + '_ {
+        let end = self.config.start + self.config.duration;
+        let mut open: std::collections::BTreeMap<(usize, usize), Time> = Default::default();
+        let mut intervals: Vec<(usize, usize, Time, Time)> = Vec::new();
+        for c in &self.topology.changes {
+            if c.add {
+                open.entry((c.caller, c.callee)).or_insert(c.timestamp);
+            } else if let Some(from) = open.remove(&(c.caller, c.callee)) {
+                intervals.push((c.caller, c.callee, from, c.timestamp));
+            }
+        }
+        intervals.extend(open.into_iter().map(|((a, b), from)| (a, b, from, end)));
+        let mut calls: Vec<(Time, usize, usize)> = intervals
+            .into_iter()
+            .flat_map(|(a, b, from, until)| {
+                (0..)
+                    .map(move |k| from + k * CALL_EVERY)
+                    .take_while(move |t| *t < until)
+                    .map(move |t| (t, a, b))
+            })
+            .collect();
+        calls.sort_unstable();
+        calls.into_iter().enumerate().map(move |(n, (t, a, b))| {
+            let (caller, callee) = (&self.topology.services[a], &self.topology.services[b]);
+            let span = |service: &str, id: &str, parent: &str, kind: u8| {
+                format!(
+                    r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{n:032x}","spanId":"{id}","parentSpanId":"{parent}","name":"call","kind":{kind},"startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}]}}]}}"#,
+                    t * 1_000_000,
+                    (t + 5) * 1_000_000
+                )
+            };
+            format!(
+                r#"{{"resourceSpans":[{},{}]}}"#,
+                span(&caller.name, "0000000000000001", "", 3),
+                span(&callee.name, "0000000000000002", "0000000000000001", 2)
             )
         })
     }

@@ -84,6 +84,9 @@ impl Feed<'_> {
                 self.load_event(inputs, is_edges, at, &mut line, max_line);
             }
         }
+        if let Some(path) = &self.spec.spans {
+            self.load_spans(inputs, path, max_line)?;
+        }
         // A job that follows the samples topic follows these too: an edge or deploy that comes
         // later takes effect at its own time, or now if that time has passed.
         let live = matches!(self.spec.input, InputSource::Kafka { .. }) && !self.spec.until_end;
@@ -93,6 +96,69 @@ impl Feed<'_> {
                 &follow,
             )?);
         }
+        Ok(())
+    }
+
+    /// Derives the topology from the spans file (see `ingest::spans`): each line a batch of
+    /// spans, counted as one topology record, its edge changes into the dataflow at their times.
+    fn load_spans(
+        &mut self,
+        inputs: &mut Inputs,
+        path: &std::path::Path,
+        max_line: usize,
+    ) -> Result<(), JobError> {
+        let source = InputSource::Path(path.to_path_buf());
+        let name = source.name();
+        let error = |source| JobError::Input {
+            what: "spans",
+            name: name.clone(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(error)?.len();
+        let mut reader = Partition {
+            index: 0,
+            start: 0,
+            end: len,
+            first_line: 1,
+        }
+        .open(&source, max_line)
+        .map_err(error)?;
+        let mut edges = crate::ingest::spans::SpanEdges::new(self.config.traces.edge_expiry.0);
+        let (mut line, mut changes) = (Vec::new(), Vec::new());
+        while let Some(info) = reader.next_line(&mut line).map_err(error)? {
+            if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.counts.read += 1;
+            self.counts.topology += 1;
+            let parsed = if info.oversized {
+                Err(oversized(max_line))
+            } else {
+                crate::ingest::spans::parse_line(&line)
+            };
+            match parsed {
+                Ok(spans) => {
+                    self.counts.valid += 1;
+                    for span in spans {
+                        edges.span(span, &mut changes);
+                    }
+                }
+                Err(invalid) => {
+                    let at = Origin::line(&name, info);
+                    self.refuse(inputs, at, invalid, &mut line);
+                }
+            }
+        }
+        let derived = changes.len();
+        for change in changes {
+            let at = change.timestamp;
+            inputs.edges.update_at(change, at, 1);
+        }
+        tracing::info!(
+            spans = %name,
+            "topology from traces: {derived} edge changes, {} edges valid at the end",
+            edges.valid().count()
+        );
         Ok(())
     }
 
