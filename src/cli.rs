@@ -155,10 +155,11 @@ pub struct RunArgs {
     /// Deploy events (JSON Lines), or kafka for the deploys topic.
     #[arg(long, value_name = "FILE|kafka")]
     pub deploys: Option<Target>,
-    /// The topology from traces: spans as OTLP JSON or Zipkin v2 JSON (a batch a line), each
-    /// client -> server call an edge, removed after [traces] edge_expiry without a span.
-    #[arg(long, value_name = "FILE")]
-    pub spans: Option<std::path::PathBuf>,
+    /// The topology from traces: spans as OTLP JSON or Zipkin v2 JSON (a batch a line or a
+    /// message), a file or kafka for the spans topic, each client -> server call an edge,
+    /// removed after [traces] edge_expiry without a span.
+    #[arg(long, value_name = "FILE|kafka")]
+    pub spans: Option<Target>,
     /// Write every incident version as JSON Lines to FILE (- for standard output, kafka for the
     /// incidents topic).
     #[arg(long, value_name = "FILE|-|kafka")]

@@ -1139,3 +1139,55 @@ fn sigterm_to_a_two_process_cluster_drains_both_checkpoints_once_and_resumes() {
         lines(&dir.join("anomalies-file.jsonl"))
     );
 }
+
+/// Spans from a topic (`--spans kafka`, OTLP JSON as the Collector's Kafka exporter writes):
+/// the same edges as from the topology file, so the same incidents.
+#[test]
+fn spans_from_a_topic_give_the_topology_files_incidents() {
+    let broker = Broker::start("spans");
+    let dir = scratch("kafka-spans");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    create_topics(&broker.address, &[("sp.spans", 1)]).unwrap();
+    let spans: Vec<Vec<u8>> = scenario.spans().map(String::into_bytes).collect();
+    produce_raw(&broker.address, "sp.spans", 0, &spans).unwrap();
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        "[traces]\nedge_expiry = \"1m\"\n[kafka]\nspans_topic = \"sp.spans\"\n",
+    )
+    .unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let run = |topology: &[&str], out: &str| {
+        succeeded(
+            incidentflow()
+                .args([
+                    "run",
+                    "--input",
+                    &p("samples.jsonl"),
+                    "--deploys",
+                    &p("deploys.jsonl"),
+                ])
+                .args([
+                    "--config",
+                    &p("job.toml"),
+                    "--kafka-brokers",
+                    &broker.address,
+                ])
+                .args(topology)
+                .args(["--incidents-out", &p(out)])
+                .output()
+                .unwrap(),
+        );
+        lines(&dir.join(out))
+    };
+    let from_file = run(
+        &["--topology", &p("topology.jsonl")],
+        "incidents-file.jsonl",
+    );
+    assert!(from_file.len() > 5);
+    assert_eq!(
+        run(&["--spans", "kafka"], "incidents-spans.jsonl"),
+        from_file
+    );
+}

@@ -85,6 +85,7 @@ impl JobConfig {
         for (key, topic) in [
             ("samples_topic", &k.samples_topic),
             ("topology_topic", &k.topology_topic),
+            ("spans_topic", &k.spans_topic),
             ("deploys_topic", &k.deploys_topic),
             ("anomalies_topic", &k.anomalies_topic),
             ("incidents_topic", &k.incidents_topic),

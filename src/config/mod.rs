@@ -90,6 +90,9 @@ pub struct KafkaSection {
     pub samples_topic: String,
     /// Topology edges in.
     pub topology_topic: String,
+    /// Spans (`--spans kafka`): OTLP JSON, as the Collector's Kafka exporter writes with
+    /// `encoding: otlp_json`.
+    pub spans_topic: String,
     /// Deploy events in.
     pub deploys_topic: String,
     /// Anomalies out (key: the series).
@@ -126,6 +129,7 @@ impl Default for KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             samples_topic: "raw.metrics".into(),
             topology_topic: "raw.topology".into(),
+            spans_topic: "otlp_spans".into(),
             deploys_topic: "raw.deploys".into(),
             anomalies_topic: "aiops.anomalies".into(),
             incidents_topic: "aiops.incidents".into(),

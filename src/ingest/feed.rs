@@ -37,7 +37,7 @@ pub struct FeedSpec {
     /// Deploy events (JSON Lines, or `kafka`).
     pub deploys: Option<Target>,
     /// Spans to derive the topology from (`--spans`).
-    pub spans: Option<std::path::PathBuf>,
+    pub spans: Option<Target>,
     /// Brokers and topics, for inputs named `kafka`.
     pub kafka: KafkaSection,
     /// The brokers and security settings of every Kafka client.
@@ -125,6 +125,8 @@ pub struct Feed<'a> {
     follower: Option<crate::ingest::kafka::EventFollower>,
     /// The counts last added to the process's metrics.
     published: SourceCounts,
+    /// Worker 0 with `--spans`: the edges derived so far.
+    span_edges: crate::ingest::spans::SpanEdges,
 }
 
 impl<'a> Feed<'a> {
@@ -179,6 +181,7 @@ impl<'a> Feed<'a> {
             max_lag: (tick * 64).max(config.time.allowed_lateness.0),
             follower: None,
             published: SourceCounts::default(),
+            span_edges: crate::ingest::spans::SpanEdges::new(config.traces.edge_expiry.0),
         })
     }
 

@@ -84,8 +84,30 @@ impl Feed<'_> {
                 self.load_event(inputs, is_edges, at, &mut line, max_line);
             }
         }
-        if let Some(path) = &self.spec.spans {
-            self.load_spans(inputs, path, max_line)?;
+        match self.spec.spans.clone() {
+            None => {}
+            Some(Target::File(path)) => self.load_spans(inputs, &path, max_line)?,
+            Some(Target::Stdio) => {
+                return Err(JobError::Usage(
+                    "standard input carries the samples: give the spans as a file or kafka".into(),
+                ))
+            }
+            Some(Target::Kafka) => {
+                let topic = self.spec.kafka.spans_topic.clone();
+                let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, &topic)?;
+                follow.push((topic.clone(), read.ends.clone()));
+                for m in read.messages {
+                    let name = crate::kafka::source_name(&topic, m.partition);
+                    for (info, line) in message_lines(&m.payload, m.offset, max_line) {
+                        let at = Origin {
+                            source: &name,
+                            info,
+                            key: m.key.as_deref(),
+                        };
+                        self.load_span_line(inputs, at, &mut line.to_vec(), max_line);
+                    }
+                }
+            }
         }
         // A job that follows the samples topic follows these too: an edge or deploy that comes
         // later takes effect at its own time, or now if that time has passed.
@@ -123,43 +145,52 @@ impl Feed<'_> {
         }
         .open(&source, max_line)
         .map_err(error)?;
-        let mut edges = crate::ingest::spans::SpanEdges::new(self.config.traces.edge_expiry.0);
-        let (mut line, mut changes) = (Vec::new(), Vec::new());
+        let mut line = Vec::new();
         while let Some(info) = reader.next_line(&mut line).map_err(error)? {
             if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            self.counts.read += 1;
-            self.counts.topology += 1;
-            let parsed = if info.oversized {
-                Err(oversized(max_line))
-            } else {
-                crate::ingest::spans::parse_line(&line)
-            };
-            match parsed {
-                Ok(spans) => {
-                    self.counts.valid += 1;
-                    for span in spans {
-                        edges.span(span, &mut changes);
-                    }
-                }
-                Err(invalid) => {
-                    let at = Origin::line(&name, info);
-                    self.refuse(inputs, at, invalid, &mut line);
-                }
-            }
-        }
-        let derived = changes.len();
-        for change in changes {
-            let at = change.timestamp;
-            inputs.edges.update_at(change, at, 1);
+            self.load_span_line(inputs, Origin::line(&name, info), &mut line, max_line);
         }
         tracing::info!(
             spans = %name,
-            "topology from traces: {derived} edge changes, {} edges valid at the end",
-            edges.valid().count()
+            "topology from traces: {} edges valid at the end of the file",
+            self.span_edges.valid().count()
         );
         Ok(())
+    }
+
+    /// One line (or Kafka message) of spans: its edge changes into the dataflow at their times
+    /// (or now, if the input has passed them), or dead-lettered. Counted as one topology record.
+    fn load_span_line(
+        &mut self,
+        inputs: &mut Inputs,
+        at: Origin,
+        line: &mut Vec<u8>,
+        max_line: usize,
+    ) {
+        self.counts.read += 1;
+        self.counts.topology += 1;
+        let parsed = if at.info.oversized {
+            Err(oversized(max_line))
+        } else {
+            crate::ingest::spans::parse_line(line)
+        };
+        match parsed {
+            Ok(spans) => {
+                self.counts.valid += 1;
+                let mut changes = Vec::new();
+                for span in spans {
+                    self.span_edges.span(span, &mut changes);
+                }
+                let now = inputs.time();
+                for change in changes {
+                    let at = change.timestamp.max(now);
+                    inputs.edges.update_at(change, at, 1);
+                }
+            }
+            Err(invalid) => self.refuse(inputs, at, invalid, line),
+        }
     }
 
     /// Puts the topology and deploy events that arrived since the last call into the dataflow.
@@ -169,8 +200,10 @@ impl Feed<'_> {
         };
         let max_line = self.config.input.max_line_bytes as usize;
         let topology_topic = self.spec.kafka.topology_topic.clone();
+        let spans_topic = self.spec.kafka.spans_topic.clone();
         follower.drain(|m| {
             let is_edges = m.topic == topology_topic;
+            let is_spans = m.topic == spans_topic;
             let name = crate::kafka::source_name(m.topic, m.partition);
             for (info, line) in message_lines(m.payload, m.offset, max_line) {
                 let at = Origin {
@@ -178,7 +211,11 @@ impl Feed<'_> {
                     info,
                     key: m.key,
                 };
-                self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+                if is_spans {
+                    self.load_span_line(inputs, at, &mut line.to_vec(), max_line);
+                } else {
+                    self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+                }
             }
         });
         self.follower = Some(follower);
