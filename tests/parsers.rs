@@ -19,7 +19,6 @@ use incidentflow::ingest::topology::static_yaml_topology;
 use incidentflow::ops::feedback_book::FeedbackBook;
 use incidentflow::ops::metrics::Metrics;
 use proptest::prelude::*;
-use prost::Message;
 
 /// A remote write request: series with any label text (the mapping's labels sometimes absent),
 /// values across the doubles' range, times in and out of 2000..2100.
@@ -133,7 +132,7 @@ proptest! {
 
     #[test]
     fn every_remote_write_sample_becomes_a_line_that_decodes_to_it(request in write_request()) {
-        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap();
+        let body = remote_write::encode(&request);
         let decoded = remote_write::decode(&body).unwrap();
         prop_assert_eq!(&decoded, &request);
         let mut lines = Vec::new();

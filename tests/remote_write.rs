@@ -14,7 +14,6 @@ use std::process::Stdio;
 use common::*;
 use incidentflow::ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use incidentflow::ingest::remote_write::STALE_NAN;
-use prost::Message;
 
 /// POSTs `body` to the job's receiver; the answer's status.
 fn post(addr: &str, body: &[u8], encoding: &str) -> u16 {
@@ -34,9 +33,7 @@ fn post(addr: &str, body: &[u8], encoding: &str) -> u16 {
 
 /// A request as Prometheus sends it: protobuf, snappy block compressed.
 fn compressed(request: &WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .unwrap()
+    incidentflow::ingest::remote_write::encode(request)
 }
 
 fn label(name: &str, value: &str) -> Label {
@@ -180,4 +177,63 @@ fn remote_write_gives_the_json_paths_anomalies_refuses_what_it_cannot_decode_and
     // Every sample sent, the NaN, and the two bodies: the stale marker is not a record.
     assert_eq!(n("read"), sent as u64 + 3, "{s}");
     assert_eq!(n("valid"), sent as u64, "{s}");
+}
+
+/// The load generator live into the job by remote write: a small scenario of 20 minutes played
+/// 400 times faster, every sample stamped with the wall clock and sent when due, all received.
+#[test]
+fn the_load_generator_live_feeds_the_job_by_remote_write() {
+    use incidentflow_loadgen::scenario::{Scenario, ScenarioConfig};
+    let dir = scratch("remote-write-live");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--input", &format!("remote-write://{addr}")])
+            .args([
+                "--dead-letter",
+                &p("dead.jsonl"),
+                "--summary-out",
+                &p("summary.json"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the receiver never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut config = ScenarioConfig::named("small", 1).unwrap();
+    config.duration = 20 * MIN;
+    config.start = incidentflow_loadgen::files::wall_ms() / 1000 * 1000;
+    let scenario = Scenario::new(config);
+    let schedule = incidentflow_loadgen::files::live_schedule(
+        scenario.samples(),
+        scenario.config.start,
+        400.0,
+    );
+    let started = std::time::Instant::now();
+    let url = format!("http://{addr}/api/v1/write");
+    let sent = incidentflow_loadgen::remote_write::send_live(schedule, &url).unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "sent when due"
+    );
+    assert_eq!(sent.samples, scenario.samples().count() as u64);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &job.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(job.0.wait().unwrap().success());
+    // Every sample received and judged: none late, none ahead of the clock.
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["read"].as_u64().unwrap(), sent.samples, "{s}");
+    assert_eq!(s["valid"].as_u64().unwrap(), sent.samples, "{s}");
 }

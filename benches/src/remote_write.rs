@@ -4,127 +4,21 @@
 //! each run timed from the first request to the job's exit after the last was answered 204 and a
 //! SIGTERM (which processes everything queued), and checked to find the file run's anomalies.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use incidentflow::ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
-use prost::Message;
+use incidentflow_dataflows::remote_write::encode;
+use incidentflow_loadgen::remote_write::{request_of, Sender, PER_REQUEST};
 
 use crate::cli::Options;
 
-/// Samples per request (Prometheus's default `max_samples_per_send` is 2,000; 500 to 2,000 is
-/// what senders use).
-const PER_REQUEST: usize = 1000;
-
 /// The scenario's JSON sample lines as compressed requests, in the file's order.
 fn requests(lines: &[String]) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    for chunk in lines.chunks(PER_REQUEST) {
-        let mut timeseries = Vec::with_capacity(chunk.len());
-        for line in chunk {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-            let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            let at = incidentflow_dataflows::time::parse_rfc3339(&text("timestamp"))
-                .map_err(|e| format!("{e:?}"))?;
-            let mut labels = vec![
-                label("__name__", &text("metric_name")),
-                label("namespace", &text("namespace")),
-                label("service", &text("service")),
-            ];
-            if let Some(extra) = v["labels"].as_object() {
-                for (k, value) in extra {
-                    labels.push(label(k, value.as_str().unwrap_or_default()));
-                }
-            }
-            timeseries.push(TimeSeries {
-                labels,
-                samples: vec![Sample {
-                    value: v["value"].as_f64().unwrap_or_default(),
-                    timestamp: at as i64,
-                }],
-            });
-        }
-        let body = WriteRequest { timeseries }.encode_to_vec();
-        let compressed = snap::raw::Encoder::new()
-            .compress_vec(&body)
-            .map_err(|e| e.to_string())?;
-        out.push(compressed);
-    }
-    Ok(out)
-}
-
-fn label(name: &str, value: &str) -> Label {
-    Label {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
-/// One keep-alive connection to the receiver, opened again when the server closes it.
-struct Client {
-    addr: String,
-    stream: Option<TcpStream>,
-}
-
-impl Client {
-    /// POSTs `body` and returns the answer's status (retrying once on a closed connection).
-    fn post(&mut self, body: &[u8]) -> Result<u16, String> {
-        for _ in 0..2 {
-            if self.stream.is_none() {
-                let stream = TcpStream::connect(&self.addr).map_err(|e| e.to_string())?;
-                stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                self.stream = Some(stream);
-            }
-            let Some(stream) = self.stream.as_mut() else {
-                continue;
-            };
-            match exchange(stream, &self.addr, body) {
-                Ok(status) => return Ok(status),
-                Err(_) => self.stream = None,
-            }
-        }
-        Err("the receiver closed the connection twice".into())
-    }
-}
-
-fn exchange(stream: &mut TcpStream, addr: &str, body: &[u8]) -> std::io::Result<u16> {
-    let head = format!(
-        "POST /api/v1/write HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\n\
-         Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    // One write (head and body), as a real sender does: two small writes meet Nagle's algorithm
-    // and the peer's delayed acknowledgement, 40 ms a request.
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body);
-    stream.write_all(&request)?;
-    // The answer's head, then as many body bytes as it says.
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        answer.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&answer).to_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut rest = vec![0u8; length];
-    stream.read_exact(&mut rest)?;
-    Ok(status)
+    (lines.chunks(PER_REQUEST))
+        .map(|chunk| Ok(encode(&request_of(chunk).map_err(|e| e.to_string())?)))
+        .collect()
 }
 
 /// One run: the job receiving at `workers`, every request posted (a 503 posted again after a
@@ -162,12 +56,13 @@ fn run(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut client = Client { addr, stream: None };
+    let url = format!("http://{addr}/api/v1/write");
+    let mut client = Sender::new(&url).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut behind = 0u64;
     for body in bodies {
         loop {
-            match client.post(body)? {
+            match client.post(body).map_err(|e| e.to_string())? {
                 204 => break,
                 503 => {
                     behind += 1;

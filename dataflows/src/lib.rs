@@ -5,6 +5,7 @@
 //! | [`time`] | the time rules: event-time ticks, RFC 3339, windows, watermarks |
 //! | [`records`] | the record contracts: samples, anomalies, refusal reasons, dead letters |
 //! | [`wire`] | the anomaly and dead-letter lines as public records, written and read back |
+//! | [`remote_write`] | Prometheus remote write's wire format: the protobuf and snappy |
 //! | [`decode`] | JSON line -> validated sample, or the reason it is refused |
 //! | [`moments`] | the exact difference type of the baselines |
 //! | [`forget`] | per-series state forgotten once its series has gone silent (memory follows active series) |
@@ -32,6 +33,7 @@ pub mod moments;
 pub mod pipeline;
 pub mod rates;
 pub mod records;
+pub mod remote_write;
 pub mod rng;
 pub mod time;
 pub mod truth;

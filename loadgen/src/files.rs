@@ -75,37 +75,44 @@ pub fn paced(
     out.flush()
 }
 
-/// Writes `lines` live: a line stamped `t` (the scenario starting at `start`) is written when the
-/// wall clock reaches `start + (t - start) / speed`, stamped with that time. At `speed` 1 the
-/// scenario plays in real time; at `speed` N it plays N times faster, every sample still stamped
-/// with the wall-clock time it is written at (the series' intervals shrink N times). A line
-/// without a timestamp is written as it is.
+/// Writes `lines` live (see [`live_schedule`]): each when the wall clock reaches its time.
 pub fn live(
     lines: impl Iterator<Item = String>,
     out: &mut impl Write,
     start: Time,
     speed: f64,
 ) -> io::Result<()> {
-    let speed = if speed > 0.0 { speed } else { 1.0 };
-    for line in lines {
-        let Some((before, stamp, after)) = split_timestamp(&line) else {
-            writeln!(out, "{line}")?;
-            continue;
-        };
-        let Ok(at) = incidentflow_dataflows::time::parse_rfc3339(stamp) else {
-            writeln!(out, "{line}")?;
-            continue;
-        };
-        let due = start + (at.saturating_sub(start) as f64 / speed) as Time;
+    for (due, line) in live_schedule(lines, start, speed) {
         let now = wall_ms();
         if due > now {
             out.flush()?;
             std::thread::sleep(Duration::from_millis(due - now));
         }
-        let stamp = incidentflow_dataflows::time::format_rfc3339(due);
-        writeln!(out, "{before}{stamp}{after}")?;
+        writeln!(out, "{line}")?;
     }
     out.flush()
+}
+
+/// `lines` live: a line stamped `t` (the scenario starting at `start`) is due when the wall clock
+/// reaches `start + (t - start) / speed`, and is stamped with that time. At `speed` 1 the
+/// scenario plays in real time; at `speed` N, N times faster, every line still stamped with the
+/// wall-clock time it is due at (the series' intervals shrink N times). A line without a
+/// timestamp is due at once, as it is. Each line with its due time; the caller waits for it.
+pub fn live_schedule(
+    lines: impl Iterator<Item = String>,
+    start: Time,
+    speed: f64,
+) -> impl Iterator<Item = (Time, String)> {
+    let speed = if speed > 0.0 { speed } else { 1.0 };
+    lines.map(move |line| {
+        let stamped = split_timestamp(&line).and_then(|(before, stamp, after)| {
+            let at = incidentflow_dataflows::time::parse_rfc3339(stamp).ok()?;
+            let due = start + (at.saturating_sub(start) as f64 / speed) as Time;
+            let stamp = incidentflow_dataflows::time::format_rfc3339(due);
+            Some((due, format!("{before}{stamp}{after}")))
+        });
+        stamped.unwrap_or((0, line))
+    })
 }
 
 /// The text of a line's `"timestamp":"..."` value, and what is before and after it.

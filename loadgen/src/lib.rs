@@ -11,6 +11,7 @@
 
 pub mod files;
 pub mod kafka;
+pub mod remote_write;
 /// The workspace's seeded random numbers (in the dataflow crate, shared with the tests).
 pub use incidentflow_dataflows::rng;
 pub mod scenario;

@@ -50,10 +50,14 @@ struct Args {
     /// Emit this many samples per second of wall time (0: as fast as possible).
     #[arg(long, default_value_t = 0, conflicts_with = "live")]
     rate: u64,
-    /// Live (with --stdout): the scenario starts now, and each sample is written when the wall
-    /// clock reaches its time, stamped with it; so the job's incidents are live (an Alertmanager
-    /// shows them firing, then resolved).
-    #[arg(long, requires = "stdout")]
+    /// Send the samples to a Prometheus remote write receiver (`http://HOST:PORT/api/v1/write`,
+    /// the job's `--input remote-write://HOST:PORT`) in WriteRequests of 1,000 samples.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["out", "stdout", "kafka"])]
+    remote_write: Option<String>,
+    /// Live (with --stdout or --remote-write): the scenario starts now, and each sample is sent
+    /// when the wall clock reaches its time, stamped with it; so the job's incidents are live (an
+    /// Alertmanager shows them firing, then resolved).
+    #[arg(long, conflicts_with_all = ["out", "kafka"])]
     live: bool,
     /// With --live: play the scenario this many times faster, each sample still stamped with
     /// the wall-clock time it is written at (a series sampled every minute is sampled every
@@ -146,6 +150,27 @@ fn run(args: &Args) -> io::Result<()> {
             started.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+    if let Some(url) = &args.remote_write {
+        let sent = if args.live {
+            let start = scenario.config.start;
+            let schedule =
+                incidentflow_loadgen::files::live_schedule(scenario.samples(), start, args.speed);
+            incidentflow_loadgen::remote_write::send_live(schedule, url)?
+        } else {
+            incidentflow_loadgen::remote_write::send_all(scenario.samples(), url)?
+        };
+        eprintln!(
+            "incidentflow-loadgen: sent {} samples to {url} ({} requests sent again after 5xx or 429)",
+            sent.samples, sent.retried
+        );
+        return Ok(());
+    }
+    if args.live && !args.stdout {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--live goes with --stdout or --remote-write",
+        ));
     }
     match (&args.out, args.stdout) {
         (Some(dir), _) => write_dir(&scenario, dir, args.rate),

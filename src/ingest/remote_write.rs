@@ -31,13 +31,13 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+pub use incidentflow_dataflows::remote_write::{decode, encode, proto, STALE_NAN};
+
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 
 /// The largest request body taken, compressed (Prometheus sends at most a few hundred KiB).
 pub const MAX_BODY_BYTES: usize = 32 << 20;
-/// The largest a request may grow to once decompressed.
-pub const MAX_DECODED_BYTES: usize = 128 << 20;
 
 /// `[remote_write]`: how a series' labels become the sample's fields.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -66,47 +66,6 @@ impl Default for RemoteWriteSection {
         }
     }
 }
-
-/// The remote write 1.0 messages, the fields the job reads (prost skips the others: exemplars,
-/// native histograms, metadata).
-pub mod proto {
-    /// `prometheus.WriteRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-
-    /// `prometheus.TimeSeries`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-
-    /// `prometheus.Label`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-
-    /// `prometheus.Sample`: a value at milliseconds since the epoch.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
-
-/// The bits of Prometheus's stale marker (a NaN that says "this series ended").
-pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// One queued request: its samples as JSON Lines, or why it was refused.
 pub enum Request {
@@ -250,22 +209,6 @@ async fn receive(State(r): State<Receiving>, headers: HeaderMap, body: Bytes) ->
             (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
         }
     }
-}
-
-/// A request body: snappy block decompression, then the protobuf.
-pub fn decode(body: &[u8]) -> Result<proto::WriteRequest, String> {
-    // snap's errors say "snappy: ..." themselves.
-    let size = snap::raw::decompress_len(body).map_err(|e| e.to_string())?;
-    if size > MAX_DECODED_BYTES {
-        return Err(format!(
-            "snappy: the body would decompress to {size} bytes, more than the {MAX_DECODED_BYTES} allowed"
-        ));
-    }
-    let bytes = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| e.to_string())?;
-    <proto::WriteRequest as prost::Message>::decode(bytes.as_slice())
-        .map_err(|e| format!("protobuf: {e}"))
 }
 
 /// Appends `write`'s samples to `out` as JSON Lines; returns how many stale markers it skipped.
