@@ -18,8 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::moments::MAX_ABS_VALUE;
 use crate::records::{
-    DeployEvent, EdgeChange, Invalid, PreHashed, Reason, Sample, SeriesId, SeriesInfo,
-    SCHEMA_VERSION,
+    DeployEvent, EdgeChange, Invalid, Reason, Sample, SeriesId, SeriesInfo, SCHEMA_VERSION,
 };
 use crate::time::{self, Time, TimestampError};
 
@@ -108,6 +107,27 @@ struct RawSample<'a> {
     #[serde(borrow)]
     labels: Option<&'a RawValue>,
 }
+
+/// A hasher for keys that already are hashes: it keeps their low 64 bits.
+#[derive(Default)]
+pub struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = self.0 << 8 | b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// A map keyed by series id, hashed by the id itself (already a hash).
+pub type SeriesMap<V> = HashMap<crate::records::SeriesId, V, BuildHasherDefault<PreHashed>>;
 
 /// Turns JSON lines into validated samples, interning series on the way.
 #[derive(Default)]

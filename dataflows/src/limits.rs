@@ -41,8 +41,9 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 
+use crate::decode::SeriesMap;
 use crate::held::{Held, SampleUpdate, Update};
-use crate::records::{Sample, SeriesId, SeriesInfo, SeriesMap};
+use crate::records::{Sample, SeriesId, SeriesInfo};
 use crate::time::Time;
 
 /// The caps (0: none).

@@ -2,7 +2,6 @@
 //! a record is refused. Field names here are the JSON field names users read and write.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,27 +38,6 @@ impl std::hash::Hash for F64 {
         self.0.to_bits().hash(state)
     }
 }
-
-/// A hasher for keys that already are hashes: it keeps their low 64 bits.
-#[derive(Default)]
-pub struct PreHashed(u64);
-
-impl std::hash::Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = self.0 << 8 | b as u64;
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
-/// A map keyed by series id, hashed by the id itself (already a hash).
-pub type SeriesMap<V> = HashMap<SeriesId, V, std::hash::BuildHasherDefault<PreHashed>>;
 
 /// A series' identity: a 128-bit xxh3 hash of (namespace, service, metric_name, labels). Two pods
 /// of one service reporting the same metric are two series, each with its own baseline (incidents
@@ -186,27 +164,6 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The sample as an input line (RFC 3339 time; the value as read), for a dead letter of a
-    /// sample refused after it was decoded.
-    pub fn to_line(&self) -> String {
-        let s = &self.series;
-        let labels: serde_json::Map<String, serde_json::Value> = (s.labels.iter())
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_ref())))
-            .collect();
-        let mut line = serde_json::json!({
-            "schema_version": 1,
-            "timestamp": crate::time::format_rfc3339(self.timestamp),
-            "namespace": s.namespace.as_ref(),
-            "service": s.service.as_ref(),
-            "metric_name": s.metric_name.as_ref(),
-            "value": self.value.0,
-        });
-        if !labels.is_empty() {
-            line["labels"] = serde_json::Value::Object(labels);
-        }
-        line.to_string()
-    }
-
     /// A sample of `series` at `timestamp`.
     pub fn new(timestamp: Time, series: Arc<SeriesInfo>, value: f64) -> Self {
         Sample {

@@ -238,6 +238,29 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+impl crate::records::Sample {
+    /// The sample as an input line (RFC 3339 time; the value as read), for a dead letter of a
+    /// sample refused after it was decoded.
+    pub fn to_line(&self) -> String {
+        let s = &self.series;
+        let labels: serde_json::Map<String, serde_json::Value> = (s.labels.iter())
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_ref())))
+            .collect();
+        let mut line = serde_json::json!({
+            "schema_version": 1,
+            "timestamp": crate::time::format_rfc3339(self.timestamp),
+            "namespace": s.namespace.as_ref(),
+            "service": s.service.as_ref(),
+            "metric_name": s.metric_name.as_ref(),
+            "value": self.value.0,
+        });
+        if !labels.is_empty() {
+            line["labels"] = serde_json::Value::Object(labels);
+        }
+        line.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

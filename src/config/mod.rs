@@ -60,7 +60,7 @@ pub struct JobConfig {
     /// Bounds on what the job keeps.
     pub limits: LimitsSection,
     /// How a remote write series' labels become the sample's fields.
-    pub remote_write: crate::ingest::remote_write::RemoteWriteSection,
+    pub remote_write: RemoteWriteSection,
     /// The topology from traces (`--spans`).
     pub traces: TracesSection,
     /// How anomalies become incidents.
@@ -299,6 +299,34 @@ impl Default for LimitsSection {
             forget_after: Millis(6 * 3_600_000),
             series_per_namespace: 0,
             series: 0,
+        }
+    }
+}
+
+/// `[remote_write]`: how a series' labels become the sample's fields.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteSection {
+    /// The label that names the namespace.
+    pub namespace_label: String,
+    /// The namespace of series without that label.
+    pub default_namespace: String,
+    /// The labels that name the service, the first present wins (Prometheus's `job` last).
+    pub service_labels: Vec<String>,
+    /// The label that names the metric.
+    pub metric_label: String,
+    /// Requests queued for the dataflow before the receiver answers 503 (the sender retries).
+    pub queue: usize,
+}
+
+impl Default for RemoteWriteSection {
+    fn default() -> Self {
+        RemoteWriteSection {
+            namespace_label: "namespace".into(),
+            default_namespace: "default".into(),
+            service_labels: vec!["service".into(), "job".into()],
+            metric_label: "__name__".into(),
+            queue: 64,
         }
     }
 }

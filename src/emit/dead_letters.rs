@@ -30,6 +30,7 @@ pub enum DeadLetterOutput {
     Kafka(BTreeMap<String, crate::emit::kafka::TopicSink>),
 }
 
+// Long: one timely sink whose state (the lazily opened file, the Kafka sinks) lives in its closure.
 /// Writes dead letters (exchanged to worker 0) and sums the workers' counts.
 pub fn write_diagnostics(
     diagnostics: Stream<'_, Time, Vec<Diagnostic>>,

@@ -25,6 +25,7 @@ use crate::ops::shutdown::Shutdown;
 mod admit;
 mod events;
 mod inputs;
+mod remote;
 
 pub use inputs::{DiagnosticInput, Inputs};
 
@@ -382,84 +383,6 @@ impl<'a> Feed<'a> {
         self.send_marks(inputs, topic, &consumer, &progress);
         self.advance(worker, inputs, probe);
         Ok(())
-    }
-
-    /// Worker 0 reads the remote write receiver's requests, each as a Kafka message is read (its
-    /// lines, its position: the request's number), until asked to stop and the queue is empty:
-    /// a request the receiver answered 204 is processed (see `ingest::remote_write`).
-    fn run_remote_write(
-        &mut self,
-        worker: &mut Worker,
-        inputs: &mut Inputs,
-        probe: &ProbeHandle<Time>,
-        queue: &crate::ingest::remote_write::RemoteWriteQueue,
-    ) {
-        use crate::ingest::remote_write::Request;
-        self.metrics.inputs_connected(true);
-        self.owned = vec![PartitionState {
-            partition: Partition {
-                index: 0,
-                start: 0,
-                end: u64::MAX,
-                first_line: 1,
-            },
-            newest: None,
-            finished: false,
-            last_record: Some(Instant::now()),
-            ahead: Vec::new(),
-        }];
-        let source = self.source_name.clone();
-        let max_line = self.config.input.max_line_bytes as usize;
-        loop {
-            let request = if self.shutdown.requested() {
-                // The receiver answers 503 from now on: what it queued is still processed.
-                match queue.try_next() {
-                    Some(request) => request,
-                    None => break,
-                }
-            } else {
-                match queue.next(Duration::from_millis(50)) {
-                    Some(request) => request,
-                    None => {
-                        self.advance(worker, inputs, probe);
-                        continue;
-                    }
-                }
-            };
-            match request {
-                Request::Lines { number, lines } => {
-                    for (info, line) in message_lines(&lines, number as i64, max_line) {
-                        self.counts.read += 1;
-                        let decoded = if info.oversized {
-                            Err(oversized(max_line))
-                        } else {
-                            self.decoder.decode(line)
-                        };
-                        let origin = Origin::line(&source, info);
-                        self.take(0, decoded, origin, line, inputs, false);
-                    }
-                }
-                Request::Refused {
-                    number,
-                    detail,
-                    mut raw,
-                } => {
-                    self.counts.read += 1;
-                    let info = crate::ingest::files::LineInfo {
-                        offset: number,
-                        number: 0,
-                        oversized: false,
-                    };
-                    let invalid = Invalid::new(Reason::BadPayload, detail);
-                    self.refuse(inputs, Origin::line(&source, info), invalid, &mut raw);
-                }
-            }
-            self.owned[0].last_record = Some(Instant::now());
-            self.advance(worker, inputs, probe);
-        }
-        tracing::info!("asked to stop: the remote write receiver refuses from now on, and what it took is processed");
-        self.owned[0].finished = true;
-        self.advance(worker, inputs, probe);
     }
 
     /// Tells worker 0 how far each partition has been read (see `Diagnostic::Mark`).

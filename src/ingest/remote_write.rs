@@ -29,43 +29,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde::{Deserialize, Serialize};
 
 pub use incidentflow_dataflows::remote_write::{decode, encode, proto, STALE_NAN};
 
+pub use crate::config::RemoteWriteSection;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 
 /// The largest request body taken, compressed (Prometheus sends at most a few hundred KiB).
 pub const MAX_BODY_BYTES: usize = 32 << 20;
-
-/// `[remote_write]`: how a series' labels become the sample's fields.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RemoteWriteSection {
-    /// The label that names the namespace.
-    pub namespace_label: String,
-    /// The namespace of series without that label.
-    pub default_namespace: String,
-    /// The labels that name the service, the first present wins (Prometheus's `job` last).
-    pub service_labels: Vec<String>,
-    /// The label that names the metric.
-    pub metric_label: String,
-    /// Requests queued for the dataflow before the receiver answers 503 (the sender retries).
-    pub queue: usize,
-}
-
-impl Default for RemoteWriteSection {
-    fn default() -> Self {
-        RemoteWriteSection {
-            namespace_label: "namespace".into(),
-            default_namespace: "default".into(),
-            service_labels: vec!["service".into(), "job".into()],
-            metric_label: "__name__".into(),
-            queue: 64,
-        }
-    }
-}
 
 /// One queued request: its samples as JSON Lines, or why it was refused.
 pub enum Request {

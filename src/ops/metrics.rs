@@ -160,6 +160,7 @@ impl Metrics {
         m.register()
     }
 
+    // Long: one registration per metric with its help text, a list rather than logic.
     /// Registers every metric with its help text (the registry holds clones: the metrics are
     /// shared handles).
     fn register(mut self) -> Self {
