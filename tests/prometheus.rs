@@ -184,11 +184,7 @@ fn a_real_prometheus_remote_writes_into_the_job_and_scrapes_it() {
     );
     assert!(found["value"].as_f64().unwrap() > 30.0, "{found}");
 
-    let stopped = Command::new("kill")
-        .args(["-TERM", &job.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    sigterm(&job.0);
     let status = job.0.wait().unwrap();
     let log = std::fs::read_to_string(dir.join("job.log")).unwrap();
     assert!(status.success(), "{status}: {log}");

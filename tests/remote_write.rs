@@ -98,14 +98,7 @@ fn remote_write_gives_the_json_paths_anomalies_refuses_what_it_cannot_decode_and
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the receiver never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_listening(&addr);
     let all = requests(&text);
     let sent = all.iter().map(|r| r.timeseries.len()).sum::<usize>();
     for (i, request) in all.iter().enumerate() {
@@ -137,11 +130,7 @@ fn remote_write_gives_the_json_paths_anomalies_refuses_what_it_cannot_decode_and
         }
     }
     // Asked to stop: every request answered 204 is processed before the job ends.
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &job.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    sigterm(&job.0);
     let status = job.0.wait().unwrap();
     let log = std::fs::read_to_string(dir.join("job.log")).unwrap();
     assert!(status.success(), "{status}: {log}");
@@ -201,14 +190,7 @@ fn the_load_generator_live_feeds_the_job_by_remote_write() {
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the receiver never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_listening(&addr);
     let mut config = ScenarioConfig::named("small", 1).unwrap();
     config.duration = 20 * MIN;
     config.start = incidentflow_loadgen::files::wall_ms() / 1000 * 1000;
@@ -226,11 +208,7 @@ fn the_load_generator_live_feeds_the_job_by_remote_write() {
         "sent when due"
     );
     assert_eq!(sent.samples, scenario.samples().count() as u64);
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &job.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    sigterm(&job.0);
     assert!(job.0.wait().unwrap().success());
     // Every sample received and judged: none late, none ahead of the clock.
     let s = summary(&dir.join("summary.json"));

@@ -99,6 +99,18 @@ impl Sender {
         }
     }
 
+    /// Sends `batch` (JSON sample lines) as one request, if it holds any, and empties it;
+    /// returns how many samples it held.
+    fn send_batch(&mut self, batch: &mut Vec<String>) -> io::Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.send(&encode(&request_of(batch)?))?;
+        let n = batch.len() as u64;
+        batch.clear();
+        Ok(n)
+    }
+
     /// POSTs `body` once and returns the answer's status (retrying once on a closed connection).
     pub fn post(&mut self, body: &[u8]) -> io::Result<u16> {
         let mut last = io::Error::other("no attempt");
@@ -174,15 +186,10 @@ pub fn send_all(lines: impl Iterator<Item = String>, url: &str) -> io::Result<Se
     for line in lines {
         batch.push(line);
         if batch.len() == PER_REQUEST {
-            sender.send(&encode(&request_of(&batch)?))?;
-            samples += batch.len() as u64;
-            batch.clear();
+            samples += sender.send_batch(&mut batch)?;
         }
     }
-    if !batch.is_empty() {
-        sender.send(&encode(&request_of(&batch)?))?;
-        samples += batch.len() as u64;
-    }
+    samples += sender.send_batch(&mut batch)?;
     Ok(Sent {
         samples,
         retried: sender.retried,
@@ -199,9 +206,7 @@ pub fn send_live(schedule: impl Iterator<Item = (Time, String)>, url: &str) -> i
     let mut batch_due: Time = 0;
     for (due, line) in schedule {
         if !batch.is_empty() && (due > batch_due + 1000 || batch.len() == PER_REQUEST) {
-            sender.send(&encode(&request_of(&batch)?))?;
-            samples += batch.len() as u64;
-            batch.clear();
+            samples += sender.send_batch(&mut batch)?;
         }
         let now = crate::files::wall_ms();
         if due > now {
@@ -212,10 +217,7 @@ pub fn send_live(schedule: impl Iterator<Item = (Time, String)>, url: &str) -> i
         }
         batch.push(line);
     }
-    if !batch.is_empty() {
-        sender.send(&encode(&request_of(&batch)?))?;
-        samples += batch.len() as u64;
-    }
+    samples += sender.send_batch(&mut batch)?;
     Ok(Sent {
         samples,
         retried: sender.retried,

@@ -49,14 +49,6 @@ impl Feed<'_> {
                 continue;
                 }
             };
-            let source = InputSource::Path(path.clone());
-            let name = source.name();
-            let what = if is_edges { "topology" } else { "deploys" };
-            let error = |source| JobError::Input {
-                what,
-                name: name.clone(),
-                source,
-            };
             if is_edges && is_yaml(path) {
                 for e in static_yaml_topology(path)? {
                     self.counts.read += 1;
@@ -66,23 +58,10 @@ impl Feed<'_> {
                 }
                 continue;
             }
-            let len = std::fs::metadata(path).map_err(error)?.len();
-            let mut reader = Partition {
-                index: 0,
-                start: 0,
-                end: len,
-                first_line: 1,
-            }
-            .open(&source, max_line)
-            .map_err(error)?;
-            let mut line = Vec::new();
-            while let Some(info) = reader.next_line(&mut line).map_err(error)? {
-                if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let at = Origin::line(&name, info);
-                self.load_event(inputs, is_edges, at, &mut line, max_line);
-            }
+            let what = if is_edges { "topology" } else { "deploys" };
+            read_lines(path, what, max_line, |at, line| {
+                self.load_event(inputs, is_edges, at, line, max_line)
+            })?;
         }
         match self.spec.spans.clone() {
             None => {}
@@ -129,31 +108,11 @@ impl Feed<'_> {
         path: &std::path::Path,
         max_line: usize,
     ) -> Result<(), JobError> {
-        let source = InputSource::Path(path.to_path_buf());
-        let name = source.name();
-        let error = |source| JobError::Input {
-            what: "spans",
-            name: name.clone(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(error)?.len();
-        let mut reader = Partition {
-            index: 0,
-            start: 0,
-            end: len,
-            first_line: 1,
-        }
-        .open(&source, max_line)
-        .map_err(error)?;
-        let mut line = Vec::new();
-        while let Some(info) = reader.next_line(&mut line).map_err(error)? {
-            if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            self.load_span_line(inputs, Origin::line(&name, info), &mut line, max_line);
-        }
+        read_lines(path, "spans", max_line, |at, line| {
+            self.load_span_line(inputs, at, line, max_line)
+        })?;
         tracing::info!(
-            spans = %name,
+            spans = %path.display(),
             "topology from traces: {} edges valid at the end of the file",
             self.span_edges.valid().count()
         );
@@ -252,4 +211,38 @@ impl Feed<'_> {
             Err(invalid) => self.refuse(inputs, at, invalid, line),
         }
     }
+}
+
+/// Reads a small file (an edge list, deploys, spans) whole, line by line: each line that is not
+/// blank handed to `on` with its position.
+fn read_lines(
+    path: &std::path::Path,
+    what: &'static str,
+    max_line: usize,
+    mut on: impl FnMut(Origin<'_>, &mut Vec<u8>),
+) -> Result<(), JobError> {
+    let source = InputSource::Path(path.to_path_buf());
+    let name = source.name();
+    let error = |source| JobError::Input {
+        what,
+        name: name.clone(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(error)?.len();
+    let mut reader = Partition {
+        index: 0,
+        start: 0,
+        end: len,
+        first_line: 1,
+    }
+    .open(&source, max_line)
+    .map_err(error)?;
+    let mut line = Vec::new();
+    while let Some(info) = reader.next_line(&mut line).map_err(error)? {
+        if !info.oversized && line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        on(Origin::line(&name, info), &mut line);
+    }
+    Ok(())
 }
