@@ -73,11 +73,19 @@ fn bench(o: &Options) -> Result<(), String> {
     if let Some(before) = &o.before {
         return before_and_after_only(o, before, &job, &synthetic, &input, md);
     }
-    if o.only.as_deref() == Some("remote-write") {
-        return remote_write_only(o, &job, &input, md);
-    }
-    if o.only.is_some() {
-        return kafka_only(o, &job, &input, md);
+    match o.only.as_deref() {
+        Some("remote-write") => {
+            return only(
+                o,
+                &job,
+                &input,
+                md,
+                "remote-write",
+                remote_write::remote_write_bench,
+            )
+        }
+        Some(_) => return only(o, &job, &input, md, "kafka", kafka_bench),
+        None => {}
     }
     let inputs = Inputs {
         exe: &exe,
@@ -106,34 +114,20 @@ fn before_and_after_only(
     publish(o, "results-before-after", &md, None)
 }
 
-/// `--only kafka`: the file run's anomalies, then the Kafka part checked against them.
-fn kafka_only(
-    o: &Options,
-    job: &Path,
-    input: &ScenarioInput,
-    mut md: String,
-) -> Result<(), String> {
-    // The file run's anomalies, to check the Kafka runs against.
-    let reference = run_job(job, &input.samples, &o.dir, &o.scenario, 1, &[])?;
-    eprintln!(
-        "[{}] {} anomalies from the file",
-        o.scenario, reference.anomalies
-    );
-    let lines: Vec<String> = input.scenario.samples().collect();
-    let anomalies = o.dir.join(format!("anomalies-{}-w1.jsonl", o.scenario));
-    let (k, kafka_json) = kafka_bench(o, job, &lines, &anomalies)?;
-    md += &k;
-    publish(o, "results-kafka", &md, Some(&kafka_json))
-}
+/// The result of one part of the benchmark: its Markdown section and its figures.
+type Part = Result<(String, serde_json::Value), String>;
 
-/// `--only remote-write`: the file run's anomalies, then the remote write part checked against
-/// them.
-fn remote_write_only(
+/// `--only kafka` or `--only remote-write`: the file run's anomalies, then that part (`bench`)
+/// checked against them, published as `results-<name>`.
+fn only(
     o: &Options,
     job: &Path,
     input: &ScenarioInput,
     mut md: String,
+    name: &str,
+    bench: fn(&Options, &Path, &[String], &Path) -> Part,
 ) -> Result<(), String> {
+    // The file run's anomalies, to check the part's runs against.
     let reference = run_job(job, &input.samples, &o.dir, &o.scenario, 1, &[])?;
     eprintln!(
         "[{}] {} anomalies from the file",
@@ -141,9 +135,9 @@ fn remote_write_only(
     );
     let lines: Vec<String> = input.scenario.samples().collect();
     let anomalies = o.dir.join(format!("anomalies-{}-w1.jsonl", o.scenario));
-    let (r, json) = remote_write::remote_write_bench(o, job, &lines, &anomalies)?;
-    md += &r;
-    publish(o, "results-remote-write", &md, Some(&json))
+    let (part, json) = bench(o, job, &lines, &anomalies)?;
+    md += &part;
+    publish(o, &format!("results-{name}"), &md, Some(&json))
 }
 
 /// What every measurement reads: this benchmark's binary (for the reference), the job's, and the
