@@ -148,17 +148,18 @@ pub struct RunArgs {
     /// File with one host:port per process, in process-index order.
     #[arg(long, value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
-    /// The service topology: an edge stream or a static edge list (JSON Lines or YAML), or kafka
-    /// for the topology topic.
-    #[arg(long, value_name = "FILE|kafka")]
+    /// The service topology: an edge stream or a static edge list (JSON Lines or YAML), kafka for
+    /// the topology topic, or - for standard input (when the samples come from elsewhere).
+    #[arg(long, value_name = "FILE|kafka|-")]
     pub topology: Option<Target>,
-    /// Deploy events (JSON Lines), or kafka for the deploys topic.
-    #[arg(long, value_name = "FILE|kafka")]
+    /// Deploy events (JSON Lines), kafka for the deploys topic, or - for standard input.
+    #[arg(long, value_name = "FILE|kafka|-")]
     pub deploys: Option<Target>,
     /// The topology from traces: spans as OTLP JSON or Zipkin v2 JSON (a batch a line or a
-    /// message), a file or kafka for the spans topic, each client -> server call an edge,
-    /// removed after [traces] edge_expiry without a span.
-    #[arg(long, value_name = "FILE|kafka")]
+    /// message), from a file, kafka for the spans topic, or - for standard input; each client ->
+    /// server call an edge, removed after [traces] edge_expiry without a span. With samples read
+    /// live (kafka, remote write) the topics and standard input are followed.
+    #[arg(long, value_name = "FILE|kafka|-")]
     pub spans: Option<Target>,
     /// Write every incident version as JSON Lines to FILE (- for standard output, kafka for the
     /// incidents topic).

@@ -129,3 +129,93 @@ fn spans_give_the_topology_files_edges_and_its_incidents() {
         from_file
     );
 }
+
+/// Spans on standard input (`--spans -`, the samples from elsewhere): read to its end before
+/// the samples when they are a file, followed as they come when the samples arrive live (here
+/// by remote write); the same incidents as the topology file either way, and a line that is not
+/// spans dead-lettered with its place on standard input.
+#[test]
+fn spans_on_standard_input_read_whole_or_followed_give_the_topology_files_incidents() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = scratch("traces-stdin");
+    let scenario = Scenario::new(ScenarioConfig::named("small", 1).unwrap());
+    write_dir(&scenario, &dir, 0).unwrap();
+    let minute = "[traces]\nedge_expiry = \"1m\"\n";
+    let topology = dir.join("topology.jsonl").to_str().unwrap().to_string();
+    let from_file = run(&dir, "file", &["--topology", &topology], minute, "1");
+    assert!(from_file.len() > 5);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let spans = format!(
+        "not spans\n{}",
+        std::fs::read_to_string(dir.join("spans.jsonl")).unwrap()
+    );
+    let span_lines = spans.lines().count() as f64;
+
+    // The samples from a file: standard input is read to its end first.
+    let mut job = incidentflow()
+        .args(["run", "--input", &p("samples.jsonl")])
+        .args(["--deploys", &p("deploys.jsonl"), "--spans", "-"])
+        .args(["--config", &p("job-file.toml")])
+        .args(["--incidents-out", &p("incidents-whole.jsonl")])
+        .args(["--dead-letter", &p("dead-whole.jsonl")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    job.stdin
+        .take()
+        .unwrap()
+        .write_all(spans.as_bytes())
+        .unwrap();
+    assert!(job.wait().unwrap().success());
+    assert_eq!(lines(&dir.join("incidents-whole.jsonl")), from_file);
+    let letters = json_lines(&dir.join("dead-whole.jsonl"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["source"], "stdin");
+    assert_eq!(letters[0]["line"], 1);
+    assert_eq!(letters[0]["reason"], "not_json");
+
+    // The samples by remote write, live: standard input is followed. Every span line is taken
+    // in (the job's /metrics counts them) before the samples are sent.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut job = KillOnDrop(
+        incidentflow()
+            .args(["run", "--input", &format!("remote-write://{addr}")])
+            .args(["--deploys", &p("deploys.jsonl"), "--spans", "-"])
+            .args(["--config", &p("job-file.toml"), "--metrics-addr", &metrics])
+            .args(["--incidents-out", &p("incidents-followed.jsonl")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = job.0.stdin.take().unwrap();
+    stdin.write_all(spans.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_listening(&metrics);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let taken = || {
+        get(&metrics, "/metrics")
+            .and_then(|(_, scrape)| {
+                value(
+                    &scrape,
+                    "incidentflow_records_in_total{source=\"topology\"}",
+                )
+            })
+            .unwrap_or(0.0)
+    };
+    while taken() < span_lines && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(taken(), span_lines, "every span line taken in");
+    let url = format!("http://{addr}/api/v1/write");
+    let sent = incidentflow_loadgen::remote_write::send_all(scenario.samples(), &url).unwrap();
+    assert_eq!(sent.samples, scenario.samples().count() as u64);
+    sigterm(&job.0);
+    drop(stdin);
+    assert!(job.0.wait().unwrap().success());
+    assert_eq!(lines(&dir.join("incidents-followed.jsonl")), from_file);
+}

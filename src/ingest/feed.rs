@@ -128,6 +128,8 @@ pub struct Feed<'a> {
     published: SourceCounts,
     /// Worker 0 with `--spans`: the edges derived so far.
     span_edges: crate::ingest::spans::SpanEdges,
+    /// Worker 0 following events on standard input (see `events`): their kind and lines.
+    stdin_events: Option<(events::EventKind, events::StdinLines)>,
 }
 
 impl<'a> Feed<'a> {
@@ -183,6 +185,7 @@ impl<'a> Feed<'a> {
             follower: None,
             published: SourceCounts::default(),
             span_edges: crate::ingest::spans::SpanEdges::new(config.traces.edge_expiry.0),
+            stdin_events: None,
         })
     }
 
@@ -377,7 +380,6 @@ impl<'a> Feed<'a> {
                 last_mark = Instant::now();
                 self.send_marks(inputs, topic, &consumer, &progress);
             }
-            self.follow_events(inputs);
         }
         // Where every partition ended, for the offsets the checkpoint commits.
         self.send_marks(inputs, topic, &consumer, &progress);
@@ -482,6 +484,8 @@ impl<'a> Feed<'a> {
     }
 
     fn advance(&mut self, worker: &mut Worker, inputs: &mut Inputs, probe: &ProbeHandle<Time>) {
+        // Followed events first, so that one due before the new input time takes effect at it.
+        self.follow_events(inputs);
         self.publish_counts();
         if let Some(low) = self.low_watermark() {
             if low > inputs.time() {

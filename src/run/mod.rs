@@ -232,13 +232,27 @@ fn event_inputs(args: &RunArgs, demo: bool) -> Result<(Option<Target>, Option<Ta
                     source,
                 })?;
             }
-            Some(Target::Stdio) => {
+            Some(Target::Stdio) if args.input == Some(Target::Stdio) => {
                 return Err(JobError::Usage(format!(
                     "--{what} -: standard input carries the samples; give a file or kafka"
                 )))
             }
-            Some(Target::Kafka) | None => {}
+            Some(Target::Stdio | Target::Kafka) | None => {}
         }
+    }
+    let on_stdin = [&args.topology, &args.deploys, &args.spans]
+        .into_iter()
+        .filter(|t| **t == Some(Target::Stdio))
+        .count();
+    if args.spans == Some(Target::Stdio) && args.input == Some(Target::Stdio) {
+        return Err(JobError::Usage(
+            "--spans -: standard input carries the samples; give a file or kafka".into(),
+        ));
+    }
+    if on_stdin > 1 {
+        return Err(JobError::Usage(
+            "standard input carries one stream: give at most one of --topology, --deploys and --spans as -".into(),
+        ));
     }
     Ok(match (demo, &args.topology) {
         (true, None) => (

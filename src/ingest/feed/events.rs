@@ -1,14 +1,16 @@
-//! The topology and deploy events of the feed (worker 0): read from their files or topics
-//! before the samples, every valid event put into the dataflow at its own time (a static YAML
-//! topology at time 0), refused lines to the dead letters; a job that follows the samples topic
-//! also follows the event topics, and an event whose time has passed takes effect now.
+//! The topology and deploy events of the feed (worker 0): read from their files, topics or
+//! standard input (when the samples are not there) before the samples, every valid event put
+//! into the dataflow at its own time (a static YAML topology at time 0), refused lines to the
+//! dead letters. A job that reads its samples live (following a topic, or by remote write) also
+//! follows the event topics and standard input, and an event whose time has passed takes effect
+//! now.
 
 use incidentflow_dataflows::decode::{decode_deploy, decode_edge};
 
 use super::{message_lines, oversized, Feed, Inputs, Origin};
 use crate::cli::Target;
 use crate::error::JobError;
-use crate::ingest::files::{InputSource, Partition};
+use crate::ingest::files::{InputSource, LineInfo, Partition};
 use crate::ingest::topology::{is_yaml, static_yaml_topology};
 
 impl Feed<'_> {
@@ -17,36 +19,38 @@ impl Feed<'_> {
     pub fn load_events(&mut self, inputs: &mut Inputs) -> Result<(), JobError> {
         let max_line = self.config.input.max_line_bytes as usize;
         let mut follow: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
+        // The samples read live: the event topics and standard input are followed.
+        let live = match self.spec.input {
+            InputSource::Kafka { .. } => !self.spec.until_end,
+            InputSource::RemoteWrite { .. } | InputSource::Stdin => true,
+            InputSource::Path(_) | InputSource::Embedded { .. } => false,
+        };
+        self.events_on_stdin(inputs, live, max_line)?;
         for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
             let path = match path {
-                None => continue,
+                None | Some(Target::Stdio) => continue,
                 Some(Target::File(path)) => path,
-                Some(Target::Stdio) => {
-                    return Err(JobError::Usage(
-                        "standard input carries the samples: give the topology and deploys as files or kafka".into(),
-                    ))
-                }
                 Some(Target::Kafka) => {
-                let kafka = &self.spec.kafka;
-                let topic = if is_edges {
-                    &kafka.topology_topic
-                } else {
-                    &kafka.deploys_topic
-                };
-                let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, topic)?;
-                follow.push((topic.clone(), read.ends.clone()));
-                for m in read.messages {
-                    let name = crate::kafka::source_name(topic, m.partition);
-                    for (info, line) in message_lines(&m.payload, m.offset, max_line) {
-                        let at = Origin {
-                            source: &name,
-                            info,
-                            key: m.key.as_deref(),
-                        };
-                        self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+                    let kafka = &self.spec.kafka;
+                    let topic = if is_edges {
+                        &kafka.topology_topic
+                    } else {
+                        &kafka.deploys_topic
+                    };
+                    let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, topic)?;
+                    follow.push((topic.clone(), read.ends.clone()));
+                    for m in read.messages {
+                        let name = crate::kafka::source_name(topic, m.partition);
+                        for (info, line) in message_lines(&m.payload, m.offset, max_line) {
+                            let at = Origin {
+                                source: &name,
+                                info,
+                                key: m.key.as_deref(),
+                            };
+                            self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
+                        }
                     }
-                }
-                continue;
+                    continue;
                 }
             };
             if is_edges && is_yaml(path) {
@@ -64,13 +68,8 @@ impl Feed<'_> {
             })?;
         }
         match self.spec.spans.clone() {
-            None => {}
+            None | Some(Target::Stdio) => {}
             Some(Target::File(path)) => self.load_spans(inputs, &path, max_line)?,
-            Some(Target::Stdio) => {
-                return Err(JobError::Usage(
-                    "standard input carries the samples: give the spans as a file or kafka".into(),
-                ))
-            }
             Some(Target::Kafka) => {
                 let topic = self.spec.kafka.spans_topic.clone();
                 let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, &topic)?;
@@ -88,9 +87,8 @@ impl Feed<'_> {
                 }
             }
         }
-        // A job that follows the samples topic follows these too: an edge or deploy that comes
+        // A job that reads its samples live follows these too: an edge or deploy that comes
         // later takes effect at its own time, or now if that time has passed.
-        let live = matches!(self.spec.input, InputSource::Kafka { .. }) && !self.spec.until_end;
         if live && !follow.is_empty() {
             self.follower = Some(crate::ingest::kafka::EventFollower::open(
                 &self.spec.kafka_client,
@@ -152,12 +150,91 @@ impl Feed<'_> {
         }
     }
 
-    /// Puts the topology and deploy events that arrived since the last call into the dataflow.
+    /// Reads the events on standard input (`--topology -`, `--deploys -` or `--spans -`, when
+    /// the samples come from elsewhere): to its end now, or, when the samples are read `live`,
+    /// followed on a thread of its own and taken in by [`Feed::follow_events`].
+    fn events_on_stdin(
+        &mut self,
+        inputs: &mut Inputs,
+        live: bool,
+        max_line: usize,
+    ) -> Result<(), JobError> {
+        // `run` has checked that at most one is, and that the samples are not.
+        let on_stdin = [
+            (&self.spec.topology, EventKind::Edges),
+            (&self.spec.deploys, EventKind::Deploys),
+            (&self.spec.spans, EventKind::Spans),
+        ]
+        .into_iter()
+        .find(|(target, _)| matches!(target, Some(Target::Stdio)));
+        let Some((_, kind)) = on_stdin else {
+            return Ok(());
+        };
+        if live {
+            self.stdin_events = Some((kind, follow_stdin(max_line)?));
+            return Ok(());
+        }
+        let mut reader = Partition {
+            index: 0,
+            start: 0,
+            end: u64::MAX,
+            first_line: 1,
+        }
+        .open(&InputSource::Stdin, max_line)
+        .map_err(|source| stdin_error(kind, source))?;
+        let mut line = Vec::new();
+        while let Some(info) = reader
+            .next_line(&mut line)
+            .map_err(|source| stdin_error(kind, source))?
+        {
+            if info.oversized || !line.iter().all(u8::is_ascii_whitespace) {
+                self.load_kind(
+                    inputs,
+                    kind,
+                    Origin::line("stdin", info),
+                    &mut line,
+                    max_line,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One event line of `kind` into the dataflow, or dead-lettered.
+    fn load_kind(
+        &mut self,
+        inputs: &mut Inputs,
+        kind: EventKind,
+        at: Origin,
+        line: &mut Vec<u8>,
+        max_line: usize,
+    ) {
+        match kind {
+            EventKind::Edges => self.load_event(inputs, true, at, line, max_line),
+            EventKind::Deploys => self.load_event(inputs, false, at, line, max_line),
+            EventKind::Spans => self.load_span_line(inputs, at, line, max_line),
+        }
+    }
+
+    /// Puts the events that arrived since the last call (on the followed topics, on standard
+    /// input) into the dataflow.
     pub(super) fn follow_events(&mut self, inputs: &mut Inputs) {
+        let max_line = self.config.input.max_line_bytes as usize;
+        if let Some((kind, lines)) = self.stdin_events.take() {
+            for (info, mut line) in lines.try_iter().take(10_000) {
+                self.load_kind(
+                    inputs,
+                    kind,
+                    Origin::line("stdin", info),
+                    &mut line,
+                    max_line,
+                );
+            }
+            self.stdin_events = Some((kind, lines));
+        }
         let Some(follower) = self.follower.take() else {
             return;
         };
-        let max_line = self.config.input.max_line_bytes as usize;
         let topology_topic = self.spec.kafka.topology_topic.clone();
         let spans_topic = self.spec.kafka.spans_topic.clone();
         follower.drain(|m| {
@@ -245,4 +322,72 @@ fn read_lines(
         on(Origin::line(&name, info), &mut line);
     }
     Ok(())
+}
+
+/// Which kind of event a stream carries.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum EventKind {
+    /// Topology edge changes.
+    Edges,
+    /// Deploys.
+    Deploys,
+    /// Spans, each client -> server call an edge.
+    Spans,
+}
+
+impl EventKind {
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::Edges => "topology",
+            EventKind::Deploys => "deploys",
+            EventKind::Spans => "spans",
+        }
+    }
+}
+
+/// Lines of standard input as they arrive, with their positions.
+pub(super) type StdinLines = std::sync::mpsc::Receiver<(LineInfo, Vec<u8>)>;
+
+/// Reads standard input on a thread of its own, its non-blank lines handed over as they arrive
+/// (at most 4,096 waiting: a writer faster than the job waits).
+fn follow_stdin(max_line: usize) -> Result<StdinLines, JobError> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(4096);
+    std::thread::Builder::new()
+        .name("stdin-events".into())
+        .spawn(move || {
+            let partition = Partition {
+                index: 0,
+                start: 0,
+                end: u64::MAX,
+                first_line: 1,
+            };
+            let mut reader = match partition.open(&InputSource::Stdin, max_line) {
+                Ok(reader) => reader,
+                Err(e) => return tracing::warn!("cannot read standard input: {e}"),
+            };
+            let mut line = Vec::new();
+            loop {
+                match reader.next_line(&mut line) {
+                    Ok(Some(info)) => {
+                        if (info.oversized || !line.iter().all(u8::is_ascii_whitespace))
+                            && sender.send((info, std::mem::take(&mut line))).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => return tracing::info!("standard input ended"),
+                    Err(e) => return tracing::warn!("cannot read standard input on: {e}"),
+                }
+            }
+        })
+        .map_err(|e| JobError::Startup(format!("cannot start the standard input reader: {e}")))?;
+    Ok(receiver)
+}
+
+fn stdin_error(kind: EventKind, source: std::io::Error) -> JobError {
+    JobError::Input {
+        what: kind.name(),
+        name: "stdin".into(),
+        source,
+    }
 }
