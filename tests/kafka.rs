@@ -1191,3 +1191,135 @@ fn spans_from_a_topic_give_the_topology_files_incidents() {
         from_file
     );
 }
+
+/// The live load generator to Kafka (`incidentflow-loadgen --live --kafka`): samples, edges,
+/// deploys and spans produced to their topics when the wall clock reaches their times, stamped
+/// with them; a job following the topics meanwhile sees the live run's anomalies, and the topics
+/// read afterwards give exactly what the same live run's files give.
+#[test]
+fn the_live_load_generator_produces_every_stream_when_due_and_a_following_job_sees_it() {
+    use incidentflow_loadgen::live::{wall_ms, Clock};
+    let broker = Broker::start("live");
+    let dir = scratch("kafka-live");
+    // Six hours at 2,000 times: 10.8 s, from the next second.
+    let start = wall_ms() / 1000 * 1000 + 1000;
+    let mut config = ScenarioConfig::named("small", 1).unwrap();
+    config.start = start;
+    let scenario = Scenario::new(config);
+    let clock = Clock::new(start, 2000.0);
+    incidentflow_loadgen::files::write_dir_stamped(&scenario, &dir, 0, Some(clock)).unwrap();
+    let target = KafkaTarget {
+        samples_topic: "l.metrics".into(),
+        topology_topic: "l.topology".into(),
+        deploys_topic: "l.deploys".into(),
+        spans_topic: Some("l.spans".into()),
+        partitions: 4,
+        batch: 200,
+        ..KafkaTarget::new(&broker.address)
+    };
+    create_topics(
+        &broker.address,
+        &[
+            ("l.metrics", 4),
+            ("l.topology", 1),
+            ("l.deploys", 1),
+            ("l.anomalies", 2),
+            ("l.incidents", 2),
+        ],
+    )
+    .unwrap();
+    let config = job(&dir, "l");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let kafka_run = |tag: &str| -> Vec<String> {
+        [
+            "run",
+            "--config",
+            &config,
+            "--kafka-brokers",
+            &broker.address,
+            "--input",
+            "kafka",
+            "--topology",
+            "kafka",
+            "--deploys",
+            "kafka",
+            "--anomalies-out",
+            &p(&format!("anomalies-{tag}.jsonl")),
+            "--incidents-out",
+            &p(&format!("incidents-{tag}.jsonl")),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // A job following the topics while the generator runs.
+    let mut following = KillOnDrop(
+        incidentflow()
+            .args(kafka_run("following"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let produced = incidentflow_loadgen::kafka::produce_live(&scenario, &target, clock).unwrap();
+    let finished = wall_ms();
+    assert_eq!(produced.samples, scenario.samples().count() as u64);
+    assert_eq!(produced.edges, scenario.edges().count() as u64);
+    assert_eq!(produced.deploys, scenario.deploys.len() as u64);
+    assert_eq!(produced.spans, scenario.spans().count() as u64);
+    assert!(
+        finished >= start + 10_700,
+        "played over 10.8 s, not sent at once: done {} ms after the start",
+        finished.saturating_sub(start)
+    );
+
+    // Each event went out when due: its message's timestamp is its (restamped) time, which is
+    // the line's own, between the start and the end of the run.
+    let spans = read_topic(&broker.address, "l.spans");
+    assert_eq!(spans.len() as u64, produced.spans);
+    let edges = read_topic(&broker.address, "l.topology");
+    assert_eq!(
+        edges.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+        lines(&dir.join("topology.jsonl")),
+        "the edges the live run's file holds, in order"
+    );
+    for (_, span) in &spans {
+        let v: serde_json::Value = serde_json::from_str(span).unwrap();
+        let nanos: u64 = v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (start..=start + 10_800).contains(&(nanos / 1_000_000)),
+            "{span}"
+        );
+    }
+
+    // The following job, once its partitions have been idle and its watermark has followed the
+    // clock past the end, has written every anomaly the live run's files give.
+    let from_file = {
+        run_on_scenario_files(&dir, "anomalies-file.jsonl", "incidents-file.jsonl");
+        lines(&dir.join("anomalies-file.jsonl"))
+    };
+    assert!(from_file.len() > 20, "{} anomalies", from_file.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lines(&dir.join("anomalies-following.jsonl")).len() < from_file.len()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sigterm(&following.0);
+    assert!(following.0.wait().unwrap().success());
+    assert_eq!(lines(&dir.join("anomalies-following.jsonl")), from_file);
+    assert!(!lines(&dir.join("incidents-following.jsonl")).is_empty());
+
+    // The topics read to their ends afterwards: the files' anomalies and incidents, exactly.
+    let mut args = kafka_run("after");
+    args.push("--until-end".into());
+    succeeded(incidentflow().args(&args).output().unwrap());
+    assert_eq!(lines(&dir.join("anomalies-after.jsonl")), from_file);
+    assert_eq!(
+        lines(&dir.join("incidents-after.jsonl")),
+        lines(&dir.join("incidents-file.jsonl"))
+    );
+}

@@ -368,7 +368,7 @@ fn a_live_incident_fires_is_resent_survives_a_silence_and_resolves_in_a_real_ale
             .unwrap(),
     );
     // Live: the fault began 21 minutes ago, the samples run to 17 minutes ago for now.
-    let t0 = incidentflow_loadgen::files::wall_ms() / MIN * MIN - 30 * MIN;
+    let t0 = incidentflow_loadgen::live::wall_ms() / MIN * MIN - 30 * MIN;
     let mut stdin = job.0.stdin.take().unwrap();
     stdin.write_all(around(t0, 0..360 + 13).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -408,7 +408,7 @@ fn a_live_incident_fires_is_resent_survives_a_silence_and_resolves_in_a_real_ale
     );
 
     // A silence made in Alertmanager: the alert is suppressed, delivery goes on.
-    let now = incidentflow_loadgen::files::wall_ms();
+    let now = incidentflow_loadgen::live::wall_ms();
     let silence = serde_json::json!({
         "matchers": [{"name": "incident_id", "value": id, "isRegex": false, "isEqual": true}],
         "startsAt": incidentflow_dataflows::time::format_rfc3339(now),

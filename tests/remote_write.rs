@@ -206,16 +206,13 @@ fn the_load_generator_live_feeds_the_job_by_remote_write() {
     wait_listening(&addr);
     let mut config = ScenarioConfig::named("small", 1).unwrap();
     config.duration = 20 * MIN;
-    config.start = incidentflow_loadgen::files::wall_ms() / 1000 * 1000;
+    config.start = incidentflow_loadgen::live::wall_ms() / 1000 * 1000;
     let scenario = Scenario::new(config);
-    let schedule = incidentflow_loadgen::files::live_schedule(
-        scenario.samples(),
-        scenario.config.start,
-        400.0,
-    );
+    let clock = incidentflow_loadgen::live::Clock::new(scenario.config.start, 400.0);
     let started = std::time::Instant::now();
     let url = format!("http://{addr}/api/v1/write");
-    let sent = incidentflow_loadgen::remote_write::send_live(schedule, &url).unwrap();
+    let sent =
+        incidentflow_loadgen::remote_write::send_live(scenario.samples(), clock, &url).unwrap();
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(2),
         "sent when due"

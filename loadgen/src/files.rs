@@ -6,14 +6,27 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use incidentflow_dataflows::time::Time;
-
 use crate::scenario::Scenario;
 
 /// Writes `samples.jsonl`, `topology.jsonl`, `deploys.jsonl`, `truth.jsonl` and (for scenarios
 /// of at most [`SPANS_MAX`] calls) `spans.jsonl` into `dir`, the samples at `rate` lines per
 /// second (0: as fast as possible).
 pub fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
+    write_dir_stamped(scenario, dir, rate, None)
+}
+
+/// [`write_dir`], with every time in the files the one a live run on the `live` clock stamps
+/// (`--live --out`: the files of a live run, written at once).
+pub fn write_dir_stamped(
+    scenario: &Scenario,
+    dir: &Path,
+    rate: u64,
+    live: Option<crate::live::Clock>,
+) -> io::Result<()> {
+    let stamp = |line: String| match live {
+        Some(clock) => clock.restamp(&line).1,
+        None => line,
+    };
     std::fs::create_dir_all(dir)?;
     let create = |name: &str| -> io::Result<BufWriter<File>> {
         Ok(BufWriter::with_capacity(
@@ -31,22 +44,20 @@ pub fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
     ] {
         let mut w = create(name)?;
         for line in lines {
-            writeln!(w, "{line}")?;
+            writeln!(w, "{}", stamp(line))?;
         }
         w.flush()?;
     }
     // The spans of the call graph, for scenarios whose calls fit in a few hundred MB.
-    let calls = scenario.topology.changes.len() as u64 * scenario.config.duration
-        / crate::scenario::CALL_EVERY;
-    if calls <= SPANS_MAX {
+    if scenario.calls() <= SPANS_MAX {
         let mut w = create("spans.jsonl")?;
         for line in scenario.spans() {
-            writeln!(w, "{line}")?;
+            writeln!(w, "{}", stamp(line))?;
         }
         w.flush()?;
     }
     let mut w = create("samples.jsonl")?;
-    paced(scenario.samples(), &mut w, rate)
+    paced(scenario.samples().map(stamp), &mut w, rate)
 }
 
 /// The most calls [`write_dir`] writes as spans (about 700 bytes each).
@@ -75,57 +86,20 @@ pub fn paced(
     out.flush()
 }
 
-/// Writes `lines` live (see [`live_schedule`]): each when the wall clock reaches its time.
+/// Writes `lines` live: each when the wall clock reaches its time (see [`crate::live::Clock`]),
+/// stamped with it.
 pub fn live(
     lines: impl Iterator<Item = String>,
     out: &mut impl Write,
-    start: Time,
-    speed: f64,
+    clock: crate::live::Clock,
 ) -> io::Result<()> {
-    for (due, line) in live_schedule(lines, start, speed) {
-        let now = wall_ms();
-        if due > now {
+    for line in lines {
+        let (due, line) = clock.restamp(&line);
+        if due > crate::live::wall_ms() {
             out.flush()?;
-            std::thread::sleep(Duration::from_millis(due - now));
+            crate::live::wait_until(due);
         }
         writeln!(out, "{line}")?;
     }
     out.flush()
-}
-
-/// `lines` live: a line stamped `t` (the scenario starting at `start`) is due when the wall clock
-/// reaches `start + (t - start) / speed`, and is stamped with that time. At `speed` 1 the
-/// scenario plays in real time; at `speed` N, N times faster, every line still stamped with the
-/// wall-clock time it is due at (the series' intervals shrink N times). A line without a
-/// timestamp is due at once, as it is. Each line with its due time; the caller waits for it.
-pub fn live_schedule(
-    lines: impl Iterator<Item = String>,
-    start: Time,
-    speed: f64,
-) -> impl Iterator<Item = (Time, String)> {
-    let speed = if speed > 0.0 { speed } else { 1.0 };
-    lines.map(move |line| {
-        let stamped = split_timestamp(&line).and_then(|(before, stamp, after)| {
-            let at = incidentflow_dataflows::time::parse_rfc3339(stamp).ok()?;
-            let due = start + (at.saturating_sub(start) as f64 / speed) as Time;
-            let stamp = incidentflow_dataflows::time::format_rfc3339(due);
-            Some((due, format!("{before}{stamp}{after}")))
-        });
-        stamped.unwrap_or((0, line))
-    })
-}
-
-/// The text of a line's `"timestamp":"..."` value, and what is before and after it.
-fn split_timestamp(line: &str) -> Option<(&str, &str, &str)> {
-    const KEY: &str = "\"timestamp\":\"";
-    let from = line.find(KEY)? + KEY.len();
-    let len = line[from..].find('"')?;
-    Some((&line[..from], &line[from..from + len], &line[from + len..]))
-}
-
-/// Milliseconds since the epoch, now.
-pub fn wall_ms() -> Time {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Time)
 }

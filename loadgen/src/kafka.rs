@@ -28,6 +28,8 @@ pub struct KafkaTarget {
     pub topology_topic: String,
     /// Deploys topic.
     pub deploys_topic: String,
+    /// Spans topic (OTLP JSON, the job's `kafka.spans_topic`); None: no spans are produced.
+    pub spans_topic: Option<String>,
     /// Partitions of the samples topic when this driver creates it.
     pub partitions: i32,
     /// Samples per message.
@@ -42,6 +44,7 @@ impl KafkaTarget {
             samples_topic: "raw.metrics".into(),
             topology_topic: "raw.topology".into(),
             deploys_topic: "raw.deploys".into(),
+            spans_topic: None,
             partitions: 4,
             batch: 200,
         }
@@ -169,34 +172,46 @@ impl Sender {
     }
 }
 
-/// Produces the scenario: topology and deploys first (one message per event), then the samples
-/// at `rate` samples per second (0: as fast as possible). Creates the topics when missing.
-/// Returns the number of samples produced.
+/// The topics a scenario is produced to, with their partitions: samples, topology, deploys,
+/// and the job's output and dead-letter topics, so that a first run can write to them.
+fn job_topics(target: &KafkaTarget) -> Vec<(String, i32)> {
+    [
+        (target.samples_topic.clone(), target.partitions),
+        (target.topology_topic.clone(), 1),
+        (target.deploys_topic.clone(), 1),
+        ("aiops.anomalies".into(), target.partitions),
+        ("aiops.incidents".into(), target.partitions),
+        (format!("{}.dlq", target.samples_topic), 1),
+        (format!("{}.dlq", target.topology_topic), 1),
+        (format!("{}.dlq", target.deploys_topic), 1),
+    ]
+    .into_iter()
+    .chain(target.spans_topic.iter().map(|t| (t.clone(), 1)))
+    .collect()
+}
+
+/// Produces the scenario: topology, deploys and spans (with a spans topic) first (one message
+/// per event), then the samples at `rate` samples per second (0: as fast as possible). Creates
+/// the topics when missing. Returns the number of samples produced.
 pub fn produce_scenario(
     scenario: &Scenario,
     target: &KafkaTarget,
     rate: u64,
 ) -> Result<u64, String> {
-    create_topics(
-        &target.brokers,
-        &[
-            (&target.samples_topic, target.partitions),
-            (&target.topology_topic, 1),
-            (&target.deploys_topic, 1),
-            // The job's output and dead-letter topics, so that a first run can write to them.
-            ("aiops.anomalies", target.partitions),
-            ("aiops.incidents", target.partitions),
-            (&format!("{}.dlq", target.samples_topic), 1),
-            (&format!("{}.dlq", target.topology_topic), 1),
-            (&format!("{}.dlq", target.deploys_topic), 1),
-        ],
-    )?;
+    let topics = job_topics(target);
+    let topics: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+    create_topics(&target.brokers, &topics)?;
     let mut sender = Sender::new(&target.brokers)?;
     for line in scenario.edges() {
         sender.send(&target.topology_topic, Some(0), "", line.as_bytes(), None)?;
     }
     for line in scenario.deploy_lines() {
         sender.send(&target.deploys_topic, Some(0), "", line.as_bytes(), None)?;
+    }
+    if let Some(topic) = &target.spans_topic {
+        for line in scenario.spans() {
+            sender.send(topic, Some(0), "", line.as_bytes(), None)?;
+        }
     }
     let samples = produce_samples(&mut sender, scenario.samples(), target, rate)?;
     sender.flush()?;
@@ -246,52 +261,57 @@ fn produce_samples(
     target: &KafkaTarget,
     rate: u64,
 ) -> Result<u64, String> {
-    let partitions = target.partitions.max(1) as usize;
-    let batch = target.batch.max(1);
-    // Per partition: the batch's key (batch = 1 only), its JSON lines, its size and the event
-    // time of its first sample (the message's timestamp).
-    struct Batch {
-        key: String,
-        buffer: Vec<u8>,
-        n: usize,
-        first: Option<u64>,
-    }
-    let mut pending: Vec<Batch> = (0..partitions)
-        .map(|_| Batch {
-            key: String::new(),
-            buffer: Vec::new(),
-            n: 0,
-            first: None,
-        })
-        .collect();
+    let mut batches = SampleBatches::new(target);
     let start = Instant::now();
-    let topic = &target.samples_topic;
     let mut count = 0u64;
-    let send = |sender: &mut Sender, p: usize, b: &mut Batch| -> Result<(), String> {
-        if b.n > 0 {
-            sender.send(topic, Some(p as i32), &b.key, &b.buffer, b.first)?;
-            b.buffer.clear();
-            b.n = 0;
-            b.first = None;
-        }
-        Ok(())
-    };
     for (i, line) in lines.enumerate() {
         count += 1;
         if rate > 0 && i % 256 == 0 {
             // Open loop: sample i is due at start + i / rate; what is held back goes out first.
-            for (p, b) in pending.iter_mut().enumerate() {
-                send(sender, p, b)?;
-            }
+            batches.send_all(sender)?;
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
         }
-        let (key, time) = sample_fields(&line);
-        let p = (fnv1a(key.as_bytes()) % partitions as u64) as usize;
-        let b = &mut pending[p];
+        batches.add(sender, &line)?;
+    }
+    batches.send_all(sender)?;
+    Ok(count)
+}
+
+/// Sample lines batched per partition of the samples topic, `batch` to a message.
+struct SampleBatches<'a> {
+    target: &'a KafkaTarget,
+    pending: Vec<Batch>,
+}
+
+/// One partition's batch: its key (batch = 1 only), its JSON lines, its size and the event time
+/// of its first sample (the message's timestamp).
+#[derive(Default)]
+struct Batch {
+    key: String,
+    buffer: Vec<u8>,
+    n: usize,
+    first: Option<u64>,
+}
+
+impl<'a> SampleBatches<'a> {
+    fn new(target: &'a KafkaTarget) -> Self {
+        let partitions = target.partitions.max(1) as usize;
+        SampleBatches {
+            target,
+            pending: (0..partitions).map(|_| Batch::default()).collect(),
+        }
+    }
+
+    /// Adds a line to its series' partition's batch, sending the batch once it is full.
+    fn add(&mut self, sender: &mut Sender, line: &str) -> Result<(), String> {
+        let (key, time) = sample_fields(line);
+        let p = (fnv1a(key.as_bytes()) % self.pending.len() as u64) as usize;
+        let batch = self.target.batch.max(1);
+        let b = &mut self.pending[p];
         if b.n == 0 {
             b.key = if batch == 1 { key } else { String::new() };
             b.first = time;
@@ -300,13 +320,82 @@ fn produce_samples(
         b.buffer.push(b'\n');
         b.n += 1;
         if b.n >= batch {
-            send(sender, p, b)?;
+            self.send(sender, p)?;
         }
+        Ok(())
     }
-    for (p, b) in pending.iter_mut().enumerate() {
-        send(sender, p, b)?;
+
+    fn send(&mut self, sender: &mut Sender, p: usize) -> Result<(), String> {
+        let b = &mut self.pending[p];
+        if b.n > 0 {
+            let topic = &self.target.samples_topic;
+            sender.send(topic, Some(p as i32), &b.key, &b.buffer, b.first)?;
+            b.buffer.clear();
+            b.n = 0;
+            b.first = None;
+        }
+        Ok(())
     }
-    Ok(count)
+
+    /// Sends every batch that holds a line.
+    fn send_all(&mut self, sender: &mut Sender) -> Result<(), String> {
+        (0..self.pending.len()).try_for_each(|p| self.send(sender, p))
+    }
+}
+
+/// What a live run produced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducedLive {
+    /// Samples produced.
+    pub samples: u64,
+    /// Topology edge changes produced.
+    pub edges: u64,
+    /// Deploys produced.
+    pub deploys: u64,
+    /// Span batches (lines of OTLP JSON) produced.
+    pub spans: u64,
+}
+
+/// Produces the scenario live on `clock` (see [`crate::live`]): samples, edges, deploys and
+/// (with a spans topic) spans, each restamped and produced to its topic when the wall clock
+/// reaches its time, the samples batched as [`produce_scenario`] does within what falls due
+/// together. Creates the topics when missing.
+pub fn produce_live(
+    scenario: &Scenario,
+    target: &KafkaTarget,
+    clock: crate::live::Clock,
+) -> Result<ProducedLive, String> {
+    use crate::live::Stream;
+    let spans_topic = target.spans_topic.as_deref();
+    let topics = job_topics(target);
+    let topics: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+    create_topics(&target.brokers, &topics)?;
+    let mut sender = Sender::new(&target.brokers)?;
+    let mut batches = SampleBatches::new(target);
+    let mut produced = ProducedLive::default();
+    for (due, stream, line) in crate::live::schedule(scenario, clock, spans_topic.is_some()) {
+        if due > crate::live::wall_ms() {
+            // What fell due goes out before the wait.
+            batches.send_all(&mut sender)?;
+            sender.producer.poll(Duration::ZERO);
+            crate::live::wait_until(due);
+        }
+        let (topic, count) = match stream {
+            Stream::Samples => {
+                batches.add(&mut sender, &line)?;
+                produced.samples += 1;
+                continue;
+            }
+            Stream::Topology => (target.topology_topic.as_str(), &mut produced.edges),
+            Stream::Deploys => (target.deploys_topic.as_str(), &mut produced.deploys),
+            Stream::Spans => (spans_topic.unwrap_or_default(), &mut produced.spans),
+        };
+        sender.send(topic, Some(0), "", line.as_bytes(), Some(due))?;
+        *count += 1;
+    }
+    batches.send_all(&mut sender)?;
+    sender.flush()?;
+    Ok(produced)
 }
 
 /// The tansu broker binary (the Kafka of the tests and benchmarks), if installed: on the PATH or

@@ -54,16 +54,22 @@ struct Args {
     /// the job's `--input remote-write://HOST:PORT`) in WriteRequests of 1,000 samples.
     #[arg(long, value_name = "URL", conflicts_with_all = ["out", "stdout", "kafka"])]
     remote_write: Option<String>,
-    /// Live (with --stdout or --remote-write): the scenario starts now, and each sample is sent
-    /// when the wall clock reaches its time, stamped with it; so the job's incidents are live (an
-    /// Alertmanager shows them firing, then resolved).
-    #[arg(long, conflicts_with_all = ["out", "kafka"])]
+    /// Live: the scenario starts now (or at --start) and every record is stamped with the
+    /// wall-clock time it falls at, so the job's incidents are live (an Alertmanager shows them
+    /// firing, then resolved). With --stdout or --remote-write each sample is sent when the wall
+    /// clock reaches its time; with --kafka the samples, edges, deploys and spans are produced to
+    /// their topics when they fall due; with --out the files of that live run are written at once
+    /// (give the same --start to the run that sends the samples).
+    #[arg(long)]
     live: bool,
-    /// With --live: play the scenario this many times faster, each sample still stamped with
-    /// the wall-clock time it is written at (a series sampled every minute is sampled every
-    /// minute / N).
+    /// With --live: play the scenario this many times faster, every record still stamped with
+    /// the wall-clock time it falls at (a series sampled every minute is sampled every minute / N).
     #[arg(long, default_value_t = 1.0, requires = "live")]
     speed: f64,
+    /// With --live: when the scenario starts (epoch seconds or RFC 3339) instead of now, so that
+    /// two runs (the files of a live run, and its samples) agree on every time.
+    #[arg(long, value_name = "TIME", requires = "live")]
+    start: Option<String>,
     /// Produce the scenario to Kafka instead (samples, topology and deploys to their topics,
     /// created when missing).
     #[arg(long, value_name = "HOSTS", conflicts_with_all = ["out", "stdout"])]
@@ -81,6 +87,10 @@ struct Args {
     topology_topic: String,
     #[arg(long, default_value = "raw.deploys")]
     deploys_topic: String,
+    /// The spans topic (OTLP JSON, the job's kafka.spans_topic), produced for scenarios of at most
+    /// 500,000 calls.
+    #[arg(long, default_value = "otlp_spans")]
+    spans_topic: String,
 }
 
 fn main() -> ExitCode {
@@ -104,7 +114,17 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
         ))
     })?;
     if args.live {
-        c.start = incidentflow_loadgen::files::wall_ms() / 1000 * 1000;
+        c.start = match &args.start {
+            None => incidentflow_loadgen::live::wall_ms() / 1000 * 1000,
+            Some(t) => match t.parse::<u64>() {
+                Ok(seconds) => seconds.saturating_mul(1000),
+                Err(_) => incidentflow_dataflows::time::parse_rfc3339(t).map_err(|_| {
+                    bad(format!(
+                        "--start {t:?}: give epoch seconds or an RFC 3339 time"
+                    ))
+                })?,
+            },
+        };
     }
     if let Some(d) = &args.duration {
         c.duration = parse_duration(d).map_err(bad)?;
@@ -129,20 +149,40 @@ fn config(args: &Args) -> io::Result<ScenarioConfig> {
 
 fn run(args: &Args) -> io::Result<()> {
     let scenario = Scenario::new(config(args)?);
+    let clock = args
+        .live
+        .then(|| incidentflow_loadgen::live::Clock::new(scenario.config.start, args.speed));
     if let Some(brokers) = &args.kafka {
         let target = incidentflow_loadgen::kafka::KafkaTarget {
             brokers: brokers.clone(),
             samples_topic: args.samples_topic.clone(),
             topology_topic: args.topology_topic.clone(),
             deploys_topic: args.deploys_topic.clone(),
+            spans_topic: (scenario.calls() <= incidentflow_loadgen::files::SPANS_MAX)
+                .then(|| args.spans_topic.clone()),
             partitions: args.partitions.max(1),
             batch: args.batch.max(1),
         };
         let started = Instant::now();
-        let samples = incidentflow_loadgen::kafka::produce_scenario(&scenario, &target, args.rate)
-            .map_err(io::Error::other)?;
+        let (samples, spans) = match clock {
+            Some(clock) => {
+                let produced = incidentflow_loadgen::kafka::produce_live(&scenario, &target, clock)
+                    .map_err(io::Error::other)?;
+                (produced.samples, produced.spans)
+            }
+            None => {
+                let samples =
+                    incidentflow_loadgen::kafka::produce_scenario(&scenario, &target, args.rate)
+                        .map_err(io::Error::other)?;
+                let spans = target
+                    .spans_topic
+                    .as_ref()
+                    .map_or(0, |_| scenario.spans().count());
+                (samples, spans as u64)
+            }
+        };
         eprintln!(
-            "incidentflow-loadgen: produced {samples} samples ({} series), {} edges and {} deploys to {} in {:.1}s",
+            "incidentflow-loadgen: produced {samples} samples ({} series), {} edges, {} deploys and {spans} span batches to {} in {:.1}s",
             scenario.series(),
             scenario.edges().count(),
             scenario.deploys.len(),
@@ -152,13 +192,11 @@ fn run(args: &Args) -> io::Result<()> {
         return Ok(());
     }
     if let Some(url) = &args.remote_write {
-        let sent = if args.live {
-            let start = scenario.config.start;
-            let schedule =
-                incidentflow_loadgen::files::live_schedule(scenario.samples(), start, args.speed);
-            incidentflow_loadgen::remote_write::send_live(schedule, url)?
-        } else {
-            incidentflow_loadgen::remote_write::send_all(scenario.samples(), url)?
+        let sent = match clock {
+            Some(clock) => {
+                incidentflow_loadgen::remote_write::send_live(scenario.samples(), clock, url)?
+            }
+            None => incidentflow_loadgen::remote_write::send_all(scenario.samples(), url)?,
         };
         eprintln!(
             "incidentflow-loadgen: sent {} samples to {url} ({} requests sent again after 5xx or 429)",
@@ -166,24 +204,17 @@ fn run(args: &Args) -> io::Result<()> {
         );
         return Ok(());
     }
-    if args.live && !args.stdout {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "--live goes with --stdout or --remote-write",
-        ));
-    }
-    match (&args.out, args.stdout) {
-        (Some(dir), _) => write_dir(&scenario, dir, args.rate),
-        (None, true) if args.live => {
+    match (&args.out, args.stdout, clock) {
+        (Some(dir), _, clock) => write_dir(&scenario, dir, args.rate, clock),
+        (None, true, Some(clock)) => {
             let out = io::stdout();
             incidentflow_loadgen::files::live(
                 scenario.samples(),
                 &mut BufWriter::with_capacity(1 << 16, out.lock()),
-                scenario.config.start,
-                args.speed,
+                clock,
             )
         }
-        (None, true) => {
+        (None, true, None) => {
             let out = io::stdout();
             incidentflow_loadgen::files::paced(
                 scenario.samples(),
@@ -191,17 +222,30 @@ fn run(args: &Args) -> io::Result<()> {
                 args.rate,
             )
         }
-        (None, false) => Err(io::Error::new(
+        (None, false, _) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "give --out DIR or --stdout",
+            "give --out DIR, --stdout, --kafka HOSTS or --remote-write URL",
         )),
     }
 }
 
-fn write_dir(scenario: &Scenario, dir: &Path, rate: u64) -> io::Result<()> {
-    incidentflow_loadgen::files::write_dir(scenario, dir, rate)?;
+fn write_dir(
+    scenario: &Scenario,
+    dir: &Path,
+    rate: u64,
+    live: Option<incidentflow_loadgen::live::Clock>,
+) -> io::Result<()> {
+    incidentflow_loadgen::files::write_dir_stamped(scenario, dir, rate, live)?;
+    let stamped = match live {
+        Some(clock) => format!(
+            ", stamped for a live run from {} at {}x",
+            incidentflow_dataflows::time::format_rfc3339(clock.start),
+            clock.speed
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "incidentflow-loadgen: wrote {} services, {} series, {} faults, {} deploys to {}",
+        "incidentflow-loadgen: wrote {} services, {} series, {} faults, {} deploys to {}{stamped}",
         scenario.topology.services.len(),
         scenario.series(),
         scenario.faults.len(),

@@ -196,22 +196,24 @@ pub fn send_all(lines: impl Iterator<Item = String>, url: &str) -> io::Result<Se
     })
 }
 
-/// Sends `schedule` (lines with their due wall-clock times, [`crate::files::live_schedule`])
-/// live: each request holds what fell due within a second (at most [`PER_REQUEST`] lines) and is
-/// sent when the next line is due later than that.
-pub fn send_live(schedule: impl Iterator<Item = (Time, String)>, url: &str) -> io::Result<Sent> {
+/// Sends `lines` live on `clock` (each restamped, see [`crate::live::Clock`]): each request holds
+/// what fell due within a second (at most [`PER_REQUEST`] lines) and is sent when the next line
+/// is due later than that.
+pub fn send_live(
+    lines: impl Iterator<Item = String>,
+    clock: crate::live::Clock,
+    url: &str,
+) -> io::Result<Sent> {
     let mut sender = Sender::new(url)?;
     let mut samples = 0;
     let mut batch: Vec<String> = Vec::with_capacity(PER_REQUEST);
     let mut batch_due: Time = 0;
-    for (due, line) in schedule {
+    for line in lines {
+        let (due, line) = clock.restamp(&line);
         if !batch.is_empty() && (due > batch_due + 1000 || batch.len() == PER_REQUEST) {
             samples += sender.send_batch(&mut batch)?;
         }
-        let now = crate::files::wall_ms();
-        if due > now {
-            std::thread::sleep(Duration::from_millis(due - now));
-        }
+        crate::live::wait_until(due);
         if batch.is_empty() {
             batch_due = due;
         }

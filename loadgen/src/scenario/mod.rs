@@ -99,6 +99,11 @@ impl Scenario {
         })
     }
 
+    /// About how many calls [`Scenario::spans`] holds (edge changes times the calls of a run).
+    pub fn calls(&self) -> u64 {
+        self.topology.changes.len() as u64 * self.config.duration / CALL_EVERY
+    }
+
     /// One call along every edge of the call graph each [`CALL_EVERY`] while the edge exists
     /// (from its add, on the minute, to before its removal), as OTLP JSON lines: the caller's
     /// client span and the callee's server span, its child. What the OpenTelemetry Collector's
