@@ -111,7 +111,9 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct RunArgs {
     /// Samples as JSON Lines: a file, - for standard input, or kafka for the samples topic; or
-    /// remote-write://HOST:PORT to receive Prometheus remote write. Omit to run the embedded demo.
+    /// remote-write://HOST:PORT to receive Prometheus remote write (in a cluster every process
+    /// listens there, or on its own of HOST:PORT,HOST:PORT,... in process-index order). Omit to
+    /// run the embedded demo.
     #[arg(long, value_name = "FILE|-|kafka|remote-write://HOST:PORT")]
     pub input: Option<Target>,
     /// Write anomalies as JSON Lines to FILE (- for standard output, kafka for the anomalies topic).

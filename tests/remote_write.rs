@@ -181,6 +181,68 @@ fn remote_write_gives_the_json_paths_anomalies_refuses_what_it_cannot_decode_and
     assert_eq!(n("valid"), sent as u64, "{s}");
 }
 
+/// In a cluster every process receives (`remote-write://A0,A1`: one address per process): half
+/// the requests to each process of 2 x 2 give the anomalies of the same samples as one file.
+#[test]
+fn every_process_of_a_cluster_receives_and_the_anomalies_are_the_files() {
+    let dir = scratch("remote-write-cluster");
+    let text = samples(&[("api", &[11, 12, 13]), ("db", &[9, 10, 11, 12])]);
+    std::fs::write(dir.join("samples.jsonl"), &text).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    succeeded(
+        incidentflow()
+            .args(["run", "--input", &p("samples.jsonl")])
+            .args(["--anomalies-out", &p("anomalies-json.jsonl")])
+            .output()
+            .unwrap(),
+    );
+    let addrs = [0, 1].map(|_| format!("127.0.0.1:{}", free_port()));
+    // Two addresses for one process: which would it take? Refused, saying why.
+    let wrong = incidentflow()
+        .args([
+            "run",
+            "--input",
+            &format!("remote-write://{},{}", addrs[0], addrs[1]),
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("one per process (1 here"), "{said}");
+    let args = [
+        "run",
+        "--input",
+        &format!("remote-write://{},{}", addrs[0], addrs[1]),
+        "--anomalies-out",
+        &p("anomalies.jsonl"),
+    ]
+    .map(String::from);
+    let mut cluster: Vec<KillOnDrop> = two_by_two(&dir, &args, "hosts.txt")
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut command)| {
+            let log = std::fs::File::create(dir.join(format!("job-{i}.log"))).unwrap();
+            KillOnDrop(command.stdout(Stdio::null()).stderr(log).spawn().unwrap())
+        })
+        .collect();
+    addrs.iter().for_each(|a| wait_listening(a));
+    for (i, request) in requests(&text).iter().enumerate() {
+        assert_eq!(post(&addrs[i % 2], &compressed(request), "snappy"), 204);
+    }
+    for job in &cluster {
+        sigterm(&job.0);
+    }
+    for (i, job) in cluster.iter_mut().enumerate() {
+        let status = job.0.wait().unwrap();
+        let log = std::fs::read_to_string(dir.join(format!("job-{i}.log"))).unwrap();
+        assert!(status.success(), "process {i}: {status}: {log}");
+        assert!(log.contains("receiving Prometheus remote write"), "{log}");
+    }
+    let anomalies = lines(&dir.join("anomalies.jsonl"));
+    assert!(anomalies.len() > 2, "{anomalies:?}");
+    assert_eq!(anomalies, lines(&dir.join("anomalies-json.jsonl")));
+}
+
 /// The load generator live into the job by remote write: a small scenario of 20 minutes played
 /// 400 times faster, every sample stamped with the wall clock and sent when due, all received.
 #[test]

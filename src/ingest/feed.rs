@@ -54,6 +54,8 @@ pub struct FeedSpec {
     pub read_from: Option<Time>,
     /// Where the Kafka partitions' progress bars are drawn (None: log lines).
     pub progress: Option<indicatif::MultiProgress>,
+    /// The index of this process's first worker: the one that reads its remote write receiver.
+    pub first_worker: usize,
 }
 
 /// Where a line came from: its source's name, its position, and its Kafka message's key.
@@ -200,7 +202,7 @@ impl<'a> Feed<'a> {
         }
         if let InputSource::RemoteWrite { queue, .. } = &self.spec.input {
             let queue = queue.clone();
-            if worker.index() == 0 {
+            if worker.index() == self.spec.first_worker {
                 self.run_remote_write(worker, inputs, probe, &queue);
             }
             return Ok(());

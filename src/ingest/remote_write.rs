@@ -14,8 +14,9 @@
 //! not a sample: it is counted and skipped, and the series, silent from then on, is forgotten
 //! after `[limits] forget_after`.
 //!
-//! The receiver listens in process 0 only; its requests enter the dataflow at worker 0 and are
-//! exchanged by series to the workers that own them, as every sample is.
+//! Every process of a cluster listens (on one address each, or all on the same one behind a load
+//! balancer); a process's requests enter the dataflow at its first worker, one partition with its
+//! own watermark, and are exchanged by series to the workers that own them, as every sample is.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,11 +94,6 @@ impl RemoteWriteQueue {
         let receiver = self.receiver.lock().unwrap_or_else(|p| p.into_inner());
         receiver.try_recv().ok()
     }
-}
-
-/// A queue that nothing fills (a process other than the first, where no receiver listens).
-pub fn unserved(capacity: usize) -> Arc<RemoteWriteQueue> {
-    Arc::new(RemoteWriteQueue::new(capacity))
 }
 
 /// What the handler reads.

@@ -70,8 +70,8 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
     let (feedback, live_silences) = follow_side_inputs(&args, &kafka, &client, &metrics)?;
     let demo = args.input.is_none();
     let leader = cluster.process_index == 0;
-    let input = match remote_write_address(&args) {
-        Some(addr) => receive_remote_write(addr, leader, &config, &metrics, &shutdown)?,
+    let input = match remote_write_address(&args, &cluster)? {
+        Some(addr) => receive_remote_write(&addr, &config, &metrics, &shutdown)?,
         None => input_source(&args, &kafka)?,
     };
     let (from, until) = replay_window(&args, &client)?;
@@ -152,6 +152,7 @@ pub fn run(args: RunArgs, shutdown: Shutdown) -> Result<(), JobError> {
                 until,
                 read_from,
                 progress: crate::ingest::progress::terminal_bars(),
+                first_worker: cluster.process_index * cluster.workers,
             },
             config,
             cluster,
@@ -310,30 +311,40 @@ fn follow_side_inputs(
     Ok((book, silences))
 }
 
-/// The address of `--input remote-write://HOST:PORT`, if that is the input.
-fn remote_write_address(args: &RunArgs) -> Option<&str> {
-    match &args.input {
-        Some(Target::File(path)) => path.to_str()?.strip_prefix("remote-write://"),
-        _ => None,
+/// The address this process receives remote write on, if that is the input:
+/// `--input remote-write://HOST:PORT` (every process listens there: one host each, behind a load
+/// balancer) or `remote-write://A0,A1,...` (one address per process, in process-index order).
+fn remote_write_address(args: &RunArgs, cluster: &Cluster) -> Result<Option<String>, JobError> {
+    let Some(Target::File(path)) = &args.input else {
+        return Ok(None);
+    };
+    let Some(list) = path
+        .to_str()
+        .and_then(|p| p.strip_prefix("remote-write://"))
+    else {
+        return Ok(None);
+    };
+    let addresses: Vec<&str> = list.split(',').map(str::trim).collect();
+    match addresses[..] {
+        [one] => Ok(Some(one.to_owned())),
+        _ if addresses.len() == cluster.processes => {
+            Ok(Some(addresses[cluster.process_index].to_owned()))
+        }
+        _ => Err(JobError::Usage(format!(
+            "--input remote-write://{list}: give one address (every process listens on it) or one per process ({} here, in process-index order)",
+            cluster.processes
+        ))),
     }
 }
 
-/// Starts the remote write receiver (process 0 only: the others read nothing).
+/// Starts this process's remote write receiver.
 fn receive_remote_write(
     addr: &str,
-    leader: bool,
     config: &JobConfig,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
 ) -> Result<InputSource, JobError> {
     let mapping = config.remote_write.clone();
-    if !leader {
-        let queue = crate::ingest::remote_write::unserved(mapping.queue);
-        return Ok(InputSource::RemoteWrite {
-            addr: addr.to_owned(),
-            queue,
-        });
-    }
     let (bound, queue) =
         crate::ingest::remote_write::serve(addr, mapping, metrics.clone(), shutdown.clone())
             .map_err(|e| {
@@ -473,7 +484,9 @@ fn print_results(
         print!("{}", anomaly_digest(outcome));
     }
     eprint!("{}", report.human());
-    if stopped && remote_write_address(args).is_some() {
+    if stopped
+        && matches!(&args.input, Some(Target::File(p)) if p.to_string_lossy().starts_with("remote-write://"))
+    {
         eprintln!("  stopped by a signal: every remote write request answered 204 was processed");
     } else if stopped {
         eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");

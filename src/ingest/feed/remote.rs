@@ -1,5 +1,6 @@
-//! Worker 0 reading the remote write receiver's queue (see `ingest::remote_write`): each request
-//! as a Kafka message is read, until a stop and an empty queue.
+//! A process's first worker reading its remote write receiver's queue (see
+//! `ingest::remote_write`): each request as a Kafka message is read, until a stop and an empty
+//! queue.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use super::{message_lines, oversized, Feed, Inputs, Origin, PartitionState};
 use crate::ingest::files::Partition;
 
 impl Feed<'_> {
-    /// Worker 0 reads the remote write receiver's requests, each as a Kafka message is read (its
+    /// The process's first worker reads its remote write receiver's requests, each as a Kafka message is read (its
     /// lines, its position: the request's number), until asked to stop and the queue is empty:
     /// a request the receiver answered 204 is processed (see `ingest::remote_write`).
     pub(super) fn run_remote_write(
