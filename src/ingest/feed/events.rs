@@ -174,14 +174,7 @@ impl Feed<'_> {
             self.stdin_events = Some((kind, follow_stdin(max_line)?));
             return Ok(());
         }
-        let mut reader = Partition {
-            index: 0,
-            start: 0,
-            end: u64::MAX,
-            first_line: 1,
-        }
-        .open(&InputSource::Stdin, max_line)
-        .map_err(|source| stdin_error(kind, source))?;
+        let mut reader = stdin_lines(max_line).map_err(|source| stdin_error(kind, source))?;
         let mut line = Vec::new();
         while let Some(info) = reader
             .next_line(&mut line)
@@ -355,13 +348,7 @@ fn follow_stdin(max_line: usize) -> Result<StdinLines, JobError> {
     std::thread::Builder::new()
         .name("stdin-events".into())
         .spawn(move || {
-            let partition = Partition {
-                index: 0,
-                start: 0,
-                end: u64::MAX,
-                first_line: 1,
-            };
-            let mut reader = match partition.open(&InputSource::Stdin, max_line) {
+            let mut reader = match stdin_lines(max_line) {
                 Ok(reader) => reader,
                 Err(e) => return tracing::warn!("cannot read standard input: {e}"),
             };
@@ -382,6 +369,17 @@ fn follow_stdin(max_line: usize) -> Result<StdinLines, JobError> {
         })
         .map_err(|e| JobError::Startup(format!("cannot start the standard input reader: {e}")))?;
     Ok(receiver)
+}
+
+/// Standard input's lines, each cut to `max_line` bytes.
+fn stdin_lines(max_line: usize) -> std::io::Result<crate::ingest::files::LineReader> {
+    let whole = Partition {
+        index: 0,
+        start: 0,
+        end: u64::MAX,
+        first_line: 1,
+    };
+    whole.open(&InputSource::Stdin, max_line)
 }
 
 fn stdin_error(kind: EventKind, source: std::io::Error) -> JobError {
