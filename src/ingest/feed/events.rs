@@ -14,8 +14,9 @@ use crate::ingest::files::{InputSource, LineInfo, Partition};
 use crate::ingest::topology::{is_yaml, static_yaml_topology};
 
 impl Feed<'_> {
-    /// Reads the topology and deploy files (worker 0 only; they are small) and puts every valid
-    /// event into the dataflow at its own time, refused lines into the dead-letter output.
+    /// Reads the topology, deploys and spans (worker 0 only; from files, topics or standard
+    /// input) and puts every valid event into the dataflow at its own time, refused lines into
+    /// the dead-letter output; sets up the following of topics and standard input when live.
     pub fn load_events(&mut self, inputs: &mut Inputs) -> Result<(), JobError> {
         let max_line = self.config.input.max_line_bytes as usize;
         let mut follow: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
@@ -26,63 +27,39 @@ impl Feed<'_> {
             InputSource::Path(_) | InputSource::Embedded { .. } => false,
         };
         self.events_on_stdin(inputs, live, max_line)?;
-        for (path, is_edges) in [(&self.spec.topology, true), (&self.spec.deploys, false)] {
-            let path = match path {
-                None | Some(Target::Stdio) => continue,
-                Some(Target::File(path)) => path,
+        let spec = self.spec;
+        for kind in EventKind::ALL {
+            match kind.target(spec) {
+                None | Some(Target::Stdio) => {}
                 Some(Target::Kafka) => {
-                    let kafka = &self.spec.kafka;
-                    let topic = if is_edges {
-                        &kafka.topology_topic
-                    } else {
-                        &kafka.deploys_topic
-                    };
-                    let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, topic)?;
-                    follow.push((topic.clone(), read.ends.clone()));
+                    let topic = kind.topic(&spec.kafka);
+                    let read = crate::ingest::kafka::read_to_end(&spec.kafka_client, topic)?;
+                    follow.push((topic.to_owned(), read.ends.clone()));
                     for m in read.messages {
                         let name = crate::kafka::source_name(topic, m.partition);
-                        for (info, line) in message_lines(&m.payload, m.offset, max_line) {
-                            let at = Origin {
-                                source: &name,
-                                info,
-                                key: m.key.as_deref(),
-                            };
-                            self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
-                        }
+                        let key = m.key.as_deref();
+                        self.load_message(inputs, kind, &name, &m.payload, m.offset, key);
                     }
-                    continue;
                 }
-            };
-            if is_edges && is_yaml(path) {
-                for e in static_yaml_topology(path)? {
-                    self.counts.read += 1;
-                    self.counts.topology += 1;
-                    self.counts.valid += 1;
-                    inputs.edges.update_at(e, 0, 1);
+                Some(Target::File(path)) if matches!(kind, EventKind::Edges) && is_yaml(path) => {
+                    for e in static_yaml_topology(path)? {
+                        self.counts.read += 1;
+                        self.counts.topology += 1;
+                        self.counts.valid += 1;
+                        inputs.edges.update_at(e, 0, 1);
+                    }
                 }
-                continue;
-            }
-            let what = if is_edges { "topology" } else { "deploys" };
-            read_lines(path, what, max_line, |at, line| {
-                self.load_event(inputs, is_edges, at, line, max_line)
-            })?;
-        }
-        match self.spec.spans.clone() {
-            None | Some(Target::Stdio) => {}
-            Some(Target::File(path)) => self.load_spans(inputs, &path, max_line)?,
-            Some(Target::Kafka) => {
-                let topic = self.spec.kafka.spans_topic.clone();
-                let read = crate::ingest::kafka::read_to_end(&self.spec.kafka_client, &topic)?;
-                follow.push((topic.clone(), read.ends.clone()));
-                for m in read.messages {
-                    let name = crate::kafka::source_name(&topic, m.partition);
-                    for (info, line) in message_lines(&m.payload, m.offset, max_line) {
-                        let at = Origin {
-                            source: &name,
-                            info,
-                            key: m.key.as_deref(),
-                        };
-                        self.load_span_line(inputs, at, &mut line.to_vec(), max_line);
+                Some(Target::File(path)) => {
+                    let source = InputSource::Path(path.clone());
+                    read_lines(&source, kind.name(), max_line, |at, line| {
+                        self.load_kind(inputs, kind, at, line, max_line)
+                    })?;
+                    if matches!(kind, EventKind::Spans) {
+                        tracing::info!(
+                            spans = %path.display(),
+                            "topology from traces: {} edges valid at the end of the file",
+                            self.span_edges.valid().count()
+                        );
                     }
                 }
             }
@@ -95,25 +72,6 @@ impl Feed<'_> {
                 &follow,
             )?);
         }
-        Ok(())
-    }
-
-    /// Derives the topology from the spans file (see `ingest::spans`): each line a batch of
-    /// spans, counted as one topology record, its edge changes into the dataflow at their times.
-    fn load_spans(
-        &mut self,
-        inputs: &mut Inputs,
-        path: &std::path::Path,
-        max_line: usize,
-    ) -> Result<(), JobError> {
-        read_lines(path, "spans", max_line, |at, line| {
-            self.load_span_line(inputs, at, line, max_line)
-        })?;
-        tracing::info!(
-            spans = %path.display(),
-            "topology from traces: {} edges valid at the end of the file",
-            self.span_edges.valid().count()
-        );
         Ok(())
     }
 
@@ -160,37 +118,41 @@ impl Feed<'_> {
         max_line: usize,
     ) -> Result<(), JobError> {
         // `run` has checked that at most one is, and that the samples are not.
-        let on_stdin = [
-            (&self.spec.topology, EventKind::Edges),
-            (&self.spec.deploys, EventKind::Deploys),
-            (&self.spec.spans, EventKind::Spans),
-        ]
-        .into_iter()
-        .find(|(target, _)| matches!(target, Some(Target::Stdio)));
-        let Some((_, kind)) = on_stdin else {
+        let spec = self.spec;
+        let on_stdin = EventKind::ALL
+            .into_iter()
+            .find(|kind| matches!(kind.target(spec), Some(Target::Stdio)));
+        let Some(kind) = on_stdin else {
             return Ok(());
         };
         if live {
-            self.stdin_events = Some((kind, follow_stdin(max_line)?));
+            self.stdin_events = Some((kind, follow_stdin(kind, max_line)?));
             return Ok(());
         }
-        let mut reader = stdin_lines(max_line).map_err(|source| stdin_error(kind, source))?;
-        let mut line = Vec::new();
-        while let Some(info) = reader
-            .next_line(&mut line)
-            .map_err(|source| stdin_error(kind, source))?
-        {
-            if info.oversized || !line.iter().all(u8::is_ascii_whitespace) {
-                self.load_kind(
-                    inputs,
-                    kind,
-                    Origin::line("stdin", info),
-                    &mut line,
-                    max_line,
-                );
-            }
+        read_lines(&InputSource::Stdin, kind.name(), max_line, |at, line| {
+            self.load_kind(inputs, kind, at, line, max_line)
+        })
+    }
+
+    /// The lines of a Kafka message of `kind`'s topic, each into the dataflow or dead-lettered.
+    fn load_message(
+        &mut self,
+        inputs: &mut Inputs,
+        kind: EventKind,
+        name: &str,
+        payload: &[u8],
+        offset: i64,
+        key: Option<&[u8]>,
+    ) {
+        let max_line = self.config.input.max_line_bytes as usize;
+        for (info, line) in message_lines(payload, offset, max_line) {
+            let at = Origin {
+                source: name,
+                info,
+                key,
+            };
+            self.load_kind(inputs, kind, at, &mut line.to_vec(), max_line);
         }
-        Ok(())
     }
 
     /// One event line of `kind` into the dataflow, or dead-lettered.
@@ -228,24 +190,16 @@ impl Feed<'_> {
         let Some(follower) = self.follower.take() else {
             return;
         };
-        let topology_topic = self.spec.kafka.topology_topic.clone();
-        let spans_topic = self.spec.kafka.spans_topic.clone();
+        let kafka = &self.spec.kafka;
         follower.drain(|m| {
-            let is_edges = m.topic == topology_topic;
-            let is_spans = m.topic == spans_topic;
+            let Some(kind) = EventKind::ALL
+                .into_iter()
+                .find(|k| k.topic(kafka) == m.topic)
+            else {
+                return;
+            };
             let name = crate::kafka::source_name(m.topic, m.partition);
-            for (info, line) in message_lines(m.payload, m.offset, max_line) {
-                let at = Origin {
-                    source: &name,
-                    info,
-                    key: m.key,
-                };
-                if is_spans {
-                    self.load_span_line(inputs, at, &mut line.to_vec(), max_line);
-                } else {
-                    self.load_event(inputs, is_edges, at, &mut line.to_vec(), max_line);
-                }
-            }
+            self.load_message(inputs, kind, &name, m.payload, m.offset, m.key);
         });
         self.follower = Some(follower);
     }
@@ -283,29 +237,31 @@ impl Feed<'_> {
     }
 }
 
-/// Reads a small file (an edge list, deploys, spans) whole, line by line: each line that is not
-/// blank handed to `on` with its position.
+/// Reads a small file (an edge list, deploys, spans) or standard input whole, line by line:
+/// each line that is not blank handed to `on` with its position.
 fn read_lines(
-    path: &std::path::Path,
+    source: &InputSource,
     what: &'static str,
     max_line: usize,
     mut on: impl FnMut(Origin<'_>, &mut Vec<u8>),
 ) -> Result<(), JobError> {
-    let source = InputSource::Path(path.to_path_buf());
     let name = source.name();
     let error = |source| JobError::Input {
         what,
         name: name.clone(),
         source,
     };
-    let len = std::fs::metadata(path).map_err(error)?.len();
+    let end = match source {
+        InputSource::Path(path) => std::fs::metadata(path).map_err(error)?.len(),
+        _ => u64::MAX,
+    };
     let mut reader = Partition {
         index: 0,
         start: 0,
-        end: len,
+        end,
         first_line: 1,
     }
-    .open(&source, max_line)
+    .open(source, max_line)
     .map_err(error)?;
     let mut line = Vec::new();
     while let Some(info) = reader.next_line(&mut line).map_err(error)? {
@@ -329,6 +285,27 @@ pub(super) enum EventKind {
 }
 
 impl EventKind {
+    const ALL: [EventKind; 3] = [EventKind::Edges, EventKind::Deploys, EventKind::Spans];
+
+    /// Where the job was told to read it.
+    fn target(self, spec: &super::FeedSpec) -> &Option<Target> {
+        match self {
+            EventKind::Edges => &spec.topology,
+            EventKind::Deploys => &spec.deploys,
+            EventKind::Spans => &spec.spans,
+        }
+    }
+
+    /// Its topic, as the job file names it.
+    fn topic(self, kafka: &crate::config::KafkaSection) -> &str {
+        match self {
+            EventKind::Edges => &kafka.topology_topic,
+            EventKind::Deploys => &kafka.deploys_topic,
+            EventKind::Spans => &kafka.spans_topic,
+        }
+    }
+
+    /// What it is called in errors.
     fn name(self) -> &'static str {
         match self {
             EventKind::Edges => "topology",
@@ -343,49 +320,20 @@ pub(super) type StdinLines = std::sync::mpsc::Receiver<(LineInfo, Vec<u8>)>;
 
 /// Reads standard input on a thread of its own, its non-blank lines handed over as they arrive
 /// (at most 4,096 waiting: a writer faster than the job waits).
-fn follow_stdin(max_line: usize) -> Result<StdinLines, JobError> {
+fn follow_stdin(kind: EventKind, max_line: usize) -> Result<StdinLines, JobError> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(4096);
     std::thread::Builder::new()
         .name("stdin-events".into())
         .spawn(move || {
-            let mut reader = match stdin_lines(max_line) {
-                Ok(reader) => reader,
-                Err(e) => return tracing::warn!("cannot read standard input: {e}"),
-            };
-            let mut line = Vec::new();
-            loop {
-                match reader.next_line(&mut line) {
-                    Ok(Some(info)) => {
-                        if (info.oversized || !line.iter().all(u8::is_ascii_whitespace))
-                            && sender.send((info, std::mem::take(&mut line))).is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(None) => return tracing::info!("standard input ended"),
-                    Err(e) => return tracing::warn!("cannot read standard input on: {e}"),
-                }
+            let read = read_lines(&InputSource::Stdin, kind.name(), max_line, |at, line| {
+                // Refused only once the feed has ended, when the process is ending too.
+                let _ = sender.send((at.info, std::mem::take(line)));
+            });
+            match read {
+                Ok(()) => tracing::info!("standard input ended"),
+                Err(e) => tracing::warn!("{e}"),
             }
         })
         .map_err(|e| JobError::Startup(format!("cannot start the standard input reader: {e}")))?;
     Ok(receiver)
-}
-
-/// Standard input's lines, each cut to `max_line` bytes.
-fn stdin_lines(max_line: usize) -> std::io::Result<crate::ingest::files::LineReader> {
-    let whole = Partition {
-        index: 0,
-        start: 0,
-        end: u64::MAX,
-        first_line: 1,
-    };
-    whole.open(&InputSource::Stdin, max_line)
-}
-
-fn stdin_error(kind: EventKind, source: std::io::Error) -> JobError {
-    JobError::Input {
-        what: kind.name(),
-        name: "stdin".into(),
-        source,
-    }
 }
