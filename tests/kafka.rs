@@ -49,7 +49,7 @@ fn a_scenario_through_kafka_equals_the_same_scenario_from_files() {
         ..KafkaTarget::new(&broker.address)
     };
     let produced = produce_scenario(&scenario, &target, 0).unwrap();
-    assert_eq!(produced, scenario.samples().count() as u64);
+    assert_eq!(produced.samples, scenario.samples().count() as u64);
     create_topics(&broker.address, &[("t.anomalies", 2), ("t.incidents", 2)]).unwrap();
     let config = job(&dir, "t");
     let p = |n: &str| dir.join(n).to_str().unwrap().to_string();

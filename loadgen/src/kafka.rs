@@ -192,30 +192,34 @@ fn job_topics(target: &KafkaTarget) -> Vec<(String, i32)> {
 
 /// Produces the scenario: topology, deploys and spans (with a spans topic) first (one message
 /// per event), then the samples at `rate` samples per second (0: as fast as possible). Creates
-/// the topics when missing. Returns the number of samples produced.
+/// the topics when missing. Returns what it produced.
 pub fn produce_scenario(
     scenario: &Scenario,
     target: &KafkaTarget,
     rate: u64,
-) -> Result<u64, String> {
+) -> Result<Produced, String> {
     let topics = job_topics(target);
     let topics: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
     create_topics(&target.brokers, &topics)?;
     let mut sender = Sender::new(&target.brokers)?;
+    let mut produced = Produced::default();
     for line in scenario.edges() {
         sender.send(&target.topology_topic, Some(0), "", line.as_bytes(), None)?;
+        produced.edges += 1;
     }
     for line in scenario.deploy_lines() {
         sender.send(&target.deploys_topic, Some(0), "", line.as_bytes(), None)?;
+        produced.deploys += 1;
     }
     if let Some(topic) = &target.spans_topic {
         for line in scenario.spans() {
             sender.send(topic, Some(0), "", line.as_bytes(), None)?;
+            produced.spans += 1;
         }
     }
-    let samples = produce_samples(&mut sender, scenario.samples(), target, rate)?;
+    produced.samples = produce_samples(&mut sender, scenario.samples(), target, rate)?;
     sender.flush()?;
-    Ok(samples)
+    Ok(produced)
 }
 
 /// Produces sample lines to the samples topic, batched per partition.
@@ -343,9 +347,9 @@ impl<'a> SampleBatches<'a> {
     }
 }
 
-/// What a live run produced.
+/// What a run of the driver produced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProducedLive {
+pub struct Produced {
     /// Samples produced.
     pub samples: u64,
     /// Topology edge changes produced.
@@ -364,7 +368,7 @@ pub fn produce_live(
     scenario: &Scenario,
     target: &KafkaTarget,
     clock: crate::live::Clock,
-) -> Result<ProducedLive, String> {
+) -> Result<Produced, String> {
     use crate::live::Stream;
     let spans_topic = target.spans_topic.as_deref();
     let topics = job_topics(target);
@@ -372,7 +376,7 @@ pub fn produce_live(
     create_topics(&target.brokers, &topics)?;
     let mut sender = Sender::new(&target.brokers)?;
     let mut batches = SampleBatches::new(target);
-    let mut produced = ProducedLive::default();
+    let mut produced = Produced::default();
     for (due, stream, line) in crate::live::schedule(scenario, clock, spans_topic.is_some()) {
         if due > crate::live::wall_ms() {
             // What fell due goes out before the wait.

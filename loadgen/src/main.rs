@@ -164,28 +164,18 @@ fn run(args: &Args) -> io::Result<()> {
             batch: args.batch.max(1),
         };
         let started = Instant::now();
-        let (samples, spans) = match clock {
-            Some(clock) => {
-                let produced = incidentflow_loadgen::kafka::produce_live(&scenario, &target, clock)
-                    .map_err(io::Error::other)?;
-                (produced.samples, produced.spans)
-            }
-            None => {
-                let samples =
-                    incidentflow_loadgen::kafka::produce_scenario(&scenario, &target, args.rate)
-                        .map_err(io::Error::other)?;
-                let spans = target
-                    .spans_topic
-                    .as_ref()
-                    .map_or(0, |_| scenario.spans().count());
-                (samples, spans as u64)
-            }
-        };
+        let produced = match clock {
+            Some(clock) => incidentflow_loadgen::kafka::produce_live(&scenario, &target, clock),
+            None => incidentflow_loadgen::kafka::produce_scenario(&scenario, &target, args.rate),
+        }
+        .map_err(io::Error::other)?;
         eprintln!(
-            "incidentflow-loadgen: produced {samples} samples ({} series), {} edges, {} deploys and {spans} span batches to {} in {:.1}s",
+            "incidentflow-loadgen: produced {} samples ({} series), {} edges, {} deploys and {} span batches to {} in {:.1}s",
+            produced.samples,
             scenario.series(),
-            scenario.edges().count(),
-            scenario.deploys.len(),
+            produced.edges,
+            produced.deploys,
+            produced.spans,
             brokers,
             started.elapsed().as_secs_f64()
         );
