@@ -315,13 +315,7 @@ fn follow_side_inputs(
 /// `--input remote-write://HOST:PORT` (every process listens there: one host each, behind a load
 /// balancer) or `remote-write://A0,A1,...` (one address per process, in process-index order).
 fn remote_write_address(args: &RunArgs, cluster: &Cluster) -> Result<Option<String>, JobError> {
-    let Some(Target::File(path)) = &args.input else {
-        return Ok(None);
-    };
-    let Some(list) = path
-        .to_str()
-        .and_then(|p| p.strip_prefix("remote-write://"))
-    else {
+    let Some(list) = remote_write_list(args) else {
         return Ok(None);
     };
     let addresses: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -334,6 +328,14 @@ fn remote_write_address(args: &RunArgs, cluster: &Cluster) -> Result<Option<Stri
             "--input remote-write://{list}: give one address (every process listens on it) or one per process ({} here, in process-index order)",
             cluster.processes
         ))),
+    }
+}
+
+/// What follows `remote-write://` in `--input`, if that is the input.
+fn remote_write_list(args: &RunArgs) -> Option<&str> {
+    match &args.input {
+        Some(Target::File(path)) => path.to_str()?.strip_prefix("remote-write://"),
+        _ => None,
     }
 }
 
@@ -484,9 +486,7 @@ fn print_results(
         print!("{}", anomaly_digest(outcome));
     }
     eprint!("{}", report.human());
-    if stopped
-        && matches!(&args.input, Some(Target::File(p)) if p.to_string_lossy().starts_with("remote-write://"))
-    {
+    if stopped && remote_write_list(args).is_some() {
         eprintln!("  stopped by a signal: every remote write request answered 204 was processed");
     } else if stopped {
         eprintln!("  stopped by a signal before the end of the input: run it again with the same --checkpoint to go on");
